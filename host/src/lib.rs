@@ -1,0 +1,5 @@
+//! regionsync: the host side of the region syncer. It owns every kind of
+//! I/O (gRPC streams, the embedded store, time, metrics) and asks the policy
+//! runtime for every decision.
+
+pub mod policy_runtime;

@@ -1,0 +1,351 @@
+//! The policy as a WebAssembly component, run by wasmtime.
+//!
+//! Containment is the point of this module: a component gets no imports (no
+//! WASI, no host functions), every call runs under an epoch deadline and a
+//! memory limit, and an instance that trapped is thrown away (a component
+//! instance may not be re-entered after a trap) and a fresh one is made from
+//! the pre-instantiated component on the next call. Instances live in a small
+//! pool so that concurrent callers do not queue behind one another, nor
+//! behind a call that is about to hit its deadline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use parking_lot::Mutex;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+
+use super::cache::{CacheOutcome, ComponentCache};
+use super::{
+    ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits, PolicyEngine, PolicyError,
+    PolicyInfo, RingView, Routing, SendStep, StreamView,
+};
+use regionsync_guest::CONTRACT_VERSION;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "policy",
+        path: "../wit",
+    });
+}
+
+use bindings::exports::regionsync::policy::decisions as wit;
+regionsync_guest::wit_conversions!(bindings::exports::regionsync::policy::decisions);
+
+/// The interface a policy component must export, at this host's version.
+pub fn contract_export() -> String {
+    format!("regionsync:policy/decisions@{CONTRACT_VERSION}")
+}
+
+/// One epoch tick; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Limits and caching for policy components.
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Wall-clock bound on one call.
+    pub deadline: Duration,
+    /// Bound on a component instance's linear memory.
+    pub memory_limit: usize,
+    /// Where precompiled components are kept across runs (none: memory only).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        WasmConfig {
+            deadline: Duration::from_millis(20),
+            memory_limit: 32 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The wasmtime engine, linker and component cache shared by every policy
+/// this process loads, and the thread that drives epoch deadlines.
+#[derive(Clone)]
+pub struct WasmRuntime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    config: WasmConfig,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmRuntime {
+    pub fn new(config: WasmConfig) -> anyhow::Result<Self> {
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        // Decisions are synchronous and tiny; without concurrency support a
+        // call costs about a third (WASM-NOTES).
+        cfg.concurrency_support(false);
+        let engine = Engine::new(&cfg).map_err(|e| anyhow!("{e}"))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("policy-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the policy deadline thread")?;
+        }
+        let linker = Linker::new(&engine);
+        let cache = ComponentCache::new(&engine, config.cache_dir.clone());
+        Ok(WasmRuntime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache,
+                config,
+                stop_ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &WasmConfig {
+        &self.inner.config
+    }
+
+    pub fn cache(&self) -> &ComponentCache {
+        &self.inner.cache
+    }
+
+    /// Load a component file.
+    pub fn load_file(&self, path: &Path) -> anyhow::Result<WasmPolicy> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read policy file {}", path.display()))?;
+        self.load(&bytes)
+            .with_context(|| format!("policy file {} refused", path.display()))
+    }
+
+    /// Compile (or fetch from cache), check the contract, instantiate and ask
+    /// `describe`.
+    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<WasmPolicy> {
+        self.load_traced(bytes).map(|(p, _)| p)
+    }
+
+    /// [`Self::load`], also telling where the compiled code came from.
+    pub fn load_traced(&self, bytes: &[u8]) -> anyhow::Result<(WasmPolicy, CacheOutcome)> {
+        let rt = &self.inner;
+        let (component, outcome) = rt
+            .cache
+            .get(&rt.engine, bytes)
+            .map_err(|e| anyhow!("not a valid WebAssembly component: {e:#}"))?;
+        check_contract(&rt.engine, &component)?;
+        let pre = rt
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("cannot link the component: {e:#}"))?;
+        let pre = bindings::PolicyPre::new(pre)
+            .map_err(|e| anyhow!("the component does not fit the policy world: {e:#}"))?;
+        let mut policy = WasmPolicy {
+            runtime: self.clone(),
+            pre,
+            pool: Mutex::new(Vec::new()),
+            info: PolicyInfo {
+                name: "(loading)".into(),
+                version: String::new(),
+            },
+        };
+        let info: PolicyInfo = policy
+            .call(|s, b| b.call_describe(s))
+            .map_err(|e| anyhow!("describe failed: {e}"))?
+            .into();
+        let printable =
+            |s: &str| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic());
+        if !printable(&info.name) || !printable(&info.version) {
+            bail!(
+                "describe gave an unusable name or version: {:?} {:?}",
+                info.name,
+                info.version
+            );
+        }
+        policy.info = info;
+        Ok((policy, outcome))
+    }
+}
+
+/// Refuse anything that is not a capability-free policy at our contract
+/// version, before running a single instruction of it.
+fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if !imports.is_empty() {
+        bail!("the component imports {imports:?}; a policy must import nothing");
+    }
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let want = contract_export();
+    if exports.contains(&want) {
+        return Ok(());
+    }
+    if let Some(other) = exports
+        .iter()
+        .find(|e| e.starts_with("regionsync:policy/decisions"))
+    {
+        let theirs = other.split_once('@').map_or("(unversioned)", |(_, v)| v);
+        bail!(
+            "the component was built against regionsync:policy@{theirs}, \
+             but this host speaks regionsync:policy@{CONTRACT_VERSION}"
+        );
+    }
+    bail!("the component does not export {want} (it exports {exports:?})");
+}
+
+/// Per-instance host state: only the memory limiter.
+struct HostState {
+    memory_limit: usize,
+    hit_memory_limit: bool,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit_memory_limit = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.memory_limit);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 10_000)
+    }
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: bindings::Policy,
+}
+
+/// A loaded policy component.
+pub struct WasmPolicy {
+    runtime: WasmRuntime,
+    pre: bindings::PolicyPre<HostState>,
+    pool: Mutex<Vec<Instance>>,
+    info: PolicyInfo,
+}
+
+impl WasmPolicy {
+    fn instantiate(&self) -> Result<Instance, PolicyError> {
+        let cfg = &self.runtime.inner.config;
+        let mut store = Store::new(
+            &self.runtime.inner.engine,
+            HostState {
+                memory_limit: cfg.memory_limit,
+                hit_memory_limit: false,
+            },
+        );
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(cfg.deadline));
+        match self.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Instance { store, bindings }),
+            Err(e) => Err(self.classify(e, &store)),
+        }
+    }
+
+    /// Run one export under the deadline; a failed instance is discarded.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<HostState>, &wit::Guest) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let pooled = self.pool.lock().pop();
+        let mut inst = match pooled {
+            Some(inst) => inst,
+            None => self.instantiate()?,
+        };
+        let deadline = deadline_ticks(self.runtime.inner.config.deadline);
+        inst.store.set_epoch_deadline(deadline);
+        let guest = inst.bindings.regionsync_policy_decisions();
+        match f(&mut inst.store, guest) {
+            Ok(r) => {
+                self.pool.lock().push(inst);
+                Ok(r)
+            }
+            Err(e) => Err(self.classify(e, &inst.store)),
+        }
+    }
+
+    fn classify(&self, e: wasmtime::Error, store: &Store<HostState>) -> PolicyError {
+        let cfg = &self.runtime.inner.config;
+        if store.data().hit_memory_limit {
+            PolicyError::Memory(cfg.memory_limit)
+        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            PolicyError::Deadline(cfg.deadline)
+        } else {
+            PolicyError::Trap(format!("{e:#}"))
+        }
+    }
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64
+}
+
+impl PolicyEngine for WasmPolicy {
+    fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+    fn route_request(&self, start_index: u64, ring: RingView) -> Result<Routing, PolicyError> {
+        self.call(|s, g| g.call_route_request(s, start_index, ring.into()))
+            .map(Into::into)
+    }
+    fn plan_send(&self, view: StreamView) -> Result<SendStep, PolicyError> {
+        self.call(|s, g| g.call_plan_send(s, view.into()))
+            .map(Into::into)
+    }
+    fn limits(&self) -> Result<FrameLimits, PolicyError> {
+        self.call(|s, g| g.call_limits(s)).map(Into::into)
+    }
+    fn admit_full_sync(&self, running: u32) -> Result<bool, PolicyError> {
+        self.call(|s, g| g.call_admit_full_sync(s, running))
+    }
+    fn on_connect(&self, state: FollowerState) -> Result<ConnectPlan, PolicyError> {
+        self.call(|s, g| g.call_on_connect(s, state.into()))
+            .map(Into::into)
+    }
+    fn on_frame(
+        &self,
+        state: FollowerState,
+        frame: FrameHeader,
+    ) -> Result<FrameDecision, PolicyError> {
+        self.call(|s, g| g.call_on_frame(s, state.into(), frame.into()))
+            .map(Into::into)
+    }
+    fn backoff(&self, attempt: u32, seed: u64) -> Result<u64, PolicyError> {
+        self.call(|s, g| g.call_backoff(s, attempt, seed))
+    }
+}
