@@ -103,7 +103,7 @@ fn ensure_target_installed() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let installed = libdir.as_deref().is_some_and(|d| has_core(d));
+    let installed = libdir.as_deref().is_some_and(has_core);
     if !installed {
         panic!(
             "the {TARGET} Rust target is not installed: run `rustup target add {TARGET}` (or ./setup)"

@@ -127,3 +127,13 @@ impl Policy {
         running < self.max_concurrent_full_syncs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn contract_version_matches_the_wit_package() {
+        let wit = include_str!("../../wit/policy.wit");
+        let want = format!("package regionsync:policy@{};", super::CONTRACT_VERSION);
+        assert!(wit.lines().any(|l| l.trim() == want), "wit/policy.wit does not declare {want}");
+    }
+}

@@ -236,9 +236,9 @@ impl PolicyRuntime {
         check: impl FnOnce(&T) -> Result<(), String>,
         safe: impl FnOnce() -> T,
     ) -> (T, bool) {
-        // Holding the Arc keeps the engine this call started on alive across
-        // a concurrent swap.
-        let engine = self.active.load_full();
+        // The guard keeps the engine this call started on alive across a
+        // concurrent swap.
+        let engine = self.active.load();
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let answer = ask(engine.as_ref().as_ref())
             .and_then(|t| check(&t).map(|()| t).map_err(PolicyError::Rejected));
@@ -378,33 +378,25 @@ fn self_check(engine: &dyn PolicyEngine) -> anyhow::Result<()> {
         next_index: 200,
         capacity: 100,
     };
-    let cases: [(u64, fn(&RouteAction) -> bool, &str); 4] = [
-        (
-            0,
-            |a| *a == RouteAction::FullSync,
-            "index 0 must be a full sync",
-        ),
-        (
-            200,
-            |a| *a == RouteAction::UpToDate,
-            "next index must be up to date",
-        ),
+    let cases = [
+        (0, RouteAction::FullSync, "index 0 must be a full sync"),
+        (200, RouteAction::UpToDate, "next index must be up to date"),
         (
             50,
-            |a| *a == RouteAction::FullSync,
+            RouteAction::FullSync,
             "behind the ring must be a full sync",
         ),
         (
             201,
-            |a| *a == RouteAction::FullSync,
+            RouteAction::FullSync,
             "ahead of the leader must be a full sync",
         ),
     ];
-    for (start, ok, what) in cases {
+    for (start, want, what) in cases {
         let r = engine
             .route_request(start, ring)
             .map_err(|e| fail(format!("route-request({start}) {e}")))?;
-        if !ok(&r.action) {
+        if r.action != want {
             return Err(fail(format!("{what}, got {:?}", r.action)));
         }
         validate::routing(start, ring, &r).map_err(fail)?;

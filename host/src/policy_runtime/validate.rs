@@ -182,9 +182,8 @@ pub fn frame_decision(
                 after.next_index, after.complete
             ));
         }
-        if !d.record_history
-            && !(before.phase == FollowerPhase::Snapshot && frame.region_count == 0)
-        {
+        let completion = before.phase == FollowerPhase::Snapshot && frame.region_count == 0;
+        if !(d.record_history || completion) {
             return Err("an index may be claimed only by history or a completion frame".into());
         }
     } else if after.next_index != before.next_index && !d.reset_store {

@@ -4,8 +4,8 @@
 //! WASI, no host functions), every call runs under an epoch deadline and a
 //! memory limit, and an instance that trapped is thrown away (a component
 //! instance may not be re-entered after a trap) and a fresh one is made from
-//! the pre-instantiated component on the next call. Instances live in a small
-//! pool so that concurrent callers do not queue behind one another, nor
+//! the pre-instantiated component on the next call. Instances live in a few
+//! slots so that concurrent callers rarely queue behind one another, or
 //! behind a call that is about to hit its deadline.
 
 use std::path::Path;
@@ -159,7 +159,7 @@ impl WasmRuntime {
         let mut policy = WasmPolicy {
             runtime: self.clone(),
             pre,
-            pool: Mutex::new(Vec::new()),
+            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
             info: PolicyInfo {
                 name: "(loading)".into(),
                 version: String::new(),
@@ -254,9 +254,13 @@ struct Instance {
 pub struct WasmPolicy {
     runtime: WasmRuntime,
     pre: bindings::PolicyPre<HostState>,
-    pool: Mutex<Vec<Instance>>,
+    /// Instances, made on first use; a slot is emptied when its instance fails.
+    slots: Box<[Mutex<Option<Instance>>]>,
     info: PolicyInfo,
 }
+
+/// Concurrent calls that get an instance of their own.
+const SLOTS: usize = 4;
 
 impl WasmPolicy {
     fn instantiate(&self) -> Result<Instance, PolicyError> {
@@ -278,24 +282,33 @@ impl WasmPolicy {
     }
 
     /// Run one export under the deadline; a failed instance is discarded.
+    ///
+    /// The slot stays locked for the whole call: one lock round trip per
+    /// call, and a caller only waits when every slot is busy.
     fn call<R>(
         &self,
         f: impl FnOnce(&mut Store<HostState>, &wit::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
-        let pooled = self.pool.lock().pop();
-        let mut inst = match pooled {
+        let mut slot = self
+            .slots
+            .iter()
+            .find_map(|s| s.try_lock())
+            .unwrap_or_else(|| self.slots[0].lock());
+        let inst = match &mut *slot {
             Some(inst) => inst,
-            None => self.instantiate()?,
+            empty => empty.insert(self.instantiate()?),
         };
-        let deadline = deadline_ticks(self.runtime.inner.config.deadline);
-        inst.store.set_epoch_deadline(deadline);
+        inst.store
+            .set_epoch_deadline(deadline_ticks(self.runtime.inner.config.deadline));
         let guest = inst.bindings.regionsync_policy_decisions();
         match f(&mut inst.store, guest) {
-            Ok(r) => {
-                self.pool.lock().push(inst);
-                Ok(r)
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let err = self.classify(e, &inst.store);
+                // A component instance may not be re-entered after a trap.
+                *slot = None;
+                Err(err)
             }
-            Err(e) => Err(self.classify(e, &inst.store)),
         }
     }
 
