@@ -2,4 +2,8 @@
 //! I/O (gRPC streams, the embedded store, time, metrics) and asks the policy
 //! runtime for every decision.
 
+pub mod digest;
+pub mod history;
 pub mod policy_runtime;
+pub mod region_store;
+pub mod storage;

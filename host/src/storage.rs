@@ -1,0 +1,300 @@
+//! Durable state in an embedded redb database under `--data-dir`: the
+//! regions, the next index, the kept cluster id and the sync-complete marker.
+//!
+//! Every change goes through one [`WriteBatch`] committed as one redb
+//! transaction, so regions, index and marker can never disagree on disk: a
+//! store that claims an index holds all of that index's regions. A full sync
+//! starts with a batch that clears the regions and the marker together, and
+//! only the completion batch sets the marker again (SPEC §3).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use prost::Message;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use regionsync_proto::metapb::Region;
+
+/// id -> leader peer id (8 bytes, little endian) then the region's encoding.
+const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Bump when the meaning of the tables changes; an older store is refused
+/// with a clear error rather than misread.
+pub const LAYOUT_VERSION: u64 = 1;
+
+const KEY_LAYOUT: &str = "layout_version";
+const KEY_NEXT_INDEX: &str = "next_index";
+const KEY_CLUSTER_ID: &str = "cluster_id";
+const KEY_COMPLETE: &str = "complete";
+
+pub const FILE_NAME: &str = "regionsync.redb";
+
+/// What the store says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    pub next_index: u64,
+    pub cluster_id: Option<u64>,
+    /// The regions form a complete set for `next_index`.
+    pub complete: bool,
+}
+
+/// One atomic change of the durable state.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    /// Remove every region first (a full sync starts).
+    pub reset: bool,
+    /// (id, leader peer id, region encoding).
+    pub puts: Vec<(u64, u64, Vec<u8>)>,
+    pub deletes: Vec<u64>,
+    pub next_index: Option<u64>,
+    pub complete: Option<bool>,
+    pub cluster_id: Option<u64>,
+    /// fsync before returning. Without it the batch may be lost in a crash,
+    /// never torn; use it only where a lost batch is harmless (a full sync's
+    /// data, which an incomplete marker already disowns).
+    pub durable: bool,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, region: &Region, leader_id: u64) {
+        self.puts.push((region.id, leader_id, region.encode_to_vec()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.reset
+            && self.puts.is_empty()
+            && self.deletes.is_empty()
+            && self.next_index.is_none()
+            && self.complete.is_none()
+            && self.cluster_id.is_none()
+    }
+}
+
+pub struct Storage {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Storage {
+    /// Open (or create) the store in `dir`, refusing another layout.
+    pub fn open(dir: &Path) -> anyhow::Result<Storage> {
+        if dir.exists() && !dir.is_dir() {
+            bail!("data directory {} is a file, not a directory", dir.display());
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let path = dir.join(FILE_NAME);
+        let mut builder = Database::builder();
+        // Regions live in memory already; the page cache only needs to
+        // carry the write path.
+        builder.set_cache_size(64 << 20);
+        let db = builder
+            .create(&path)
+            .map_err(|e| anyhow!("cannot open store {}: {e}", path.display()))?;
+        let storage = Storage { db, path };
+        storage.check_layout()?;
+        Ok(storage)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_layout(&self) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(KEY_LAYOUT)?.map(|v| v.value());
+            let has_regions = txn.open_table(REGIONS)?.first()?.is_some();
+            match found {
+                Some(LAYOUT_VERSION) => {}
+                Some(other) => bail!(
+                    "store {} has layout version {other}, this build reads version {LAYOUT_VERSION}",
+                    self.path.display()
+                ),
+                None if has_regions => bail!(
+                    "store {} has regions but no layout version (an older layout); \
+                     move it away to start afresh",
+                    self.path.display()
+                ),
+                None => {
+                    meta.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn meta(&self) -> anyhow::Result<Meta> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let get = |k| -> anyhow::Result<Option<u64>> { Ok(meta.get(k)?.map(|v| v.value())) };
+        Ok(Meta {
+            next_index: get(KEY_NEXT_INDEX)?.unwrap_or(0),
+            cluster_id: get(KEY_CLUSTER_ID)?,
+            complete: get(KEY_COMPLETE)? == Some(1),
+        })
+    }
+
+    /// Every stored region with its leader peer id. A record that does not
+    /// decode is an error naming it, not a panic.
+    pub fn load_regions(&self, mut f: impl FnMut(Region, u64)) -> anyhow::Result<usize> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REGIONS)?;
+        let mut n = 0;
+        for entry in table.iter()? {
+            let (id, value) = entry?;
+            let (id, value) = (id.value(), value.value());
+            if value.len() < 8 {
+                bail!("store {}: region {id} is truncated", self.path.display());
+            }
+            let leader = u64::from_le_bytes(value[..8].try_into().unwrap());
+            let region = Region::decode(&value[8..]).map_err(|e| {
+                anyhow!("store {}: region {id} does not decode: {e}", self.path.display())
+            })?;
+            if region.id != id {
+                bail!("store {}: region under key {id} says id {}", self.path.display(), region.id);
+            }
+            f(region, leader);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Apply one batch as one transaction.
+    pub fn write(&self, batch: &WriteBatch) -> anyhow::Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if batch.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        {
+            if batch.reset {
+                txn.delete_table(REGIONS)?;
+            }
+            let mut regions = txn.open_table(REGIONS)?;
+            let mut value = Vec::new();
+            for (id, leader, blob) in &batch.puts {
+                value.clear();
+                value.extend_from_slice(&leader.to_le_bytes());
+                value.extend_from_slice(blob);
+                regions.insert(*id, value.as_slice())?;
+            }
+            for id in &batch.deletes {
+                regions.remove(*id)?;
+            }
+            let mut meta = txn.open_table(META)?;
+            if let Some(i) = batch.next_index {
+                meta.insert(KEY_NEXT_INDEX, i)?;
+            }
+            if let Some(c) = batch.complete {
+                meta.insert(KEY_COMPLETE, u64::from(c))?;
+            }
+            if let Some(id) = batch.cluster_id {
+                meta.insert(KEY_CLUSTER_ID, id)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(id: u64) -> Region {
+        Region {
+            id,
+            start_key: vec![id as u8],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_survive_reopen_and_reset_clears_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path()).unwrap();
+            assert_eq!(s.meta().unwrap(), Meta::default());
+            let mut b = WriteBatch {
+                next_index: Some(7),
+                complete: Some(true),
+                cluster_id: Some(42),
+                durable: true,
+                ..Default::default()
+            };
+            b.put(&region(1), 10);
+            b.put(&region(2), 0);
+            s.write(&b).unwrap();
+            let mut d = WriteBatch {
+                deletes: vec![2],
+                durable: true,
+                ..Default::default()
+            };
+            d.put(&region(3), 30);
+            s.write(&d).unwrap();
+        }
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(
+            s.meta().unwrap(),
+            Meta {
+                next_index: 7,
+                cluster_id: Some(42),
+                complete: true
+            }
+        );
+        let mut got = Vec::new();
+        s.load_regions(|r, l| got.push((r.id, l))).unwrap();
+        assert_eq!(got, vec![(1, 10), (3, 30)]);
+        s.write(&WriteBatch {
+            reset: true,
+            complete: Some(false),
+            next_index: Some(0),
+            durable: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.load_regions(|_, _| {}).unwrap(), 0);
+        assert!(!s.meta().unwrap().complete);
+        assert_eq!(s.meta().unwrap().cluster_id, Some(42));
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let err = Storage::open(f.path()).err().unwrap().to_string();
+        assert!(err.contains("is a file"), "{err}");
+    }
+
+    #[test]
+    fn another_layout_is_refused_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path()).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(KEY_LAYOUT, 99).unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Storage::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("layout version 99"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"this is not a database at all").unwrap();
+        let err = format!("{:#}", Storage::open(dir.path()).err().unwrap());
+        assert!(err.contains("cannot open store"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path()).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(REGIONS).unwrap().insert(5, &[1u8, 2, 3][..]).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Storage::open(dir.path()).unwrap();
+        let err = s.load_regions(|_, _| {}).unwrap_err().to_string();
+        assert!(err.contains("region 5 is truncated"), "{err}");
+    }
+}
