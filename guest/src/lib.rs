@@ -134,6 +134,9 @@ mod tests {
     fn contract_version_matches_the_wit_package() {
         let wit = include_str!("../../wit/policy.wit");
         let want = format!("package regionsync:policy@{};", super::CONTRACT_VERSION);
-        assert!(wit.lines().any(|l| l.trim() == want), "wit/policy.wit does not declare {want}");
+        assert!(
+            wit.lines().any(|l| l.trim() == want),
+            "wit/policy.wit does not declare {want}"
+        );
     }
 }

@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn moving_bytes_between_keys_changes_the_hash() {
-        assert_ne!(region_hash(&region(1, b"ab", b"c")), region_hash(&region(1, b"a", b"bc")));
+        assert_ne!(
+            region_hash(&region(1, b"ab", b"c")),
+            region_hash(&region(1, b"a", b"bc"))
+        );
         let mut r = region(1, b"a", b"b");
         let before = region_hash(&r);
         r.peers[0].store_id = 2;

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use prost::Message;
+use regionsync_guest::RingView;
 use regionsync_proto::metapb::{Peer, Region};
 use regionsync_proto::pdpb::RegionStat;
-use regionsync_guest::RingView;
 
 /// One accepted change: the region as it became, with its leader and flow.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,8 +177,15 @@ mod tests {
         for id in 0..5 {
             assert_eq!(ring.push(rec(id)), 10 + id);
         }
-        assert_eq!((ring.first_index(), ring.next_index(), ring.len()), (12, 15, 3));
-        let got: Vec<u64> = ring.read(12, 10, usize::MAX).iter().map(|r| r.region.id).collect();
+        assert_eq!(
+            (ring.first_index(), ring.next_index(), ring.len()),
+            (12, 15, 3)
+        );
+        let got: Vec<u64> = ring
+            .read(12, 10, usize::MAX)
+            .iter()
+            .map(|r| r.region.id)
+            .collect();
         assert_eq!(got, vec![2, 3, 4]);
         assert!(ring.read(11, 10, usize::MAX).is_empty());
         assert!(ring.read(15, 10, usize::MAX).is_empty());

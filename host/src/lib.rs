@@ -4,6 +4,9 @@
 
 pub mod digest;
 pub mod history;
+pub mod leader;
 pub mod policy_runtime;
 pub mod region_store;
+pub mod server;
+pub mod service;
 pub mod storage;

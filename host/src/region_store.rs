@@ -311,11 +311,20 @@ mod tests {
     #[test]
     fn split_replaces_the_parent_and_merge_removes_the_children() {
         let mut s = RegionStore::new();
-        assert_eq!(s.apply(&region(1, "", "", 1, 1), 0, 0), Outcome::Applied { removed: vec![] });
+        assert_eq!(
+            s.apply(&region(1, "", "", 1, 1), 0, 0),
+            Outcome::Applied { removed: vec![] }
+        );
         // Split: 1 keeps [a.., m), 2 takes [m, ..).
-        assert!(matches!(s.apply(&region(2, "m", "", 2, 1), 0, 0), Outcome::Applied { .. }));
+        assert!(matches!(
+            s.apply(&region(2, "m", "", 2, 1), 0, 0),
+            Outcome::Applied { .. }
+        ));
         assert_eq!(ids(&s), vec![2], "the parent overlapped the new right half");
-        assert!(matches!(s.apply(&region(1, "", "m", 2, 1), 0, 0), Outcome::Applied { .. }));
+        assert!(matches!(
+            s.apply(&region(1, "", "m", 2, 1), 0, 0),
+            Outcome::Applied { .. }
+        ));
         assert_eq!(ids(&s), vec![1, 2]);
         // Merge: 1 absorbs 2.
         assert_eq!(
@@ -411,10 +420,18 @@ mod tests {
 
     #[test]
     fn malformed_regions_are_named_with_the_reason() {
-        assert!(check_region(&region(0, "a", "b", 1, 1)).unwrap_err().contains("id 0"));
+        assert!(
+            check_region(&region(0, "a", "b", 1, 1))
+                .unwrap_err()
+                .contains("id 0")
+        );
         let mut r = region(5, "a", "b", 1, 1);
         r.peers.clear();
-        assert!(check_region(&r).unwrap_err().contains("region 5 has no peers"));
+        assert!(
+            check_region(&r)
+                .unwrap_err()
+                .contains("region 5 has no peers")
+        );
         let err = check_region(&region(6, "b", "a", 1, 1)).unwrap_err();
         assert!(err.contains("region 6") && err.contains(">="), "{err}");
         assert!(check_region(&region(7, "b", "", 1, 1)).is_ok());

@@ -43,9 +43,10 @@ pub struct Meta {
 pub struct WriteBatch {
     /// Remove every region first (a full sync starts).
     pub reset: bool,
-    /// (id, leader peer id, region encoding).
-    pub puts: Vec<(u64, u64, Vec<u8>)>,
-    pub deletes: Vec<u64>,
+    /// Region writes, applied in order: a region removed and re-added in
+    /// one batch must end up present (a pending write reordered after a
+    /// delete once brought a removed region back in PD).
+    pub ops: Vec<RegionOp>,
     pub next_index: Option<u64>,
     pub complete: Option<bool>,
     pub cluster_id: Option<u64>,
@@ -55,15 +56,26 @@ pub struct WriteBatch {
     pub durable: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionOp {
+    /// (id, leader peer id, region encoding).
+    Put(u64, u64, Vec<u8>),
+    Delete(u64),
+}
+
 impl WriteBatch {
     pub fn put(&mut self, region: &Region, leader_id: u64) {
-        self.puts.push((region.id, leader_id, region.encode_to_vec()));
+        self.ops
+            .push(RegionOp::Put(region.id, leader_id, region.encode_to_vec()));
+    }
+
+    pub fn delete(&mut self, id: u64) {
+        self.ops.push(RegionOp::Delete(id));
     }
 
     pub fn is_empty(&self) -> bool {
         !self.reset
-            && self.puts.is_empty()
-            && self.deletes.is_empty()
+            && self.ops.is_empty()
             && self.next_index.is_none()
             && self.complete.is_none()
             && self.cluster_id.is_none()
@@ -79,7 +91,10 @@ impl Storage {
     /// Open (or create) the store in `dir`, refusing another layout.
     pub fn open(dir: &Path) -> anyhow::Result<Storage> {
         if dir.exists() && !dir.is_dir() {
-            bail!("data directory {} is a file, not a directory", dir.display());
+            bail!(
+                "data directory {} is a file, not a directory",
+                dir.display()
+            );
         }
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
@@ -151,10 +166,17 @@ impl Storage {
             }
             let leader = u64::from_le_bytes(value[..8].try_into().unwrap());
             let region = Region::decode(&value[8..]).map_err(|e| {
-                anyhow!("store {}: region {id} does not decode: {e}", self.path.display())
+                anyhow!(
+                    "store {}: region {id} does not decode: {e}",
+                    self.path.display()
+                )
             })?;
             if region.id != id {
-                bail!("store {}: region under key {id} says id {}", self.path.display(), region.id);
+                bail!(
+                    "store {}: region under key {id} says id {}",
+                    self.path.display(),
+                    region.id
+                );
             }
             f(region, leader);
             n += 1;
@@ -176,14 +198,18 @@ impl Storage {
             }
             let mut regions = txn.open_table(REGIONS)?;
             let mut value = Vec::new();
-            for (id, leader, blob) in &batch.puts {
-                value.clear();
-                value.extend_from_slice(&leader.to_le_bytes());
-                value.extend_from_slice(blob);
-                regions.insert(*id, value.as_slice())?;
-            }
-            for id in &batch.deletes {
-                regions.remove(*id)?;
+            for op in &batch.ops {
+                match op {
+                    RegionOp::Put(id, leader, blob) => {
+                        value.clear();
+                        value.extend_from_slice(&leader.to_le_bytes());
+                        value.extend_from_slice(blob);
+                        regions.insert(*id, value.as_slice())?;
+                    }
+                    RegionOp::Delete(id) => {
+                        regions.remove(*id)?;
+                    }
+                }
             }
             let mut meta = txn.open_table(META)?;
             if let Some(i) = batch.next_index {
@@ -230,11 +256,14 @@ mod tests {
             b.put(&region(2), 0);
             s.write(&b).unwrap();
             let mut d = WriteBatch {
-                deletes: vec![2],
                 durable: true,
                 ..Default::default()
             };
+            d.delete(2);
             d.put(&region(3), 30);
+            // Removed and re-added in one batch: present afterwards.
+            d.delete(1);
+            d.put(&region(1), 10);
             s.write(&d).unwrap();
         }
         let s = Storage::open(dir.path()).unwrap();
@@ -275,7 +304,10 @@ mod tests {
         {
             let s = Storage::open(dir.path()).unwrap();
             let txn = s.db.begin_write().unwrap();
-            txn.open_table(META).unwrap().insert(KEY_LAYOUT, 99).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(KEY_LAYOUT, 99)
+                .unwrap();
             txn.commit().unwrap();
         }
         let err = Storage::open(dir.path()).err().unwrap().to_string();
@@ -290,7 +322,10 @@ mod tests {
         {
             let s = Storage::open(dir.path()).unwrap();
             let txn = s.db.begin_write().unwrap();
-            txn.open_table(REGIONS).unwrap().insert(5, &[1u8, 2, 3][..]).unwrap();
+            txn.open_table(REGIONS)
+                .unwrap()
+                .insert(5, &[1u8, 2, 3][..])
+                .unwrap();
             txn.commit().unwrap();
         }
         let s = Storage::open(dir.path()).unwrap();

@@ -1,0 +1,57 @@
+//! Building `SyncRegionResponse` frames (SPEC §1-§2). The arrays regions /
+//! region_stats / region_leaders are index-aligned; a snapshot frame carries
+//! no stats (a receiver uses stats only when their length matches).
+
+use std::sync::Arc;
+
+use regionsync_proto::pdpb::{ErrorType, ResponseHeader, SyncRegionResponse};
+
+use crate::history::Record;
+use crate::region_store::StoredRegion;
+
+pub fn header(cluster_id: u64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        cluster_id,
+        error: None,
+    })
+}
+
+/// No regions: up to date, caught up, completion, or keepalive.
+pub fn empty(cluster_id: u64, start_index: u64) -> SyncRegionResponse {
+    SyncRegionResponse {
+        header: header(cluster_id),
+        start_index,
+        ..Default::default()
+    }
+}
+
+/// The frame every stream gets when the leader stops.
+pub fn stopped(cluster_id: u64) -> SyncRegionResponse {
+    SyncRegionResponse {
+        header: Some(ResponseHeader {
+            cluster_id,
+            error: Some(regionsync_proto::pdpb::Error {
+                r#type: ErrorType::Unknown as i32,
+                message: "server stopped".into(),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Snapshot frame: `position` is the index of its first region in the snapshot.
+pub fn snapshot(cluster_id: u64, position: u64, regions: Vec<StoredRegion>) -> SyncRegionResponse {
+    let mut frame = empty(cluster_id, position);
+    frame.region_leaders = regions.iter().map(|r| r.leader).collect();
+    frame.regions = regions.into_iter().map(|r| r.region).collect();
+    frame
+}
+
+/// History frame: `start_index` is the index of its first record.
+pub fn records(cluster_id: u64, start_index: u64, records: &[Arc<Record>]) -> SyncRegionResponse {
+    let mut frame = empty(cluster_id, start_index);
+    frame.regions = records.iter().map(|r| r.region.clone()).collect();
+    frame.region_leaders = records.iter().map(|r| r.leader).collect();
+    frame.region_stats = records.iter().map(|r| r.stats).collect();
+    frame
+}
