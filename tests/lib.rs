@@ -35,3 +35,158 @@ impl Rng {
         }
     }
 }
+
+pub mod cluster {
+    //! Real nodes on loopback for the integration tests.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use regionsync::leader::{LeaderConfig, RunningLeader};
+    use regionsync::policy_runtime::PolicyRuntime;
+    use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+    use regionsync_proto::pdpb::pd_client::PdClient;
+    use regionsync_proto::pdpb::{
+        Member, RegionHeartbeatRequest, RequestHeader, SyncRegionRequest, SyncRegionResponse,
+    };
+    use tonic::transport::Channel;
+
+    pub fn policy() -> Arc<PolicyRuntime> {
+        Arc::new(PolicyRuntime::with_default().expect("the built-in policy loads"))
+    }
+
+    pub fn leader_config(dir: &std::path::Path) -> LeaderConfig {
+        let mut c = LeaderConfig::new(dir);
+        c.cluster_id = Some(7);
+        c
+    }
+
+    pub async fn start_leader(config: LeaderConfig) -> RunningLeader {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        RunningLeader::start(config, policy(), listener)
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(url: &str) -> PdClient<Channel> {
+        PdClient::connect(url.to_string())
+            .await
+            .unwrap()
+            .max_decoding_message_size(64 << 20)
+    }
+
+    pub fn header(cluster_id: u64) -> Option<RequestHeader> {
+        Some(RequestHeader {
+            cluster_id,
+            ..Default::default()
+        })
+    }
+
+    /// Region `id` over [start, end) with three peers; the leader is the first.
+    pub fn region(id: u64, start: &[u8], end: &[u8], version: u64) -> Region {
+        Region {
+            id,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            region_epoch: Some(RegionEpoch {
+                conf_ver: 1,
+                version,
+            }),
+            peers: (1..=3)
+                .map(|s| Peer {
+                    id: id * 10 + s,
+                    store_id: s,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `n` adjacent regions, ids from `first_id`, keys padded to `key_len`.
+    pub fn regions(first_id: u64, n: u64, key_len: usize) -> Vec<Region> {
+        let key = |i: u64| {
+            let mut k = format!("k{i:010}").into_bytes();
+            k.resize(key_len.max(k.len()), b'.');
+            k
+        };
+        (0..n)
+            .map(|i| {
+                let end = if i + 1 == n { Vec::new() } else { key(i + 1) };
+                region(first_id + i, &key(i), &end, 1)
+            })
+            .collect()
+    }
+
+    pub fn heartbeat(cluster_id: u64, r: &Region) -> RegionHeartbeatRequest {
+        RegionHeartbeatRequest {
+            header: header(cluster_id),
+            region: Some(r.clone()),
+            leader: r.peers.first().copied(),
+            ..Default::default()
+        }
+    }
+
+    /// Send heartbeats on one stream and wait until the leader has
+    /// published `expect_next` (all accepted and durable).
+    pub async fn feed(leader: &RunningLeader, regions: &[Region]) {
+        let cluster_id = leader.shared().cluster_id;
+        let reqs: Vec<_> = regions.iter().map(|r| heartbeat(cluster_id, r)).collect();
+        let before = leader
+            .shared()
+            .stats
+            .heartbeats
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut c = client(&leader.url()).await;
+        let responses = c
+            .region_heartbeat(tokio_stream::iter(reqs))
+            .await
+            .unwrap()
+            .into_inner();
+        let target = before + regions.len() as u64;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while leader
+                .shared()
+                .stats
+                .heartbeats
+                .load(std::sync::atomic::Ordering::Relaxed)
+                < target
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the leader took every heartbeat");
+        drop(responses);
+    }
+
+    /// Open a SyncRegions stream asking for `start_index`.
+    pub async fn sync(
+        url: &str,
+        cluster_id: u64,
+        start_index: u64,
+        name: &str,
+    ) -> Result<tonic::Streaming<SyncRegionResponse>, tonic::Status> {
+        let mut c = client(url).await;
+        let req = SyncRegionRequest {
+            header: header(cluster_id),
+            member: Some(Member {
+                name: name.into(),
+                ..Default::default()
+            }),
+            start_index,
+        };
+        c.sync_regions(tokio_stream::iter(vec![req]))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The next frame, within a bound.
+    pub async fn next_frame(
+        s: &mut tonic::Streaming<SyncRegionResponse>,
+    ) -> Result<Option<SyncRegionResponse>, tonic::Status> {
+        tokio::time::timeout(Duration::from_secs(20), s.message())
+            .await
+            .expect("a frame within 20 s")
+    }
+}

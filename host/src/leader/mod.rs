@@ -115,6 +115,7 @@ impl Heartbeat {
 /// Counters read by status and metrics.
 #[derive(Debug, Default)]
 pub struct LeaderStats {
+    /// Heartbeats processed (applied, persisted and published, or ignored).
     pub heartbeats: AtomicU64,
     pub accepted: AtomicU64,
     pub stale: AtomicU64,
@@ -316,9 +317,7 @@ async fn intake_loop(shared: Arc<LeaderShared>, mut rx: mpsc::Receiver<Heartbeat
 /// Apply, persist, publish. Returns the emptied batch buffer for reuse.
 fn apply_batch(shared: &LeaderShared, mut batch: Vec<Heartbeat>) -> anyhow::Result<Vec<Heartbeat>> {
     let stats = &shared.stats;
-    stats
-        .heartbeats
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let taken = batch.len() as u64;
     let mut records = Vec::new();
     let mut write = WriteBatch {
         durable: true,
@@ -349,6 +348,7 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Heartbeat>) -> anyhow::Resu
         }
     }
     if records.is_empty() {
+        stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
         return Ok(batch);
     }
     let next = shared.ring.read().next_index() + records.len() as u64;
@@ -364,6 +364,8 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Heartbeat>) -> anyhow::Resu
         }
     }
     shared.published.send_replace(next);
+    // Counted once published, so "processed" means visible to followers.
+    stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
     Ok(batch)
 }
 

@@ -123,14 +123,16 @@ impl Stream {
         self.shared.cluster_id
     }
 
-    /// Send one frame within the bound; also ends on shutdown.
+    /// Send one frame within the bound. Shutdown interrupts a send that is
+    /// waiting on a slow follower, so no stream can hold shutdown up.
     async fn send(&self, frame: SyncRegionResponse) -> Result<(), End> {
         let bytes = prost::Message::encoded_len(&frame) as u64;
-        match self
-            .tx
-            .send_timeout(Ok(frame), self.shared.config.send_timeout)
-            .await
-        {
+        let mut stopping = self.shared.stopping.subscribe();
+        let sent = tokio::select! {
+            sent = self.tx.send_timeout(Ok(frame), self.shared.config.send_timeout) => sent,
+            _ = stopping.wait_for(|s| *s) => return Err(End::Stopped),
+        };
+        match sent {
             Ok(()) => {
                 let stats = &self.shared.stats;
                 stats.frames_sent.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,522 @@
+//! The leader over real gRPC on loopback with a real redb store: routing,
+//! history replay, full sync with catch-up, slow and dead followers,
+//! keepalive, shutdown, refusals and restart (SPEC §2).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use regionsync_proto::metapb::Region;
+use regionsync_proto::pdpb::{ErrorType, RegionHeartbeatRequest, SyncRegionResponse};
+use regionsync_tests::cluster::*;
+use tonic::Code;
+
+type Frames = tonic::Streaming<SyncRegionResponse>;
+
+fn bumped(regions: &[Region], version: u64) -> Vec<Region> {
+    regions
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.region_epoch.as_mut().unwrap().version = version;
+            r
+        })
+        .collect()
+}
+
+fn ids(frame: &SyncRegionResponse) -> Vec<u64> {
+    frame.regions.iter().map(|r| r.id).collect()
+}
+
+/// Read a full sync: snapshot frames (positional) until `total` regions,
+/// then catch-up frames until the completion frame. Returns (snapshot ids,
+/// catch-up frames, completion index).
+async fn read_full_sync(s: &mut Frames, total: usize) -> (Vec<u64>, Vec<SyncRegionResponse>, u64) {
+    read_rest_of_full_sync(s, 0, total).await
+}
+
+/// [`read_full_sync`] after `seen` snapshot regions were read already.
+async fn read_rest_of_full_sync(
+    s: &mut Frames,
+    seen: usize,
+    total: usize,
+) -> (Vec<u64>, Vec<SyncRegionResponse>, u64) {
+    let mut snapshot = Vec::new();
+    loop {
+        let f = next_frame(s).await.unwrap().unwrap();
+        let position = (seen + snapshot.len()) as u64;
+        assert_eq!(f.start_index, position, "snapshot frames are positional");
+        assert_eq!(
+            f.region_leaders.len(),
+            f.regions.len(),
+            "leaders are index-aligned"
+        );
+        snapshot.extend(ids(&f));
+        if snapshot.len() >= total {
+            break;
+        }
+        assert!(
+            !f.regions.is_empty(),
+            "an empty frame ended the snapshot early"
+        );
+    }
+    assert_eq!(snapshot.len(), total);
+    let mut catch_up = Vec::new();
+    loop {
+        let f = next_frame(s).await.unwrap().unwrap();
+        if f.regions.is_empty() {
+            return (snapshot, catch_up, f.start_index);
+        }
+        catch_up.push(f);
+    }
+}
+
+/// Nothing arrives on the stream for a while.
+async fn quiet(s: &mut Frames) {
+    let r = tokio::time::timeout(Duration::from_millis(300), s.message()).await;
+    assert!(r.is_err(), "unexpected frame: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_1001_records_goes_out_as_1000_plus_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(dir.path())).await;
+    let rs = regions(1, 1001, 16);
+    feed(&leader, &rs).await;
+    assert_eq!(leader.shared().ring.read().next_index(), 1002);
+
+    let mut s = sync(&leader.url(), 7, 1, "f").await.unwrap();
+    let a = next_frame(&mut s).await.unwrap().unwrap();
+    let b = next_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!((a.start_index, a.regions.len()), (1, 1000));
+    assert_eq!((b.start_index, b.regions.len()), (1001, 1));
+    assert_eq!(
+        a.region_stats.len(),
+        1000,
+        "history frames carry aligned stats"
+    );
+    let got: Vec<u64> = ids(&a).into_iter().chain(ids(&b)).collect();
+    assert_eq!(got, (1..=1001).collect::<Vec<_>>());
+    let caught_up = next_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!((caught_up.start_index, caught_up.regions.len()), (1002, 0));
+    leader.shutdown().await;
+}
+
+/// A leader with capacity 10 holding 30 regions: ring [21, 31).
+async fn small_ring_leader(dir: &std::path::Path) -> regionsync::leader::RunningLeader {
+    let mut c = leader_config(dir);
+    c.history_capacity = 10;
+    let leader = start_leader(c).await;
+    feed(&leader, &regions(1, 30, 8)).await;
+    let ring = leader.shared().ring.read().view();
+    assert_eq!((ring.first_index, ring.next_index), (21, 31));
+    leader
+}
+
+async fn expect_full_sync(start: u64, reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = small_ring_leader(dir.path()).await;
+    let mut s = sync(&leader.url(), 7, start, "f").await.unwrap();
+    let (snapshot, catch_up, completion) = read_full_sync(&mut s, 30).await;
+    assert_eq!(snapshot, (1..=30).collect::<Vec<_>>());
+    assert!(catch_up.is_empty());
+    assert_eq!(completion, 31);
+    quiet(&mut s).await;
+    let by_reason = leader.shared().stats.full_syncs_by_reason();
+    assert_eq!(by_reason.get(reason), Some(&1), "{by_reason:?}");
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_zero_gets_a_full_sync() {
+    expect_full_sync(0, "zero_index").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_behind_the_ring_gets_a_full_sync() {
+    expect_full_sync(5, "behind_ring").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_ahead_of_the_leader_gets_a_full_sync() {
+    expect_full_sync(1_000, "ahead_of_leader").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_at_next_gets_one_empty_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = small_ring_leader(dir.path()).await;
+    let mut s = sync(&leader.url(), 7, 31, "f").await.unwrap();
+    let f = next_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!((f.start_index, f.regions.len()), (31, 0));
+    quiet(&mut s).await;
+    assert!(leader.shared().stats.full_syncs_by_reason().is_empty());
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_inside_the_ring_gets_only_the_missing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = small_ring_leader(dir.path()).await;
+    let mut s = sync(&leader.url(), 7, 25, "f").await.unwrap();
+    let f = next_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!(f.start_index, 25);
+    assert_eq!(ids(&f), (25..=30).collect::<Vec<_>>());
+    let f = next_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!((f.start_index, f.regions.len()), (31, 0));
+    quiet(&mut s).await;
+    assert!(leader.shared().stats.full_syncs_by_reason().is_empty());
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_during_a_snapshot_arrive_once_in_the_catch_up_then_live_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(dir.path())).await;
+    let rs = regions(1, 20_000, 32);
+    feed(&leader, &rs).await;
+    let pin = leader.shared().ring.read().next_index();
+    assert_eq!(pin, 20_001);
+
+    let mut s = sync(&leader.url(), 7, 0, "f").await.unwrap();
+    let first = next_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!((first.start_index, first.regions.len()), (0, 1000));
+    // The leader is now blocked mid-snapshot on this unread stream.
+    feed(&leader, &bumped(&rs[..50], 2)).await;
+
+    let (snapshot, catch_up, completion) = read_rest_of_full_sync(&mut s, 1_000, 19_000).await;
+    assert_eq!(snapshot.len() + first.regions.len(), 20_000);
+    let mut expect = pin;
+    let mut caught = Vec::new();
+    for f in &catch_up {
+        assert_eq!(f.start_index, expect, "catch-up frames are contiguous");
+        expect += f.regions.len() as u64;
+        caught.extend(
+            f.regions
+                .iter()
+                .map(|r| (r.id, r.region_epoch.unwrap().version)),
+        );
+    }
+    let want: Vec<(u64, u64)> = (1..=50).map(|id| (id, 2)).collect();
+    assert_eq!(caught, want, "every record since the pin, once, in order");
+    assert_eq!(completion, pin + 50);
+
+    // Written after completion: live frames, in order.
+    feed(&leader, &bumped(&rs[..10], 3)).await;
+    let mut live = Vec::new();
+    let mut next = completion;
+    while live.len() < 10 {
+        let f = next_frame(&mut s).await.unwrap().unwrap();
+        assert_eq!(f.start_index, next);
+        next += f.regions.len() as u64;
+        live.extend(
+            f.regions
+                .iter()
+                .map(|r| (r.id, r.region_epoch.unwrap().version)),
+        );
+    }
+    assert_eq!(live, (1..=10).map(|id| (id, 3)).collect::<Vec<_>>());
+    let counts = leader.shared().stats.full_syncs.lock().clone();
+    assert_eq!(counts.get(&("zero_index".into(), "completed")), Some(&1));
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_larger_than_the_ring_ends_with_resource_exhausted_and_unbinds_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = leader_config(dir.path());
+    c.history_capacity = 10;
+    let leader = start_leader(c).await;
+    let rs = regions(1, 20_000, 64);
+    feed(&leader, &rs).await;
+
+    let mut s = sync(&leader.url(), 7, 0, "f").await.unwrap();
+    next_frame(&mut s).await.unwrap().unwrap();
+    feed(&leader, &bumped(&rs[..20], 2)).await; // 20 records > capacity 10
+
+    let status = loop {
+        match next_frame(&mut s).await {
+            Ok(Some(f)) => assert!(f.header.unwrap().error.is_none()),
+            Ok(None) => panic!("stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("full sync"),
+        "{}",
+        status.message()
+    );
+    let shared = leader.shared();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !shared.streams.lock().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(shared.streams.lock().is_empty(), "the stream is unbound");
+    assert_eq!(shared.full_syncs_running.load(Ordering::Relaxed), 0);
+    let counts = shared.stats.full_syncs.lock().clone();
+    assert_eq!(counts.get(&("zero_index".into(), "exhausted")), Some(&1));
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_followers_at_different_cursors_each_receive_exactly_their_own_missing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(dir.path())).await;
+    let rs = regions(1, 100, 8);
+    feed(&leader, &rs).await;
+    let mut a = sync(&leader.url(), 7, 21, "a").await.unwrap();
+    let mut b = sync(&leader.url(), 7, 61, "b").await.unwrap();
+    let fa = next_frame(&mut a).await.unwrap().unwrap();
+    let fb = next_frame(&mut b).await.unwrap().unwrap();
+    assert_eq!((fa.start_index, ids(&fa)), (21, (21..=100).collect()));
+    assert_eq!((fb.start_index, ids(&fb)), (61, (61..=100).collect()));
+    for s in [&mut a, &mut b] {
+        let f = next_frame(s).await.unwrap().unwrap();
+        assert_eq!((f.start_index, f.regions.len()), (101, 0));
+    }
+    feed(&leader, &bumped(&rs[..5], 2)).await;
+    for s in [&mut a, &mut b] {
+        let f = next_frame(s).await.unwrap().unwrap();
+        assert_eq!((f.start_index, ids(&f)), (101, vec![1, 2, 3, 4, 5]));
+    }
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_others_keep_receiving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = leader_config(dir.path());
+    c.send_timeout = Duration::from_secs(3);
+    let leader = start_leader(c).await;
+    let url = leader.url();
+
+    // A: takes the up-to-date frame, then never reads again.
+    let mut a = sync(&url, 7, 1, "a").await.unwrap();
+    assert_eq!(next_frame(&mut a).await.unwrap().unwrap().start_index, 1);
+    // B: reads everything.
+    let mut b = sync(&url, 7, 1, "b").await.unwrap();
+    let total = 4_000u64;
+    let reader = tokio::spawn(async move {
+        let mut got = 0u64;
+        while got < total {
+            let f = next_frame(&mut b).await.unwrap().unwrap();
+            got += f.regions.len() as u64;
+        }
+        (got, Instant::now(), b)
+    });
+    let started = Instant::now();
+    feed(&leader, &regions(1, total, 1024)).await; // ~8 MiB: more than A's buffers
+    let (got, done, _b) = reader.await.unwrap();
+    assert_eq!(got, total);
+    let b_took = done - started;
+    let names = |l: &regionsync::leader::RunningLeader| {
+        let mut v: Vec<String> = l
+            .shared()
+            .streams
+            .lock()
+            .values()
+            .map(|e| e.follower.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    println!("B received {total} records in {b_took:?} while A was stalled");
+    assert!(b_took < Duration::from_secs(3), "B was held up: {b_took:?}");
+    assert_eq!(
+        names(&leader),
+        vec!["a", "b"],
+        "A is not dropped before its bound"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&leader).len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        names(&leader),
+        vec!["b"],
+        "only the stalled stream is removed"
+    );
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_never_overtakes_pending_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = leader_config(dir.path());
+    c.keepalive = Duration::from_millis(2);
+    let leader = start_leader(c).await;
+    let mut s = sync(&leader.url(), 7, 1, "f").await.unwrap();
+    let rs = regions(1, 3_000, 8);
+    let feeder = {
+        let url = leader.url();
+        let rs = rs.clone();
+        tokio::spawn(async move {
+            let mut c = client(&url).await;
+            for chunk in rs.chunks(100) {
+                let reqs: Vec<RegionHeartbeatRequest> =
+                    chunk.iter().map(|r| heartbeat(7, r)).collect();
+                let _ = c.region_heartbeat(tokio_stream::iter(reqs)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let mut cursor = 1u64;
+    let mut keepalives = 0;
+    while cursor < 3_001 {
+        let f = next_frame(&mut s).await.unwrap().unwrap();
+        assert_eq!(
+            f.start_index, cursor,
+            "a frame claims an index other than the cursor"
+        );
+        if f.regions.is_empty() {
+            keepalives += 1;
+        }
+        cursor += f.regions.len() as u64;
+    }
+    feeder.await.unwrap();
+    println!("{keepalives} keepalive frames interleaved with 3000 records");
+    assert!(keepalives > 0, "the test never saw a keepalive");
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_follower_that_stopped_reading_completes_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = leader_config(dir.path());
+    c.shutdown_timeout = Duration::from_millis(500);
+    let leader = start_leader(c).await;
+    let url = leader.url();
+    let mut stalled = sync(&url, 7, 1, "stalled").await.unwrap();
+    next_frame(&mut stalled).await.unwrap().unwrap();
+    let mut reader = sync(&url, 7, 1, "reader").await.unwrap();
+    next_frame(&mut reader).await.unwrap().unwrap();
+    feed(&leader, &regions(1, 3_000, 1024)).await;
+    // The reader drains what there is.
+    let mut got = 0;
+    while got < 3_000 {
+        got += next_frame(&mut reader)
+            .await
+            .unwrap()
+            .unwrap()
+            .regions
+            .len();
+    }
+    let reading = tokio::spawn(async move {
+        loop {
+            match next_frame(&mut reader).await {
+                Ok(Some(f)) if f.header.as_ref().and_then(|h| h.error.as_ref()).is_some() => {
+                    return Some(f);
+                }
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    });
+    let t = Instant::now();
+    leader.shutdown().await;
+    let took = t.elapsed();
+    println!("shutdown with a stalled follower took {took:?} (bound 500 ms)");
+    assert!(
+        took < Duration::from_millis(1_500),
+        "shutdown took {took:?}"
+    );
+    let stopped = reading
+        .await
+        .unwrap()
+        .expect("the reading follower got the stop frame");
+    let err = stopped.header.unwrap().error.unwrap();
+    assert_eq!(err.r#type, ErrorType::Unknown as i32);
+    assert_eq!(err.message, "server stopped");
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_cluster_id_and_malformed_heartbeats_are_refused_and_the_store_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(dir.path())).await;
+    feed(&leader, &regions(1, 10, 8)).await;
+    let before = (
+        leader.shared().store.read().digest(),
+        leader.shared().ring.read().next_index(),
+    );
+
+    let status = sync(&leader.url(), 8, 0, "other").await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("7") && status.message().contains("8"),
+        "{}",
+        status.message()
+    );
+
+    let mut c = client(&leader.url()).await;
+    let wrong = heartbeat(8, &region(99, b"zz", b"", 1));
+    let mut resp = c
+        .region_heartbeat(tokio_stream::iter(vec![wrong]))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = resp.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    let mut no_peers = region(5, b"a", b"b", 9);
+    no_peers.peers.clear();
+    let backwards = region(6, b"q", b"p", 9);
+    let reqs = vec![heartbeat(7, &no_peers), heartbeat(7, &backwards)];
+    let mut resp = c
+        .region_heartbeat(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    for (id, why) in [(5, "no peers"), (6, ">=")] {
+        let r = resp.message().await.unwrap().unwrap();
+        let err = r.header.unwrap().error.unwrap();
+        assert_eq!(err.r#type, ErrorType::InvalidValue as i32);
+        assert!(
+            err.message.contains(&format!("region {id}")) && err.message.contains(why),
+            "{}",
+            err.message
+        );
+        assert_eq!(r.region_id, id);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = (
+        leader.shared().store.read().digest(),
+        leader.shared().ring.read().next_index(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(leader.shared().stats.refused.load(Ordering::Relaxed), 2);
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_keeps_regions_and_numbering_and_routes_by_its_new_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = leader_config(dir.path());
+    c.history_capacity = 10;
+    let leader = start_leader(c.clone()).await;
+    feed(&leader, &regions(1, 50, 8)).await;
+    let digest = leader.shared().store.read().digest();
+    leader.shutdown().await;
+
+    let leader = start_leader(c).await;
+    {
+        let shared = leader.shared();
+        assert_eq!(shared.store.read().len(), 50);
+        assert_eq!(shared.store.read().digest(), digest);
+        let ring = shared.ring.read().view();
+        assert_eq!((ring.first_index, ring.next_index), (51, 51));
+        assert_eq!(shared.cluster_id, 7);
+    }
+    let mut behind = sync(&leader.url(), 7, 45, "behind").await.unwrap();
+    let (snapshot, catch_up, completion) = read_full_sync(&mut behind, 50).await;
+    assert_eq!(snapshot.len(), 50);
+    assert!(catch_up.is_empty());
+    assert_eq!(completion, 51);
+
+    let mut current = sync(&leader.url(), 7, 51, "current").await.unwrap();
+    let f = next_frame(&mut current).await.unwrap().unwrap();
+    assert_eq!((f.start_index, f.regions.len()), (51, 0));
+    quiet(&mut current).await;
+    leader.shutdown().await;
+}
