@@ -2,6 +2,8 @@
 //! I/O (gRPC streams, the embedded store, time, metrics) and asks the policy
 //! runtime for every decision.
 
+pub mod admin;
+pub mod admin_client;
 pub mod digest;
 pub mod history;
 pub mod leader;
@@ -9,4 +11,5 @@ pub mod policy_runtime;
 pub mod region_store;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod storage;

@@ -1,5 +1,234 @@
-//! The `regionsync` command line.
-fn main() {
-    eprintln!("regionsync: subcommands arrive with the leader and follower");
-    std::process::exit(2);
+//! The `regionsync` command line (SPEC §6): one binary for every role.
+//!
+//! Errors end the process with one line on stderr and a non-zero exit, never
+//! a backtrace: a port in use, an unusable data directory, an unreachable
+//! address or a refused policy are things a user meets, not bugs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use regionsync::leader::{LeaderConfig, RunningLeader};
+use regionsync::policy_runtime::wasm::WasmConfig;
+use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
+
+#[derive(Parser)]
+#[command(
+    name = "regionsync",
+    version,
+    about = "Keeps followers' copies of cluster region metadata in step with a leader (PD's region syncer, wire-compatible)"
+)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a leader: takes RegionHeartbeat, keeps the regions and the
+    /// history ring, serves SyncRegions to followers.
+    Leader(LeaderArgs),
+    /// Print a running node's status JSON (the same as GET /status).
+    Status {
+        /// The node's admin address (host:port).
+        #[arg(long)]
+        admin: String,
+    },
+    /// Manage a running node's policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Swap a running node's policy for the component in FILE; exits 0 only
+    /// if the new policy is active.
+    Swap {
+        /// The node's admin address (host:port).
+        #[arg(long)]
+        admin: String,
+        /// A policy component (.wasm).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// Address of the gRPC pdpb.PD service.
+    #[arg(long)]
+    listen: String,
+    /// Directory of the node's embedded store (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the admin HTTP interface (status, metrics, policy swap);
+    /// none by default.
+    #[arg(long)]
+    admin: Option<String>,
+    /// A policy component (.wasm); the built-in default when absent.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Cluster id; a new leader makes one and keeps it, a new follower
+    /// learns it from its leader.
+    #[arg(long)]
+    cluster_id: Option<u64>,
+    /// Node name, shown to peers and in logs.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Args)]
+struct LeaderArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Records kept in the history ring.
+    #[arg(long, default_value_t = 10_000)]
+    history_capacity: usize,
+    /// Limit on a full sync's snapshot, in bytes per second (0: none).
+    #[arg(long, default_value_t = 0)]
+    full_sync_rate: u64,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_policy(path: Option<&PathBuf>, data_dir: &std::path::Path) -> anyhow::Result<Arc<PolicyRuntime>> {
+    let wasm = WasmRuntime::new(WasmConfig {
+        cache_dir: Some(data_dir.join("policy-cache")),
+        ..Default::default()
+    })?;
+    let source = match path {
+        Some(p) => PolicySource::File(p.clone()),
+        None => PolicySource::Builtin("default"),
+    };
+    let runtime = PolicyRuntime::new(wasm, source)?;
+    let info = runtime.info();
+    tracing::info!(policy = %info.name, version = %info.version, "policy loaded");
+    Ok(Arc::new(runtime))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
+    let node = &args.node;
+    if node.data_dir.exists() && !node.data_dir.is_dir() {
+        bail!("data directory {} is a file, not a directory", node.data_dir.display());
+    }
+    let listener = regionsync::server::bind(&node.listen).await?;
+    let policy = load_policy(node.policy.as_ref(), &node.data_dir)?;
+    let mut config = LeaderConfig::new(&node.data_dir);
+    config.cluster_id = node.cluster_id;
+    config.history_capacity = args.history_capacity;
+    config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
+    if let Some(name) = &node.name {
+        config.name = name.clone();
+    }
+    let leader = RunningLeader::start(config, policy, listener).await?;
+    let admin = match &node.admin {
+        Some(addr) => Some(regionsync::admin::spawn(addr, leader.shared().clone()).await?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %leader.server.local_addr(),
+        admin = ?admin.as_ref().map(|(a, _)| *a),
+        cluster_id = leader.shared().cluster_id,
+        "leader running"
+    );
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    leader.shutdown().await;
+    Ok(())
+}
+
+async fn run_status(admin: &str) -> anyhow::Result<()> {
+    let (code, body) = regionsync::admin_client::request(admin, "GET", "/status", &[]).await?;
+    if code != 200 {
+        bail!("{admin} answered {code}: {}", String::from_utf8_lossy(&body).trim());
+    }
+    let status: regionsync::status::Status =
+        serde_json::from_slice(&body).context("the status answer is not status JSON")?;
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
+}
+
+async fn run_policy_swap(admin: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read policy file {}", file.display()))?;
+    let (code, body) = regionsync::admin_client::request(admin, "POST", "/policy", &bytes).await?;
+    let answer: regionsync::admin::SwapAnswer = serde_json::from_slice(&body)
+        .with_context(|| format!("{admin} answered {code}: {}", String::from_utf8_lossy(&body).trim()))?;
+    match (answer.old, answer.new, answer.error) {
+        (Some(old), Some(new), None) if code == 200 => {
+            println!(
+                "policy swapped: {} {} -> {} {}",
+                old.name, old.version, new.name, new.version
+            );
+            Ok(())
+        }
+        (_, _, Some(error)) => bail!("policy refused; the old policy stays active: {error}"),
+        _ => bail!("{admin} answered {code} without a result"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("regionsync: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Leader(args) => run_leader(args).await,
+            Command::Status { admin } => run_status(&admin).await,
+            Command::Policy {
+                command: PolicyCommand::Swap { admin, file },
+            } => run_policy_swap(&admin, &file).await,
+        }
+    });
+    // Do not wait for blocked background work (e.g. a stalled stream).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regionsync: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

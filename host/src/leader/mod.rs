@@ -432,3 +432,50 @@ impl RunningLeader {
         self.server.stop(bound).await;
     }
 }
+
+impl LeaderShared {
+    /// The status document of this leader.
+    pub fn status(&self) -> crate::status::Status {
+        let ring = self.ring.read().view();
+        let (regions, digest) = {
+            let store = self.store.read();
+            (store.len() as u64, store.digest().hex())
+        };
+        let stats = &self.stats;
+        let mut details = BTreeMap::new();
+        details.insert("heartbeats".into(), stats.heartbeats.load(Ordering::Relaxed));
+        details.insert("accepted".into(), stats.accepted.load(Ordering::Relaxed));
+        details.insert("stale".into(), stats.stale.load(Ordering::Relaxed));
+        details.insert("refused".into(), stats.refused.load(Ordering::Relaxed));
+        details.insert("streams".into(), self.streams.lock().len() as u64);
+        details.insert("history_capacity".into(), ring.capacity);
+        crate::status::Status {
+            role: "leader".into(),
+            name: self.config.name.clone(),
+            ready: !self.failed.load(Ordering::Relaxed),
+            phase: if self.failed.load(Ordering::Relaxed) {
+                "failed".into()
+            } else {
+                "serving".into()
+            },
+            cluster_id: self.cluster_id,
+            first_index: ring.first_index,
+            next_index: ring.next_index,
+            regions,
+            digest,
+            policy: self.policy.info().into(),
+            full_syncs: stats.full_syncs_by_reason(),
+            details,
+        }
+    }
+}
+
+impl crate::admin::AdminNode for LeaderShared {
+    fn status(&self) -> crate::status::Status {
+        LeaderShared::status(self)
+    }
+
+    fn policy(&self) -> &PolicyRuntime {
+        &self.policy
+    }
+}

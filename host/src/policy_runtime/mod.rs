@@ -136,14 +136,27 @@ pub struct PolicyRuntime {
 }
 
 /// Where the active policy came from, for loading at start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum PolicySource {
     /// A component embedded in the binary, by name.
     Builtin(&'static str),
     /// A component file.
     File(PathBuf),
+    /// Component bytes (e.g. uploaded to the admin endpoint).
+    Bytes(Vec<u8>),
     /// The guest library linked natively, by policy name.
     Native(&'static str),
+}
+
+impl std::fmt::Debug for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicySource::Builtin(name) => write!(f, "built-in {name}"),
+            PolicySource::File(path) => write!(f, "file {}", path.display()),
+            PolicySource::Bytes(b) => write!(f, "{} uploaded bytes", b.len()),
+            PolicySource::Native(name) => write!(f, "native {name}"),
+        }
+    }
 }
 
 impl PolicyRuntime {
@@ -173,6 +186,7 @@ impl PolicyRuntime {
                 Box::new(wasm.load(bytes)?)
             }
             PolicySource::File(path) => Box::new(wasm.load_file(path)?),
+            PolicySource::Bytes(bytes) => Box::new(wasm.load(bytes)?),
             PolicySource::Native(name) => Box::new(
                 NativePolicy::by_name(name)
                     .ok_or_else(|| anyhow::anyhow!("no native policy named {name:?}"))?,

@@ -145,10 +145,11 @@ impl WasmRuntime {
     /// [`Self::load`], also telling where the compiled code came from.
     pub fn load_traced(&self, bytes: &[u8]) -> anyhow::Result<(WasmPolicy, CacheOutcome)> {
         let rt = &self.inner;
+        check_header(bytes)?;
         let (component, outcome) = rt
             .cache
             .get(&rt.engine, bytes)
-            .map_err(|e| anyhow!("not a valid WebAssembly component: {e:#}"))?;
+            .map_err(|e| anyhow!("not a valid WebAssembly component: {}", one_line(&e)))?;
         check_contract(&rt.engine, &component)?;
         let pre = rt
             .linker
@@ -181,6 +182,23 @@ impl WasmRuntime {
         policy.info = info;
         Ok((policy, outcome))
     }
+}
+
+/// Name the common wrong files plainly before the compiler does verbosely.
+fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
+    if !bytes.starts_with(b"\0asm") || bytes.len() < 8 {
+        bail!("not a valid WebAssembly component: the file has no WebAssembly header");
+    }
+    // Bytes 6..8 are the layer: 0 for a core module, 1 for a component.
+    if bytes[6..8] == [0, 0] {
+        bail!("not a valid WebAssembly component: it is a core module (build the policy as a component for wasm32-wasip2)");
+    }
+    Ok(())
+}
+
+/// An error chain as one log- and terminal-friendly line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Refuse anything that is not a capability-free policy at our contract

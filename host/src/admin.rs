@@ -1,0 +1,89 @@
+//! The admin HTTP interface (SPEC §6): `GET /status`, `POST /policy`.
+//!
+//! Kept apart from the gRPC port so that operators and scripts can watch
+//! and steer a node without a PD client, and bound to loopback by default.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::policy_runtime::{PolicyRuntime, PolicySource};
+use crate::status::{PolicyStatus, Status};
+
+/// What the admin interface needs from a node.
+pub trait AdminNode: Send + Sync + 'static {
+    fn status(&self) -> Status;
+    fn policy(&self) -> &PolicyRuntime;
+}
+
+/// Answer of `POST /policy`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SwapAnswer {
+    pub old: Option<PolicyStatus>,
+    pub new: Option<PolicyStatus>,
+    pub error: Option<String>,
+}
+
+/// Largest policy component accepted over HTTP.
+const MAX_COMPONENT_BYTES: usize = 16 << 20;
+
+pub fn router<N: AdminNode>(node: Arc<N>) -> Router {
+    Router::new()
+        .route("/status", get(status::<N>))
+        .route("/policy", post(swap::<N>))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+        .with_state(node)
+}
+
+async fn status<N: AdminNode>(State(node): State<Arc<N>>) -> Json<Status> {
+    Json(node.status())
+}
+
+async fn swap<N: AdminNode>(State(node): State<Arc<N>>, body: Bytes) -> Response {
+    let bytes = body.to_vec();
+    let result = tokio::task::spawn_blocking(move || node.policy().swap(PolicySource::Bytes(bytes))).await;
+    match result {
+        Ok(Ok((old, new))) => Json(SwapAnswer {
+            old: Some(old.into()),
+            new: Some(new.into()),
+            error: None,
+        })
+        .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(SwapAnswer {
+                old: None,
+                new: None,
+                error: Some(format!("{e:#}")),
+            }),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("swap failed: {e}")).into_response(),
+    }
+}
+
+/// Serve the admin interface on `addr` until the task is dropped.
+pub async fn spawn<N: AdminNode>(
+    addr: &str,
+    node: Arc<N>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on admin address {addr}"))?;
+    let local = listener.local_addr()?;
+    let app = router(node);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    Ok((local, task))
+}
