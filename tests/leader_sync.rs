@@ -172,7 +172,9 @@ async fn index_inside_the_ring_gets_only_the_missing_records() {
 async fn records_written_during_a_snapshot_arrive_once_in_the_catch_up_then_live_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let leader = start_leader(leader_config(dir.path())).await;
-    let rs = regions(1, 20_000, 32);
+    // ~20 MiB of snapshot: far more than the stream's buffers, so the
+    // leader is certainly mid-snapshot when the updates come.
+    let rs = regions(1, 20_000, 512);
     feed(&leader, &rs).await;
     let pin = leader.shared().ring.read().next_index();
     assert_eq!(pin, 20_001);
@@ -226,7 +228,7 @@ async fn a_catch_up_larger_than_the_ring_ends_with_resource_exhausted_and_unbind
     let mut c = leader_config(dir.path());
     c.history_capacity = 10;
     let leader = start_leader(c).await;
-    let rs = regions(1, 20_000, 64);
+    let rs = regions(1, 20_000, 512);
     feed(&leader, &rs).await;
 
     let mut s = sync(&leader.url(), 7, 0, "f").await.unwrap();
@@ -305,7 +307,12 @@ async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_other
         (got, Instant::now(), b)
     });
     let started = Instant::now();
-    feed(&leader, &regions(1, total, 1024)).await; // ~8 MiB: more than A's buffers
+    // ~8 MiB in ten separate batches, so at least ten frames: more than A's
+    // channel and transport buffers can hold.
+    let rs = regions(1, total, 1024);
+    for chunk in rs.chunks(400) {
+        feed(&leader, chunk).await;
+    }
     let (got, done, _b) = reader.await.unwrap();
     assert_eq!(got, total);
     let b_took = done - started;
@@ -391,7 +398,11 @@ async fn shutdown_with_a_follower_that_stopped_reading_completes_within_the_boun
     next_frame(&mut stalled).await.unwrap().unwrap();
     let mut reader = sync(&url, 7, 1, "reader").await.unwrap();
     next_frame(&mut reader).await.unwrap().unwrap();
-    feed(&leader, &regions(1, 3_000, 1024)).await;
+    // Separate batches make separate frames: more than the stalled
+    // stream's buffers hold, so its sender is blocked when we stop.
+    for chunk in regions(1, 3_000, 1024).chunks(300) {
+        feed(&leader, chunk).await;
+    }
     // The reader drains what there is.
     let mut got = 0;
     while got < 3_000 {

@@ -49,7 +49,8 @@ async fn status<N: AdminNode>(State(node): State<Arc<N>>) -> Json<Status> {
 
 async fn swap<N: AdminNode>(State(node): State<Arc<N>>, body: Bytes) -> Response {
     let bytes = body.to_vec();
-    let result = tokio::task::spawn_blocking(move || node.policy().swap(PolicySource::Bytes(bytes))).await;
+    let result =
+        tokio::task::spawn_blocking(move || node.policy().swap(PolicySource::Bytes(bytes))).await;
     match result {
         Ok(Ok((old, new))) => Json(SwapAnswer {
             old: Some(old.into()),
@@ -66,7 +67,11 @@ async fn swap<N: AdminNode>(State(node): State<Arc<N>>, body: Bytes) -> Response
             }),
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("swap failed: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("swap failed: {e}"),
+        )
+            .into_response(),
     }
 }
 

@@ -55,7 +55,11 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
     Ok((code, body))
 }
 
@@ -88,7 +92,8 @@ mod tests {
     fn plain_and_chunked_bodies_parse() {
         let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
         assert_eq!(parse_response(plain).unwrap(), (200, b"{}".to_vec()));
-        let chunked = b"HTTP/1.1 422 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let chunked =
+            b"HTTP/1.1 422 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_response(chunked).unwrap(), (422, b"abcde".to_vec()));
         assert!(parse_response(b"garbage").is_err());
     }

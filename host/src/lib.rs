@@ -13,3 +13,9 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod storage;
+
+/// mimalloc: a million small region encodings cost less memory (no
+/// per-allocation header, finer size classes) and less time than with the
+/// system allocator. Set here so every binary linking the host uses it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

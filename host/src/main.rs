@@ -113,7 +113,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load_policy(path: Option<&PathBuf>, data_dir: &std::path::Path) -> anyhow::Result<Arc<PolicyRuntime>> {
+fn load_policy(
+    path: Option<&PathBuf>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<PolicyRuntime>> {
     let wasm = WasmRuntime::new(WasmConfig {
         cache_dir: Some(data_dir.join("policy-cache")),
         ..Default::default()
@@ -146,7 +149,10 @@ async fn wait_for_signal() {
 async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let node = &args.node;
     if node.data_dir.exists() && !node.data_dir.is_dir() {
-        bail!("data directory {} is a file, not a directory", node.data_dir.display());
+        bail!(
+            "data directory {} is a file, not a directory",
+            node.data_dir.display()
+        );
     }
     let listener = regionsync::server::bind(&node.listen).await?;
     let policy = load_policy(node.policy.as_ref(), &node.data_dir)?;
@@ -177,7 +183,10 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
 async fn run_status(admin: &str) -> anyhow::Result<()> {
     let (code, body) = regionsync::admin_client::request(admin, "GET", "/status", &[]).await?;
     if code != 200 {
-        bail!("{admin} answered {code}: {}", String::from_utf8_lossy(&body).trim());
+        bail!(
+            "{admin} answered {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
     }
     let status: regionsync::status::Status =
         serde_json::from_slice(&body).context("the status answer is not status JSON")?;
@@ -186,10 +195,16 @@ async fn run_status(admin: &str) -> anyhow::Result<()> {
 }
 
 async fn run_policy_swap(admin: &str, file: &std::path::Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read policy file {}", file.display()))?;
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read policy file {}", file.display()))?;
     let (code, body) = regionsync::admin_client::request(admin, "POST", "/policy", &bytes).await?;
-    let answer: regionsync::admin::SwapAnswer = serde_json::from_slice(&body)
-        .with_context(|| format!("{admin} answered {code}: {}", String::from_utf8_lossy(&body).trim()))?;
+    let answer: regionsync::admin::SwapAnswer =
+        serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "{admin} answered {code}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )
+        })?;
     match (answer.old, answer.new, answer.error) {
         (Some(old), Some(new), None) if code == 200 => {
             println!(

@@ -5,11 +5,15 @@
 //!
 //! Lean by design, because a million regions must fit in about twice their
 //! encoded size: each region is kept once, as its protobuf encoding, and is
-//! decoded only when read or when an update needs its epoch or range. The
-//! start key is the only field kept twice (it orders the map).
+//! decoded only when read; an update reads the epoch and end key it needs
+//! straight from the encoding. Even the start key that orders the map is
+//! not copied: the ordered index borrows it from the encoding ([`KeyRef`]).
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::ptr::NonNull;
 
 use prost::Message;
 use regionsync_proto::metapb::{Peer, Region};
@@ -36,18 +40,143 @@ pub struct StoredRegion {
 }
 
 struct Entry {
-    /// `Region::encode_to_vec`.
+    /// `Region::encode_to_vec`; never mutated while stored (see [`KeyRef`]).
     blob: Box<[u8]>,
-    leader_id: u64,
+    /// 1 + the leader's position in the region's peers; 0 when unknown.
+    leader: u8,
     /// Fingerprint of what a heartbeat carries besides the region (leader,
     /// flow statistics), so that a change there counts as a change.
-    extra: u64,
+    extra: u32,
+}
+
+/// A start key borrowed from the encoding of the region it belongs to.
+///
+/// SAFETY invariant, kept by `insert_entry` and `remove` alone: a `KeyRef`
+/// in `by_start` points into the heap buffer of the `blob` of the region it
+/// maps to in `by_id`. A blob is never mutated while stored, its heap buffer
+/// does not move when the `Box` moves (a `HashMap` resize), and a region's
+/// key leaves `by_start` before its blob is dropped.
+#[derive(Clone, Copy)]
+struct KeyRef {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a KeyRef is a shared borrow of immutable bytes owned by the same
+// RegionStore; it is sent and shared only together with its owner.
+unsafe impl Send for KeyRef {}
+unsafe impl Sync for KeyRef {}
+
+impl KeyRef {
+    fn of(bytes: &[u8]) -> Self {
+        KeyRef {
+            ptr: NonNull::from(bytes).cast(),
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: see the type's invariant; the owner outlives the borrow.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl PartialEq for KeyRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+impl Eq for KeyRef {}
+impl PartialOrd for KeyRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for KeyRef {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+impl Borrow<[u8]> for KeyRef {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
 }
 
 impl Entry {
     fn decode(&self) -> Region {
         Region::decode(&*self.blob).expect("the store only holds regions it encoded")
     }
+
+    /// (version, conf_ver), read from the encoding without decoding it.
+    fn epoch(&self) -> (u64, u64) {
+        let mut epoch = (0, 0);
+        if let Some(Field::Bytes(e)) = field(&self.blob, 4) {
+            if let Some(Field::Varint(v)) = field(e, 2) {
+                epoch.0 = v;
+            }
+            if let Some(Field::Varint(c)) = field(e, 1) {
+                epoch.1 = c;
+            }
+        }
+        epoch
+    }
+
+    /// The end key, read from the encoding without decoding it.
+    fn end_key(&self) -> &[u8] {
+        match field(&self.blob, 3) {
+            Some(Field::Bytes(b)) => b,
+            _ => &[],
+        }
+    }
+
+    /// The start key, as a slice of the encoding.
+    fn start_key(&self) -> &[u8] {
+        match field(&self.blob, 2) {
+            Some(Field::Bytes(b)) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// One field of a protobuf encoding, as the hot path needs it.
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+/// The last occurrence of field `number` in an encoding (protobuf's rule
+/// for singular fields), without decoding the message. The update path
+/// needs only a region's epoch and end key; decoding whole regions there
+/// cost more than everything else an update does.
+fn field(mut buf: &[u8], number: u32) -> Option<Field<'_>> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut found = None;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        let value = match wire {
+            WireType::Varint => Field::Varint(decode_varint(&mut buf).ok()?),
+            WireType::LengthDelimited => {
+                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                let (bytes, rest) = (buf.get(..len)?, buf.get(len..)?);
+                buf = rest;
+                Field::Bytes(bytes)
+            }
+            WireType::SixtyFourBit => {
+                buf = buf.get(8..)?;
+                continue;
+            }
+            WireType::ThirtyTwoBit => {
+                buf = buf.get(4..)?;
+                continue;
+            }
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        if tag == number {
+            found = Some(value);
+        }
+    }
+    found
 }
 
 /// Why a region is refused at intake (SPEC §2, issue: malformed regions).
@@ -78,10 +207,19 @@ fn epoch(r: &Region) -> (u64, u64) {
     r.region_epoch.map_or((0, 0), |e| (e.version, e.conf_ver))
 }
 
-fn leader_of(r: &Region, leader_id: u64) -> Peer {
+/// 1 + the position of peer `leader_id` in the region's peers; 0 if absent.
+fn leader_slot(r: &Region, leader_id: u64) -> u8 {
     r.peers
         .iter()
-        .find(|p| p.id == leader_id && leader_id != 0)
+        .position(|p| p.id == leader_id && leader_id != 0)
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .unwrap_or(0)
+}
+
+fn leader_of(r: &Region, slot: u8) -> Peer {
+    (slot as usize)
+        .checked_sub(1)
+        .and_then(|i| r.peers.get(i))
         .copied()
         .unwrap_or_default()
 }
@@ -89,7 +227,7 @@ fn leader_of(r: &Region, leader_id: u64) -> Peer {
 #[derive(Default)]
 pub struct RegionStore {
     by_id: HashMap<u64, Entry>,
-    by_start: BTreeMap<Box<[u8]>, u64>,
+    by_start: BTreeMap<KeyRef, u64>,
     digest: SetDigest,
     encoded_bytes: usize,
 }
@@ -125,77 +263,96 @@ impl RegionStore {
     /// region replaces its old copy and every region it overlaps.
     pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64) -> Outcome {
         let (version, conf_ver) = epoch(region);
-        let old = self.by_id.get(&region.id).map(|e| (e.decode(), e));
-        if let Some((old_region, entry)) = &old {
-            let (old_version, old_conf_ver) = epoch(old_region);
+        let blob = region.encode_to_vec().into_boxed_slice();
+        let (leader, extra) = (leader_slot(region, leader_id), extra as u32);
+        if let Some(old) = self.by_id.get(&region.id) {
+            let (old_version, old_conf_ver) = old.epoch();
             if version < old_version || conf_ver < old_conf_ver {
                 return Outcome::Stale;
             }
-            if old_region == region && entry.leader_id == leader_id && entry.extra == extra {
+            if old.blob == blob && old.leader == leader && old.extra == extra {
                 return Outcome::Unchanged;
             }
         }
         let overlapped = self.overlapping(&region.start_key, &region.end_key, region.id);
-        for (_, other) in &overlapped {
-            if epoch(other).0 > version {
-                return Outcome::Stale;
-            }
+        if overlapped
+            .iter()
+            .any(|id| self.by_id[id].epoch().0 > version)
+        {
+            return Outcome::Stale;
         }
-        if let Some((old_region, _)) = old {
-            self.remove_decoded(&old_region);
+        self.remove(region.id);
+        for id in &overlapped {
+            self.remove(*id);
         }
-        let removed = overlapped
-            .into_iter()
-            .map(|(id, r)| {
-                self.remove_decoded(&r);
-                id
-            })
-            .collect();
-        self.insert_unchecked(region, leader_id, extra);
-        Outcome::Applied { removed }
+        self.insert_entry(
+            region,
+            Entry {
+                blob,
+                leader,
+                extra,
+            },
+        );
+        Outcome::Applied {
+            removed: overlapped,
+        }
     }
 
     /// Insert without rules: loading a store that was consistent when saved.
     pub fn insert_unchecked(&mut self, region: &Region, leader_id: u64, extra: u64) {
         let blob = region.encode_to_vec().into_boxed_slice();
-        self.encoded_bytes += blob.len();
-        self.digest.add(region);
-        if let Some(previous) = self.by_id.insert(
-            region.id,
-            Entry {
-                blob,
-                leader_id,
-                extra,
-            },
-        ) {
-            // Only reachable from a corrupt load; keep the books straight.
-            let r = Entry::decode(&previous);
-            self.encoded_bytes -= previous.blob.len();
-            self.digest.remove(&r);
-            self.by_start.remove(r.start_key.as_slice());
-        }
-        self.by_start
-            .insert(region.start_key.clone().into_boxed_slice(), region.id);
+        let entry = Entry {
+            blob,
+            leader: leader_slot(region, leader_id),
+            extra: extra as u32,
+        };
+        self.insert_entry(region, entry);
     }
 
-    fn remove_decoded(&mut self, r: &Region) {
-        if let Some(e) = self.by_id.remove(&r.id) {
-            self.encoded_bytes -= e.blob.len();
-            self.digest.remove(r);
-            if self.by_start.get(r.start_key.as_slice()) == Some(&r.id) {
-                self.by_start.remove(r.start_key.as_slice());
-            }
+    /// The only way into the maps; keeps the `KeyRef` invariant.
+    fn insert_entry(&mut self, region: &Region, entry: Entry) {
+        // Whatever holds this id or this start key goes first: an equal key
+        // left in `by_start` would keep borrowing a blob about to be dropped.
+        self.remove(region.id);
+        if let Some(&other) = self.by_start.get(region.start_key.as_slice()) {
+            self.remove(other);
         }
+        self.encoded_bytes += entry.blob.len();
+        self.digest.add(region);
+        let id = region.id;
+        let stored = self.by_id.entry(id).insert_entry(entry);
+        let key = KeyRef::of(stored.get().start_key());
+        self.by_start.insert(key, id);
+    }
+
+    /// The only way out of the maps; keeps the `KeyRef` invariant.
+    fn remove(&mut self, id: u64) {
+        let Some(entry) = self.by_id.get(&id) else {
+            return;
+        };
+        // Unlink the borrowed key while the blob it points into is alive.
+        let start = entry.start_key();
+        if self.by_start.get(start) == Some(&id) {
+            self.by_start.remove(start);
+        }
+        let entry = self.by_id.remove(&id).expect("present above");
+        self.encoded_bytes -= entry.blob.len();
+        self.digest.remove(&entry.decode());
+    }
+
+    /// The stored encoding of region `id`, for persisting it as is.
+    pub fn encoded(&self, id: u64) -> Option<&[u8]> {
+        self.by_id.get(&id).map(|e| &*e.blob)
     }
 
     /// Regions other than `except` whose range intersects [start, end).
-    fn overlapping(&self, start: &[u8], end: &[u8], except: u64) -> Vec<(u64, Region)> {
+    fn overlapping(&self, start: &[u8], end: &[u8], except: u64) -> Vec<u64> {
         let mut out = Vec::new();
         let before = (Bound::Unbounded, Bound::Included(start));
         if let Some((_, &id)) = self.by_start.range::<[u8], _>(before).next_back() {
-            let r = self.by_id[&id].decode();
-            if id != except && (r.end_key.is_empty() || r.end_key.as_slice() > start) {
-                out.push((id, r));
+            let end_key = self.by_id[&id].end_key();
+            if id != except && (end_key.is_empty() || end_key > start) {
+                out.push(id);
             }
         }
         let upper = if end.is_empty() {
@@ -208,7 +365,7 @@ impl RegionStore {
             .range::<[u8], _>((Bound::Excluded(start), upper))
         {
             if id != except {
-                out.push((id, self.by_id[&id].decode()));
+                out.push(id);
             }
         }
         out
@@ -217,7 +374,7 @@ impl RegionStore {
     fn stored(&self, id: u64) -> Option<StoredRegion> {
         self.by_id.get(&id).map(|e| {
             let region = e.decode();
-            let leader = leader_of(&region, e.leader_id);
+            let leader = leader_of(&region, e.leader);
             StoredRegion { region, leader }
         })
     }
@@ -247,7 +404,7 @@ impl RegionStore {
         let limit = if limit == 0 { usize::MAX } else { limit };
         self.by_start
             .range::<[u8], _>((Bound::Included(first.as_slice()), Bound::Unbounded))
-            .take_while(|(k, _)| end.is_empty() || k.as_ref() < end)
+            .take_while(|(k, _)| end.is_empty() || k.bytes() < end)
             .take(limit)
             .filter_map(|(_, &id)| self.stored(id))
             .collect()
@@ -274,13 +431,6 @@ impl RegionStore {
             out.extend(self.stored(id));
         }
         out
-    }
-
-    /// Every region as (id, leader id, encoding), for persisting a whole set.
-    pub fn for_each_encoded(&self, mut f: impl FnMut(u64, u64, &[u8])) {
-        for (id, e) in &self.by_id {
-            f(*id, e.leader_id, &e.blob);
-        }
     }
 }
 
@@ -416,6 +566,25 @@ mod tests {
         assert_eq!(b.encoded_bytes(), c.encoded_bytes());
         c.clear();
         assert_eq!(c.digest(), SetDigest::default());
+    }
+
+    #[test]
+    fn fields_read_from_the_encoding_match_the_decoded_region() {
+        let mut r = region(3, "abc", "xyz", 17, 4);
+        r.flashback_start_ts = 99;
+        let e = Entry {
+            blob: r.encode_to_vec().into_boxed_slice(),
+            leader: 0,
+            extra: 0,
+        };
+        assert_eq!(e.epoch(), (17, 4));
+        assert_eq!(e.end_key(), b"xyz");
+        let open = Entry {
+            blob: region(4, "a", "", 0, 0).encode_to_vec().into_boxed_slice(),
+            leader: 0,
+            extra: 0,
+        };
+        assert_eq!((open.epoch(), open.end_key()), ((0, 0), &b""[..]));
     }
 
     #[test]

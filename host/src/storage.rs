@@ -69,6 +69,11 @@ impl WriteBatch {
             .push(RegionOp::Put(region.id, leader_id, region.encode_to_vec()));
     }
 
+    /// Put a region already encoded (as the region store keeps it).
+    pub fn put_encoded(&mut self, id: u64, leader_id: u64, blob: &[u8]) {
+        self.ops.push(RegionOp::Put(id, leader_id, blob.to_vec()));
+    }
+
     pub fn delete(&mut self, id: u64) {
         self.ops.push(RegionOp::Delete(id));
     }
@@ -102,7 +107,7 @@ impl Storage {
         let mut builder = Database::builder();
         // Regions live in memory already; the page cache only needs to
         // carry the write path.
-        builder.set_cache_size(64 << 20);
+        builder.set_cache_size(16 << 20);
         let db = builder
             .create(&path)
             .map_err(|e| anyhow!("cannot open store {}: {e}", path.display()))?;

@@ -331,7 +331,8 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Heartbeat>) -> anyhow::Resu
                     for id in removed {
                         write.delete(id);
                     }
-                    write.put(&hb.region, hb.leader.id);
+                    let blob = store.encoded(hb.region.id).expect("just applied");
+                    write.put_encoded(hb.region.id, hb.leader.id, blob);
                     records.push(Arc::new(Record {
                         region: hb.region,
                         leader: hb.leader,
@@ -443,7 +444,10 @@ impl LeaderShared {
         };
         let stats = &self.stats;
         let mut details = BTreeMap::new();
-        details.insert("heartbeats".into(), stats.heartbeats.load(Ordering::Relaxed));
+        details.insert(
+            "heartbeats".into(),
+            stats.heartbeats.load(Ordering::Relaxed),
+        );
         details.insert("accepted".into(), stats.accepted.load(Ordering::Relaxed));
         details.insert("stale".into(), stats.stale.load(Ordering::Relaxed));
         details.insert("refused".into(), stats.refused.load(Ordering::Relaxed));

@@ -191,14 +191,19 @@ fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
     }
     // Bytes 6..8 are the layer: 0 for a core module, 1 for a component.
     if bytes[6..8] == [0, 0] {
-        bail!("not a valid WebAssembly component: it is a core module (build the policy as a component for wasm32-wasip2)");
+        bail!(
+            "not a valid WebAssembly component: it is a core module (build the policy as a component for wasm32-wasip2)"
+        );
     }
     Ok(())
 }
 
 /// An error chain as one log- and terminal-friendly line.
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ")
+    format!("{e:#}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Refuse anything that is not a capability-free policy at our contract
