@@ -33,6 +33,25 @@ impl Record {
     }
 }
 
+/// Fingerprint of what a change carries besides the region (its leader and
+/// flow), so that the region store can tell a leader or flow change from a
+/// repeat. Leader intake and follower apply must agree on it.
+pub fn fingerprint(leader: &Peer, stats: &RegionStat) -> u64 {
+    let fields = [
+        leader.id,
+        leader.store_id,
+        stats.bytes_written,
+        stats.bytes_read,
+        stats.keys_written,
+        stats.keys_read,
+    ];
+    let mut buf = [0u8; 48];
+    for (chunk, f) in buf.chunks_exact_mut(8).zip(fields) {
+        chunk.copy_from_slice(&f.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&buf)
+}
+
 /// Held by a full sync from its start until its catch-up is sent.
 #[derive(Debug)]
 pub struct Pin {

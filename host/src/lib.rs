@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admin_client;
 pub mod digest;
+pub mod follower;
 pub mod history;
 pub mod leader;
 pub mod policy_runtime;

@@ -39,6 +39,9 @@ enum Command {
     /// Run a leader: takes RegionHeartbeat, keeps the regions and the
     /// history ring, serves SyncRegions to followers.
     Leader(LeaderArgs),
+    /// Run a follower: keeps a durable copy of the leader's regions and
+    /// serves reads once it is complete.
+    Follower(FollowerArgs),
     /// Print a running node's status JSON (the same as GET /status).
     Status {
         /// The node's admin address (host:port).
@@ -101,6 +104,37 @@ struct LeaderArgs {
     full_sync_rate: u64,
 }
 
+#[derive(Args)]
+struct FollowerArgs {
+    /// The leader's gRPC URL, e.g. http://127.0.0.1:2379.
+    #[arg(long)]
+    leader: String,
+    /// Address of the gRPC pdpb.PD read service.
+    #[arg(long)]
+    listen: String,
+    /// Directory of the follower's embedded store (created if missing).
+    #[arg(long, required_unless_present = "memory_only")]
+    data_dir: Option<PathBuf>,
+    /// Keep the copy in memory only (like PD's router service): every start
+    /// is a full sync.
+    #[arg(long, conflicts_with = "data_dir")]
+    memory_only: bool,
+    /// Address of the admin HTTP interface (status, metrics, policy swap);
+    /// none by default.
+    #[arg(long)]
+    admin: Option<String>,
+    /// A policy component (.wasm); the built-in default when absent.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Expected cluster id; without it the follower learns its leader's and
+    /// keeps it.
+    #[arg(long)]
+    cluster_id: Option<u64>,
+    /// Node name, shown to the leader and in logs.
+    #[arg(long, default_value = "follower")]
+    name: String,
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -155,7 +189,7 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         );
     }
     let listener = regionsync::server::bind(&node.listen).await?;
-    let policy = load_policy(node.policy.as_ref(), &node.data_dir)?;
+    let policy = load_policy(node.policy.as_ref(), Some(&node.data_dir))?;
     let mut config = LeaderConfig::new(&node.data_dir);
     config.cluster_id = node.cluster_id;
     config.history_capacity = args.history_capacity;
@@ -177,6 +211,39 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("stopping");
     leader.shutdown().await;
+    Ok(())
+}
+
+async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
+    use regionsync::follower::{FollowerConfig, RunningFollower};
+    if let Some(dir) = &args.data_dir {
+        if dir.exists() && !dir.is_dir() {
+            bail!("data directory {} is a file, not a directory", dir.display());
+        }
+    }
+    if !args.leader.starts_with("http://") && !args.leader.starts_with("https://") {
+        bail!("--leader must be a URL such as http://127.0.0.1:2379, not {:?}", args.leader);
+    }
+    let listener = regionsync::server::bind(&args.listen).await?;
+    let policy = load_policy(args.policy.as_ref(), args.data_dir.as_deref())?;
+    let mut config = FollowerConfig::new(&args.leader, args.data_dir.clone());
+    config.cluster_id = args.cluster_id;
+    config.name = args.name.clone();
+    let follower = RunningFollower::start(config, policy, listener).await?;
+    let admin = match &args.admin {
+        Some(addr) => Some(regionsync::admin::spawn(addr, follower.shared().clone()).await?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %follower.server.local_addr(),
+        admin = ?admin.as_ref().map(|(a, _)| *a),
+        leader = %args.leader,
+        memory_only = args.memory_only,
+        "follower running"
+    );
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    follower.shutdown().await;
     Ok(())
 }
 
@@ -231,6 +298,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Leader(args) => run_leader(args).await,
+            Command::Follower(args) => run_follower(args).await,
             Command::Status { admin } => run_status(&admin).await,
             Command::Policy {
                 command: PolicyCommand::Swap { admin, file },

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::Stream;
-use parking_lot::RwLock;
+use parking_lot::RwLockReadGuard;
 use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::{
     self, ErrorType, GetMembersRequest, GetMembersResponse, GetRegionByIdRequest, GetRegionRequest,
@@ -35,8 +35,10 @@ pub trait RegionSource: Send + Sync + 'static {
     /// The cluster this node belongs to (0 while a new follower has not
     /// learnt it yet).
     fn cluster_id(&self) -> u64;
-    /// The store to answer reads from, or why reads are refused now.
-    fn readable(&self) -> Result<&RwLock<RegionStore>, Status>;
+    /// The store to answer reads from, or why reads are refused now. The
+    /// answer holds the store's read lock, so readiness cannot change
+    /// between the check and the read.
+    fn readable(&self) -> Result<RwLockReadGuard<'_, RegionStore>, Status>;
     /// This node as a PD member.
     fn member(&self) -> Member;
     /// The leader's state, when this node is the leader.
@@ -176,7 +178,7 @@ impl<S: RegionSource> Pd for PdService<S> {
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(req.header.as_ref(), false)?;
-        let found = self.node.readable()?.read().get_by_key(&req.region_key);
+        let found = self.node.readable()?.get_by_key(&req.region_key);
         Ok(Response::new(self.region_response(found)))
     }
 
@@ -186,7 +188,7 @@ impl<S: RegionSource> Pd for PdService<S> {
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(req.header.as_ref(), false)?;
-        let found = self.node.readable()?.read().get(req.region_id);
+        let found = self.node.readable()?.get(req.region_id);
         Ok(Response::new(self.region_response(found)))
     }
 
@@ -201,7 +203,6 @@ impl<S: RegionSource> Pd for PdService<S> {
         let found = self
             .node
             .readable()?
-            .read()
             .scan(&req.start_key, &req.end_key, limit);
         let region_metas: Vec<Region> = found.iter().map(|r| r.region.clone()).collect();
         let leaders = found.iter().map(|r| r.leader).collect();

@@ -120,30 +120,43 @@ impl Storage {
         &self.path
     }
 
+    /// Refuse another layout. Reads only, unless the store is new: opening a
+    /// store must not change its file (a refused follower keeps its store
+    /// byte for byte).
     fn check_layout(&self) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get(KEY_LAYOUT)?.map(|v| v.value());
-            let has_regions = txn.open_table(REGIONS)?.first()?.is_some();
-            match found {
-                Some(LAYOUT_VERSION) => {}
-                Some(other) => bail!(
-                    "store {} has layout version {other}, this build reads version {LAYOUT_VERSION}",
-                    self.path.display()
-                ),
-                None if has_regions => bail!(
-                    "store {} has regions but no layout version (an older layout); \
-                     move it away to start afresh",
-                    self.path.display()
-                ),
-                None => {
-                    meta.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
-                }
+        let found = {
+            let txn = self.db.begin_read()?;
+            let layout = match txn.open_table(META) {
+                Ok(meta) => meta.get(KEY_LAYOUT)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let has_regions = match txn.open_table(REGIONS) {
+                Ok(regions) => regions.first()?.is_some(),
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            (layout, has_regions)
+        };
+        match found {
+            (Some(LAYOUT_VERSION), _) => Ok(()),
+            (Some(other), _) => bail!(
+                "store {} has layout version {other}, this build reads version {LAYOUT_VERSION}",
+                self.path.display()
+            ),
+            (None, true) => bail!(
+                "store {} has regions but no layout version (an older layout); \
+                 move it away to start afresh",
+                self.path.display()
+            ),
+            (None, false) => {
+                let txn = self.db.begin_write()?;
+                txn.open_table(META)?.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
+                txn.open_table(REGIONS)?;
+                txn.commit()?;
+                Ok(())
             }
         }
-        txn.commit()?;
-        Ok(())
     }
 
     pub fn meta(&self) -> anyhow::Result<Meta> {

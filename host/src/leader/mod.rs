@@ -28,7 +28,7 @@ use regionsync_proto::pdpb::{RegionHeartbeatRequest, RegionStat};
 use tokio::sync::{mpsc, watch};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::history::{HistoryRing, Record};
+use crate::history::{HistoryRing, Record, fingerprint};
 use crate::policy_runtime::PolicyRuntime;
 use crate::region_store::{Outcome, RegionStore};
 use crate::storage::{Storage, WriteBatch};
@@ -91,24 +91,6 @@ impl Heartbeat {
             leader: req.leader.unwrap_or_default(),
             stats,
         })
-    }
-
-    /// Fingerprint of the leader and flow, so that a change there alone
-    /// still counts as a change (and becomes a record).
-    fn extra(&self) -> u64 {
-        let mut buf = [0u8; 48];
-        let fields = [
-            self.leader.id,
-            self.leader.store_id,
-            self.stats.bytes_written,
-            self.stats.bytes_read,
-            self.stats.keys_written,
-            self.stats.keys_read,
-        ];
-        for (i, f) in fields.iter().enumerate() {
-            buf[i * 8..i * 8 + 8].copy_from_slice(&f.to_le_bytes());
-        }
-        xxh3_64(&buf)
     }
 }
 
@@ -326,7 +308,7 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Heartbeat>) -> anyhow::Resu
     {
         let mut store = shared.store.write();
         for hb in batch.drain(..) {
-            match store.apply(&hb.region, hb.leader.id, hb.extra()) {
+            match store.apply(&hb.region, hb.leader.id, fingerprint(&hb.leader, &hb.stats)) {
                 Outcome::Applied { removed } => {
                     for id in removed {
                         write.delete(id);
@@ -382,8 +364,8 @@ impl crate::service::RegionSource for LeaderNode {
         self.shared.cluster_id
     }
 
-    fn readable(&self) -> Result<&RwLock<RegionStore>, tonic::Status> {
-        Ok(&self.shared.store)
+    fn readable(&self) -> Result<parking_lot::RwLockReadGuard<'_, RegionStore>, tonic::Status> {
+        Ok(self.shared.store.read())
     }
 
     fn member(&self) -> regionsync_proto::pdpb::Member {
