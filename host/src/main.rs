@@ -149,10 +149,10 @@ fn init_logging(format: LogFormat) {
 
 fn load_policy(
     path: Option<&PathBuf>,
-    data_dir: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Arc<PolicyRuntime>> {
     let wasm = WasmRuntime::new(WasmConfig {
-        cache_dir: Some(data_dir.join("policy-cache")),
+        cache_dir: data_dir.map(|d| d.join("policy-cache")),
         ..Default::default()
     })?;
     let source = match path {
@@ -189,7 +189,7 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         );
     }
     let listener = regionsync::server::bind(&node.listen).await?;
-    let policy = load_policy(node.policy.as_ref(), Some(&node.data_dir))?;
+    let policy = load_policy(node.policy.as_ref(), Some(node.data_dir.as_path()))?;
     let mut config = LeaderConfig::new(&node.data_dir);
     config.cluster_id = node.cluster_id;
     config.history_capacity = args.history_capacity;
