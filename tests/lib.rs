@@ -190,3 +190,56 @@ pub mod cluster {
             .expect("a frame within 20 s")
     }
 }
+
+pub mod followers {
+    //! Followers on loopback, and waiting for them.
+
+    use std::time::{Duration, Instant};
+
+    use regionsync::follower::{FollowerConfig, RunningFollower};
+    use regionsync::leader::RunningLeader;
+
+    use super::cluster::policy;
+
+    pub fn follower_config(
+        leader: &RunningLeader,
+        dir: Option<&std::path::Path>,
+    ) -> FollowerConfig {
+        let mut c = FollowerConfig::new(leader.url(), dir.map(|d| d.to_path_buf()));
+        c.name = "f1".into();
+        c.keepalive = Duration::from_secs(2);
+        c
+    }
+
+    pub async fn start_follower(config: FollowerConfig) -> RunningFollower {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        RunningFollower::start(config, policy(), listener)
+            .await
+            .unwrap()
+    }
+
+    /// Wait until `cond` holds, or fail naming `what`.
+    pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Wait until the follower is ready with the leader's region set.
+    pub async fn converged(leader: &RunningLeader, follower: &RunningFollower) {
+        let l = leader.shared().clone();
+        let f = follower.shared().clone();
+        eventually(
+            "the follower to converge on the leader's digest",
+            Duration::from_secs(30),
+            || {
+                let lead = (l.store.read().digest(), l.ring.read().next_index());
+                let st = f.status();
+                st.ready && st.digest == lead.0.hex() && st.next_index == lead.1
+            },
+        )
+        .await;
+    }
+}

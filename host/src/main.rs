@@ -218,11 +218,17 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     use regionsync::follower::{FollowerConfig, RunningFollower};
     if let Some(dir) = &args.data_dir {
         if dir.exists() && !dir.is_dir() {
-            bail!("data directory {} is a file, not a directory", dir.display());
+            bail!(
+                "data directory {} is a file, not a directory",
+                dir.display()
+            );
         }
     }
     if !args.leader.starts_with("http://") && !args.leader.starts_with("https://") {
-        bail!("--leader must be a URL such as http://127.0.0.1:2379, not {:?}", args.leader);
+        bail!(
+            "--leader must be a URL such as http://127.0.0.1:2379, not {:?}",
+            args.leader
+        );
     }
     let listener = regionsync::server::bind(&args.listen).await?;
     let policy = load_policy(args.policy.as_ref(), args.data_dir.as_deref())?;

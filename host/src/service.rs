@@ -30,6 +30,9 @@ use crate::region_store::{RegionStore, StoredRegion, check_region};
 /// below the 8 MiB a PD follower accepts.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
+/// Budget of one ScanRegions answer.
+const SCAN_BYTES: usize = 4 << 20;
+
 /// What the service needs from the node behind it.
 pub trait RegionSource: Send + Sync + 'static {
     /// The cluster this node belongs to (0 while a new follower has not
@@ -75,7 +78,10 @@ impl<S: RegionSource> PdService<S> {
     fn check_cluster(&self, header: Option<&RequestHeader>, strict: bool) -> Result<(), Status> {
         let ours = self.node.cluster_id();
         let theirs = header.map_or(0, |h| h.cluster_id);
-        if theirs == ours || (!strict && theirs == 0) {
+        // Lenient checks accept a request without a cluster id (PD tools
+        // send none), and leave a node that has not learnt its own yet to
+        // refuse by readiness instead.
+        if theirs == ours || (!strict && (theirs == 0 || ours == 0)) {
             Ok(())
         } else {
             Err(Status::failed_precondition(format!(
@@ -200,10 +206,20 @@ impl<S: RegionSource> Pd for PdService<S> {
         self.check_cluster(req.header.as_ref(), false)?;
         let limit = usize::try_from(req.limit).unwrap_or(0).min(100_000);
         let limit = if limit == 0 { 100_000 } else { limit };
-        let found = self
+        let mut found = self
             .node
             .readable()?
             .scan(&req.start_key, &req.end_key, limit);
+        // Each region goes out twice (region_metas and regions): keep the
+        // answer well under the message limit; clients page on from the last
+        // region's end key.
+        let mut bytes = 0;
+        if let Some(cut) = found.iter().position(|r| {
+            bytes += 2 * (prost::Message::encoded_len(&r.region) + 16);
+            bytes > SCAN_BYTES
+        }) {
+            found.truncate(cut.max(1));
+        }
         let region_metas: Vec<Region> = found.iter().map(|r| r.region.clone()).collect();
         let leaders = found.iter().map(|r| r.leader).collect();
         let regions = found

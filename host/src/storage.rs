@@ -10,8 +10,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use parking_lot::Mutex;
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition,
+};
 use regionsync_proto::metapb::Region;
 
 /// id -> leader peer id (8 bytes, little endian) then the region's encoding.
@@ -87,9 +91,30 @@ impl WriteBatch {
     }
 }
 
+/// An existing store is opened read-only and reopened for writing only at
+/// the first write: a node that refuses to sync (another cluster) must leave
+/// its store byte for byte as it was, and even a clean read-write open and
+/// close rewrites redb's header.
+enum Handle {
+    ReadOnly(ReadOnlyDatabase),
+    ReadWrite(Database),
+    /// Between the two, or after a failed reopen.
+    Closed,
+}
+
 pub struct Storage {
-    db: Database,
+    handle: Mutex<Handle>,
     path: PathBuf,
+}
+
+fn open_read_write(path: &Path) -> anyhow::Result<Database> {
+    let mut builder = Database::builder();
+    // Regions live in memory already; the page cache only needs to carry
+    // the write path.
+    builder.set_cache_size(16 << 20);
+    builder
+        .create(path)
+        .map_err(|e| anyhow!("cannot open store {}: {e}", path.display()))
 }
 
 impl Storage {
@@ -104,16 +129,43 @@ impl Storage {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let path = dir.join(FILE_NAME);
-        let mut builder = Database::builder();
-        // Regions live in memory already; the page cache only needs to
-        // carry the write path.
-        builder.set_cache_size(16 << 20);
-        let db = builder
-            .create(&path)
-            .map_err(|e| anyhow!("cannot open store {}: {e}", path.display()))?;
-        let storage = Storage { db, path };
+        let handle = if path.exists() {
+            match ReadOnlyDatabase::open(&path) {
+                Ok(db) => Handle::ReadOnly(db),
+                // E.g. a store that needs repair after a crash: only a
+                // read-write open repairs it.
+                Err(_) => Handle::ReadWrite(open_read_write(&path)?),
+            }
+        } else {
+            Handle::ReadWrite(open_read_write(&path)?)
+        };
+        let storage = Storage {
+            handle: Mutex::new(handle),
+            path,
+        };
         storage.check_layout()?;
         Ok(storage)
+    }
+
+    fn begin_read(&self) -> anyhow::Result<ReadTransaction> {
+        match &*self.handle.lock() {
+            Handle::ReadOnly(db) => Ok(db.begin_read()?),
+            Handle::ReadWrite(db) => Ok(db.begin_read()?),
+            Handle::Closed => bail!("store {} is closed", self.path.display()),
+        }
+    }
+
+    /// Run `f` with a read-write database, reopening for writing if needed.
+    fn with_writer<T>(&self, f: impl FnOnce(&Database) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut handle = self.handle.lock();
+        if !matches!(*handle, Handle::ReadWrite(_)) {
+            *handle = Handle::Closed; // release the read-only handle first
+            *handle = Handle::ReadWrite(open_read_write(&self.path)?);
+        }
+        match &*handle {
+            Handle::ReadWrite(db) => f(db),
+            _ => unreachable!("just opened for writing"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -125,7 +177,7 @@ impl Storage {
     /// byte for byte).
     fn check_layout(&self) -> anyhow::Result<()> {
         let found = {
-            let txn = self.db.begin_read()?;
+            let txn = self.begin_read()?;
             let layout = match txn.open_table(META) {
                 Ok(meta) => meta.get(KEY_LAYOUT)?.map(|v| v.value()),
                 Err(redb::TableError::TableDoesNotExist(_)) => None,
@@ -149,18 +201,18 @@ impl Storage {
                  move it away to start afresh",
                 self.path.display()
             ),
-            (None, false) => {
-                let txn = self.db.begin_write()?;
+            (None, false) => self.with_writer(|db| {
+                let txn = db.begin_write()?;
                 txn.open_table(META)?.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
                 txn.open_table(REGIONS)?;
                 txn.commit()?;
                 Ok(())
-            }
+            }),
         }
     }
 
     pub fn meta(&self) -> anyhow::Result<Meta> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let meta = txn.open_table(META)?;
         let get = |k| -> anyhow::Result<Option<u64>> { Ok(meta.get(k)?.map(|v| v.value())) };
         Ok(Meta {
@@ -173,7 +225,7 @@ impl Storage {
     /// Every stored region with its leader peer id. A record that does not
     /// decode is an error naming it, not a panic.
     pub fn load_regions(&self, mut f: impl FnMut(Region, u64)) -> anyhow::Result<usize> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(REGIONS)?;
         let mut n = 0;
         for entry in table.iter()? {
@@ -204,44 +256,46 @@ impl Storage {
 
     /// Apply one batch as one transaction.
     pub fn write(&self, batch: &WriteBatch) -> anyhow::Result<()> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(if batch.durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
-        {
-            if batch.reset {
-                txn.delete_table(REGIONS)?;
-            }
-            let mut regions = txn.open_table(REGIONS)?;
-            let mut value = Vec::new();
-            for op in &batch.ops {
-                match op {
-                    RegionOp::Put(id, leader, blob) => {
-                        value.clear();
-                        value.extend_from_slice(&leader.to_le_bytes());
-                        value.extend_from_slice(blob);
-                        regions.insert(*id, value.as_slice())?;
-                    }
-                    RegionOp::Delete(id) => {
-                        regions.remove(*id)?;
+        self.with_writer(|db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(if batch.durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
+            {
+                if batch.reset {
+                    txn.delete_table(REGIONS)?;
+                }
+                let mut regions = txn.open_table(REGIONS)?;
+                let mut value = Vec::new();
+                for op in &batch.ops {
+                    match op {
+                        RegionOp::Put(id, leader, blob) => {
+                            value.clear();
+                            value.extend_from_slice(&leader.to_le_bytes());
+                            value.extend_from_slice(blob);
+                            regions.insert(*id, value.as_slice())?;
+                        }
+                        RegionOp::Delete(id) => {
+                            regions.remove(*id)?;
+                        }
                     }
                 }
+                let mut meta = txn.open_table(META)?;
+                if let Some(i) = batch.next_index {
+                    meta.insert(KEY_NEXT_INDEX, i)?;
+                }
+                if let Some(c) = batch.complete {
+                    meta.insert(KEY_COMPLETE, u64::from(c))?;
+                }
+                if let Some(id) = batch.cluster_id {
+                    meta.insert(KEY_CLUSTER_ID, id)?;
+                }
             }
-            let mut meta = txn.open_table(META)?;
-            if let Some(i) = batch.next_index {
-                meta.insert(KEY_NEXT_INDEX, i)?;
-            }
-            if let Some(c) = batch.complete {
-                meta.insert(KEY_COMPLETE, u64::from(c))?;
-            }
-            if let Some(id) = batch.cluster_id {
-                meta.insert(KEY_CLUSTER_ID, id)?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 }
 
@@ -310,6 +364,29 @@ mod tests {
     }
 
     #[test]
+    fn opening_and_reading_leave_the_file_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path()).unwrap();
+            let mut b = WriteBatch {
+                next_index: Some(3),
+                durable: true,
+                ..Default::default()
+            };
+            b.put(&region(1), 0);
+            s.write(&b).unwrap();
+        }
+        let file = dir.path().join(FILE_NAME);
+        let before = std::fs::read(&file).unwrap();
+        {
+            let s = Storage::open(dir.path()).unwrap();
+            s.meta().unwrap();
+            s.load_regions(|_, _| {}).unwrap();
+        }
+        assert!(std::fs::read(&file).unwrap() == before);
+    }
+
+    #[test]
     fn a_data_dir_that_is_a_file_is_refused() {
         let f = tempfile::NamedTempFile::new().unwrap();
         let err = Storage::open(f.path()).err().unwrap().to_string();
@@ -321,12 +398,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Storage::open(dir.path()).unwrap();
-            let txn = s.db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert(KEY_LAYOUT, 99)
-                .unwrap();
-            txn.commit().unwrap();
+            s.with_writer(|db| {
+                let txn = db.begin_write()?;
+                txn.open_table(META)?.insert(KEY_LAYOUT, 99)?;
+                txn.commit()?;
+                Ok(())
+            })
+            .unwrap();
         }
         let err = Storage::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("layout version 99"), "{err}");
@@ -339,12 +417,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Storage::open(dir.path()).unwrap();
-            let txn = s.db.begin_write().unwrap();
-            txn.open_table(REGIONS)
-                .unwrap()
-                .insert(5, &[1u8, 2, 3][..])
-                .unwrap();
-            txn.commit().unwrap();
+            s.with_writer(|db| {
+                let txn = db.begin_write()?;
+                txn.open_table(REGIONS)?.insert(5, &[1u8, 2, 3][..])?;
+                txn.commit()?;
+                Ok(())
+            })
+            .unwrap();
         }
         let s = Storage::open(dir.path()).unwrap();
         let err = s.load_regions(|_, _| {}).unwrap_err().to_string();

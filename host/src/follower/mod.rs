@@ -88,7 +88,8 @@ pub struct FollowerShared {
     pub policy: Arc<PolicyRuntime>,
     pub store: RwLock<RegionStore>,
     pub ring: RwLock<HistoryRing>,
-    storage: Option<Storage>,
+    /// `None` for a cache-only follower, and after `close_storage`.
+    storage: Mutex<Option<Storage>>,
     /// The policy's state of this follower, owned here and passed in whole.
     pub state: Mutex<FollowerState>,
     /// Mirror of `state.ready` for the read path.
@@ -126,11 +127,14 @@ impl Follower {
         {
             tracing::warn!("follower sync task did not stop within 3 s");
         }
+        self.shared.close_storage();
     }
 
-    /// Stop at once, as a crash would (tests use this to cut a full sync).
+    /// Stop at once, as a crash would: whatever was not committed is lost
+    /// (tests use this to cut a full sync short).
     pub fn abort(self) {
         self.task.abort();
+        self.shared.close_storage();
     }
 }
 
@@ -144,7 +148,8 @@ impl FollowerShared {
                 let meta = storage.meta()?;
                 let mut complete = meta.complete;
                 if complete {
-                    let loaded = storage.load_regions(|r, leader| store.insert_unchecked(&r, leader, 0));
+                    let loaded =
+                        storage.load_regions(|r, leader| store.insert_unchecked(&r, leader, 0));
                     if let Err(e) = loaded {
                         // A damaged store is not an outage: forget it and
                         // take a full sync (its marker is cleared first).
@@ -160,7 +165,11 @@ impl FollowerShared {
                     data_dir = %dir.display(), regions = store.len(), next_index = meta.next_index,
                     complete, "follower store opened"
                 );
-                (Some(storage), FollowerState::opened(meta.next_index, complete), meta.cluster_id)
+                (
+                    Some(storage),
+                    FollowerState::opened(meta.next_index, complete),
+                    meta.cluster_id,
+                )
             }
         };
         let cluster_id = match (kept_cluster, config.cluster_id) {
@@ -175,7 +184,7 @@ impl FollowerShared {
             state: Mutex::new(state),
             store: RwLock::new(store),
             ring: RwLock::new(ring),
-            storage,
+            storage: Mutex::new(storage),
             policy,
             cluster_id: AtomicU64::new(cluster_id),
             refusal: Mutex::new(None),
@@ -201,12 +210,23 @@ impl FollowerShared {
 
     /// Write a batch to the durable store, if this follower has one.
     fn persist(&self, batch: &WriteBatch) -> anyhow::Result<()> {
-        match &self.storage {
-            Some(storage) if !batch.is_empty() => storage
-                .write(batch)
-                .with_context(|| format!("writing the follower store {}", storage.path().display())),
-            _ => Ok(()),
+        if batch.is_empty() {
+            return Ok(());
         }
+        match &*self.storage.lock() {
+            Some(storage) => storage.write(batch).with_context(|| {
+                format!("writing the follower store {}", storage.path().display())
+            }),
+            None if self.config.data_dir.is_some() => bail!("the follower store is closed"),
+            None => Ok(()),
+        }
+    }
+
+    /// Close the durable store now (waiting for a write in progress); later
+    /// writes fail. Lets a stopped follower's directory be reopened at once
+    /// even while stray references to this state remain.
+    pub fn close_storage(&self) {
+        self.storage.lock().take();
     }
 
     pub fn status(&self) -> Status {

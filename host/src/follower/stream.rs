@@ -105,13 +105,10 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let ours = shared.cluster_id();
+    // Discovery: ask without a cluster id, then compare the leader's.
     let members = client
         .get_members(GetMembersRequest {
-            header: Some(RequestHeader {
-                cluster_id: ours,
-                ..Default::default()
-            }),
+            header: Some(RequestHeader::default()),
         })
         .await;
     let theirs = match members {
@@ -179,7 +176,10 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
 fn check_cluster(shared: &FollowerShared, theirs: u64) -> Result<(), String> {
     let ours = shared.cluster_id();
     if theirs == 0 {
-        return Err(format!("leader {} reports no cluster id", shared.config.leader));
+        return Err(format!(
+            "leader {} reports no cluster id",
+            shared.config.leader
+        ));
     }
     if ours == theirs {
         return Ok(());
@@ -216,7 +216,10 @@ fn apply_frame(
         .bytes
         .fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
     let header_error = frame.header.as_ref().and_then(|h| {
-        let error = h.error.as_ref().filter(|e| e.r#type != ErrorType::Ok as i32);
+        let error = h
+            .error
+            .as_ref()
+            .filter(|e| e.r#type != ErrorType::Ok as i32);
         match error {
             Some(e) => Some(e.message.clone()),
             None if h.cluster_id != shared.cluster_id() => Some(format!(
@@ -286,7 +289,9 @@ fn apply_frame(
                         batch.put_encoded(region.id, leader.id, blob);
                     }
                 }
-                Err(why) => tracing::warn!(region = region.id, reason = %why, "leader sent a malformed region; skipped"),
+                Err(why) => {
+                    tracing::warn!(region = region.id, reason = %why, "leader sent a malformed region; skipped")
+                }
             }
             if d.record_history {
                 records.push(Arc::new(Record {
@@ -318,7 +323,8 @@ fn apply_frame(
         batch.next_index = Some(claim);
         batch.complete = Some(true);
         let mut last = shared.last_durable.lock();
-        batch.durable = d.kind == FrameKind::Completion || last.elapsed() >= shared.config.durable_every;
+        batch.durable =
+            d.kind == FrameKind::Completion || last.elapsed() >= shared.config.durable_every;
         if batch.durable {
             *last = Instant::now();
         }

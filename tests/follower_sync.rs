@@ -1,0 +1,455 @@
+//! Followers against a real leader over loopback gRPC, with real redb
+//! stores: resume, full sync that replaces, crashes mid-sync, readiness,
+//! leader restarts, foreign clusters, damaged stores (SPEC §3).
+
+use std::time::Duration;
+
+use regionsync::follower::FollowerConfig;
+use regionsync::storage::Storage;
+use regionsync_proto::metapb::Region;
+use regionsync_proto::pdpb::{GetRegionByIdRequest, ScanRegionsRequest};
+use regionsync_tests::cluster::*;
+use regionsync_tests::followers::*;
+use tonic::Code;
+
+fn bumped(regions: &[Region], version: u64) -> Vec<Region> {
+    regions
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.region_epoch.as_mut().unwrap().version = version;
+            r
+        })
+        .collect()
+}
+
+fn stored_ids(dir: &std::path::Path) -> Vec<u64> {
+    let storage = Storage::open(dir).unwrap();
+    let mut ids = Vec::new();
+    storage.load_regions(|r, _| ids.push(r.id)).unwrap();
+    ids.sort();
+    ids
+}
+
+/// All regions a follower serves, paging like a PD client, or the error it
+/// answers with.
+async fn scan_all(url: &str) -> Result<usize, tonic::Status> {
+    let mut c = client(url).await;
+    let mut start = Vec::new();
+    let mut n = 0;
+    loop {
+        let page = c
+            .scan_regions(ScanRegionsRequest {
+                header: header(7),
+                start_key: start.clone(),
+                limit: 1_000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        n += page.regions.len();
+        match page.region_metas.last() {
+            Some(last) if !last.end_key.is_empty() => start = last.end_key.clone(),
+            _ => return Ok(n),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pd_10666_a_follower_behind_the_ring_full_syncs_and_drops_the_merged_away_region() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut lc = leader_config(ldir.path());
+    lc.history_capacity = 10;
+    let leader = start_leader(lc).await;
+    let rs = regions(1, 20, 8);
+    feed(&leader, &rs).await;
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    assert!(stored_ids(fdir.path()).contains(&5));
+
+    // 100 changes while the follower is down, the first a merge: region 4
+    // absorbs region 5, which the follower still holds.
+    let mut merged = rs[3].clone();
+    merged.end_key = rs[4].end_key.clone();
+    merged.region_epoch.as_mut().unwrap().version = 2;
+    let mut changes = vec![merged];
+    for round in 0..99u64 {
+        let mut r = rs[(5 + round as usize % 15).min(19)].clone();
+        r.region_epoch.as_mut().unwrap().conf_ver = 2 + round;
+        changes.push(r);
+    }
+    feed(&leader, &changes).await;
+    let ring = leader.shared().ring.read().view();
+    assert!(
+        ring.first_index > 21,
+        "the follower's index fell off the ring: {ring:?}"
+    );
+    assert!(leader.shared().store.read().get(5).is_none());
+
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    assert_eq!(
+        f.shared().status().full_syncs.get("leader_routed"),
+        Some(&1)
+    );
+    let mut c = client(&f.url()).await;
+    let gone = c
+        .get_region_by_id(GetRegionByIdRequest {
+            header: header(7),
+            region_id: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        gone.region.is_none(),
+        "the merged-away region is still served"
+    );
+    f.shutdown().await;
+    let ids = stored_ids(fdir.path());
+    assert!(
+        !ids.contains(&5),
+        "the merged-away region is still stored: {ids:?}"
+    );
+    assert_eq!(ids.len(), 19);
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_within_the_ring_replays_history_only() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let rs = regions(1, 200, 8);
+    feed(&leader, &rs).await;
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    feed(&leader, &bumped(&rs[..50], 2)).await;
+    let served_before = leader.shared().stats.full_syncs_by_reason();
+
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    let status = f.shared().status();
+    assert!(status.full_syncs.is_empty(), "{:?}", status.full_syncs);
+    assert_eq!(leader.shared().stats.full_syncs_by_reason(), served_before);
+    assert_eq!(
+        f.shared().ring.read().len(),
+        50,
+        "the replayed records are in the follower's ring"
+    );
+    f.shutdown().await;
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stopped_after_k_snapshot_frames_is_not_ready_until_a_new_full_sync_completes() {
+    let ldir = tempfile::tempdir().unwrap();
+    let mut lc = leader_config(ldir.path());
+    lc.full_sync_rate = Some(4 << 20);
+    let leader = start_leader(lc).await;
+    let total = 5_000usize;
+    feed(&leader, &regions(1, total as u64, 512)).await;
+
+    for k in [1u64, 2, 4] {
+        let fdir = tempfile::tempdir().unwrap();
+        let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+        let progress = f.shared().clone();
+        eventually("k snapshot frames", Duration::from_secs(20), || {
+            progress
+                .stats
+                .snapshot_progress
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= k * 1_000
+        })
+        .await;
+        assert!(!f.shared().status().ready);
+        f.kill().await;
+        let meta = Storage::open(fdir.path()).unwrap().meta().unwrap();
+        assert!(
+            !meta.complete,
+            "a cut full sync left a store that claims index {}",
+            meta.next_index
+        );
+
+        let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+        assert!(
+            !f.shared().status().ready,
+            "ready before any sync after a cut full sync"
+        );
+        let url = f.url();
+        let mut refused = 0;
+        loop {
+            match scan_all(&url).await {
+                Err(status) => {
+                    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                    refused += 1;
+                }
+                Ok(n) => {
+                    assert_eq!(n, total, "served a partial set of {n} regions (k = {k})");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(refused > 0, "the test never saw the follower not ready");
+        converged(&leader, &f).await;
+        f.shutdown().await;
+    }
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_header_frame_makes_the_follower_reconnect_with_its_index_unchanged() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lc = leader_config(ldir.path());
+    let leader = start_leader(lc.clone()).await;
+    let addr = leader.server.local_addr();
+    feed(&leader, &regions(1, 100, 8)).await;
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    let index = f.shared().status().next_index;
+
+    leader.shutdown().await; // every stream gets the "server stopped" error frame
+    let shared = f.shared().clone();
+    eventually(
+        "a reconnect for the error header",
+        Duration::from_secs(5),
+        || shared.stats.reconnects.lock().contains_key("error_header"),
+    )
+    .await;
+    assert_eq!(f.shared().status().next_index, index);
+    assert!(
+        f.shared().status().ready,
+        "a complete store stays readable while reconnecting"
+    );
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let leader = regionsync::leader::RunningLeader::start(lc, policy(), listener)
+        .await
+        .unwrap();
+    converged(&leader, &f).await;
+    assert_eq!(f.shared().status().next_index, index);
+    f.shutdown().await;
+    assert_eq!(
+        Storage::open(fdir.path())
+            .unwrap()
+            .meta()
+            .unwrap()
+            .next_index,
+        index
+    );
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_restart_under_a_running_follower_resumes_by_history_and_converges() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lc = leader_config(ldir.path());
+    let leader = start_leader(lc.clone()).await;
+    let addr = leader.server.local_addr();
+    let rs = regions(1, 300, 8);
+    feed(&leader, &rs).await;
+    let mut fc = follower_config(&leader, Some(fdir.path()));
+    fc.keepalive = Duration::from_millis(300);
+    let f = start_follower(fc).await;
+    converged(&leader, &f).await;
+
+    leader.shutdown().await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let leader = regionsync::leader::RunningLeader::start(lc, policy(), listener)
+        .await
+        .unwrap();
+    // Changes before the follower is back: it must resume by history.
+    feed(&leader, &bumped(&rs[..20], 2)).await;
+    converged(&leader, &f).await;
+    assert!(f.shared().status().full_syncs.is_empty());
+    assert_eq!(leader.shared().stats.full_syncs_by_reason().len(), 0);
+    feed(&leader, &bumped(&rs[20..40], 2)).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_pointed_at_another_cluster_refuses_and_keeps_its_store_byte_for_byte() {
+    let (adir, bdir, fdir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = start_leader(leader_config(adir.path())).await;
+    feed(&a, &regions(1, 100, 8)).await;
+    let f = start_follower(follower_config(&a, Some(fdir.path()))).await;
+    converged(&a, &f).await;
+    f.shutdown().await;
+    let file = fdir.path().join(regionsync::storage::FILE_NAME);
+    let before = std::fs::read(&file).unwrap();
+
+    let mut bc = leader_config(bdir.path());
+    bc.cluster_id = Some(8);
+    let b = start_leader(bc).await;
+    feed(&b, &regions(1000, 10, 8)).await;
+    let f = start_follower(follower_config(&b, Some(fdir.path()))).await;
+    let shared = f.shared().clone();
+    eventually("the refusal", Duration::from_secs(10), || {
+        shared.status().phase == "refused"
+    })
+    .await;
+    let why = shared.refusal.lock().clone().unwrap();
+    assert!(
+        why.contains("cluster 8") && why.contains("cluster 7"),
+        "{why}"
+    );
+    assert_eq!(shared.status().cluster_id, 7);
+    f.shutdown().await;
+    assert!(
+        std::fs::read(&file).unwrap() == before,
+        "the store file changed"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_another_layout_or_damaged_gives_a_clear_error_or_a_full_sync() {
+    let ldir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(ldir.path())).await;
+    feed(&leader, &regions(1, 50, 8)).await;
+
+    // Another layout: refused with a message naming it.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(old.path().join(regionsync::storage::FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        txn.open_table(meta)
+            .unwrap()
+            .insert("layout_version", 99)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = regionsync::follower::RunningFollower::start(
+        follower_config(&leader, Some(old.path())),
+        policy(),
+        listener,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(format!("{err:#}").contains("layout version 99"), "{err:#}");
+
+    // Not a database at all: a clear error.
+    let junk = tempfile::tempdir().unwrap();
+    std::fs::write(
+        junk.path().join(regionsync::storage::FILE_NAME),
+        vec![0x5a; 8192],
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = regionsync::follower::RunningFollower::start(
+        follower_config(&leader, Some(junk.path())),
+        policy(),
+        listener,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(format!("{err:#}").contains("cannot open store"), "{err:#}");
+
+    // A complete store with an undecodable region: a full sync replaces it.
+    let damaged = tempfile::tempdir().unwrap();
+    let f = start_follower(follower_config(&leader, Some(damaged.path()))).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    {
+        let db =
+            redb::Database::create(damaged.path().join(regionsync::storage::FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("regions");
+        txn.open_table(table)
+            .unwrap()
+            .insert(3, &[0u8, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff][..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let f = start_follower(follower_config(&leader, Some(damaged.path()))).await;
+    converged(&leader, &f).await;
+    assert_eq!(f.shared().status().full_syncs.get("requested"), Some(&1));
+    f.shutdown().await;
+    assert_eq!(stored_ids(damaged.path()).len(), 50);
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_only_follower_full_syncs_at_every_start_and_answers_no_read_before_ready() {
+    let ldir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let rs = regions(1, 2_000, 64);
+    feed(&leader, &rs).await;
+    let churn = {
+        let url = leader.url();
+        let rs = rs.clone();
+        tokio::spawn(async move {
+            let mut c = client(&url).await;
+            for version in 2..40u64 {
+                let reqs: Vec<_> = bumped(&rs[..100], version)
+                    .iter()
+                    .map(|r| heartbeat(7, r))
+                    .collect();
+                let _ = c.region_heartbeat(tokio_stream::iter(reqs)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    for start in 0..2 {
+        let f = start_follower(follower_config(&leader, None)).await;
+        let url = f.url();
+        loop {
+            match scan_all(&url).await {
+                Err(status) => assert_eq!(status.code(), Code::Unavailable),
+                Ok(n) => {
+                    assert_eq!(n, 2_000, "start {start}: served {n} regions");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(f.shared().status().full_syncs.get("requested"), Some(&1));
+        f.shutdown().await;
+    }
+    churn.await.unwrap();
+    let f = start_follower(follower_config(&leader, None)).await;
+    converged(&leader, &f).await;
+    assert_eq!(f.shared().status().full_syncs.get("requested"), Some(&1));
+    f.shutdown().await;
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_follower_learns_the_cluster_id_and_a_wrong_flag_is_refused_at_start() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    assert_eq!(
+        Storage::open(fdir.path())
+            .unwrap()
+            .meta()
+            .unwrap()
+            .cluster_id,
+        Some(7)
+    );
+    let mut c: FollowerConfig = follower_config(&leader, Some(fdir.path()));
+    c.cluster_id = Some(9);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = regionsync::follower::RunningFollower::start(c, policy(), listener)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("cluster 7"), "{err:#}");
+    leader.shutdown().await;
+}
