@@ -356,21 +356,38 @@ async fn keepalive_never_overtakes_pending_records() {
     let mut s = sync(&leader.url(), 7, 1, "f").await.unwrap();
     let rs = regions(1, 3_000, 8);
     let feeder = {
-        let url = leader.url();
+        let leader_url = leader.url();
+        let shared = leader.shared().clone();
         let rs = rs.clone();
         tokio::spawn(async move {
-            let mut c = client(&url).await;
+            let mut c = client(&leader_url).await;
             for chunk in rs.chunks(100) {
+                let before = shared
+                    .stats
+                    .heartbeats
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 let reqs: Vec<RegionHeartbeatRequest> =
                     chunk.iter().map(|r| heartbeat(7, r)).collect();
-                let _ = c.region_heartbeat(tokio_stream::iter(reqs)).await.unwrap();
+                // Keep the call open until the leader took the batch:
+                // dropping it would cancel the stream mid-way.
+                let _responses = c.region_heartbeat(tokio_stream::iter(reqs)).await.unwrap();
+                while shared
+                    .stats
+                    .heartbeats
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    < before + 100
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         })
     };
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut cursor = 1u64;
     let mut keepalives = 0;
     while cursor < 3_001 {
+        assert!(Instant::now() < deadline, "records stopped at {cursor}");
         let f = next_frame(&mut s).await.unwrap().unwrap();
         assert_eq!(
             f.start_index, cursor,
