@@ -216,13 +216,11 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
 
 async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     use regionsync::follower::{FollowerConfig, RunningFollower};
-    if let Some(dir) = &args.data_dir {
-        if dir.exists() && !dir.is_dir() {
-            bail!(
-                "data directory {} is a file, not a directory",
-                dir.display()
-            );
-        }
+    if let Some(dir) = args.data_dir.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+        bail!(
+            "data directory {} is a file, not a directory",
+            dir.display()
+        );
     }
     if !args.leader.starts_with("http://") && !args.leader.starts_with("https://") {
         bail!(
