@@ -4,10 +4,12 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod demo;
 pub mod digest;
 pub mod follower;
 pub mod history;
 pub mod leader;
+pub mod load;
 pub mod policy_runtime;
 pub mod region_store;
 pub mod server;

@@ -42,6 +42,17 @@ enum Command {
     /// Run a follower: keeps a durable copy of the leader's regions and
     /// serves reads once it is complete.
     Follower(FollowerArgs),
+    /// Feed a leader region heartbeats with realistic churn (splits,
+    /// merges, leader transfers, conf changes, flow updates).
+    Load(LoadArgs),
+    /// Start a leader and two followers on loopback, feed, churn, take
+    /// followers down and back, swap policies under load, and check that
+    /// every node ends with the same regions.
+    Demo {
+        /// Where the nodes keep their stores (a temporary directory if absent).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print a running node's status JSON (the same as GET /status).
     Status {
         /// The node's admin address (host:port).
@@ -105,6 +116,25 @@ struct LeaderArgs {
 }
 
 #[derive(Args)]
+struct LoadArgs {
+    /// The leader's gRPC URL.
+    #[arg(long)]
+    leader: String,
+    /// Regions to create (when the leader holds none) and heartbeat once.
+    #[arg(long)]
+    regions: u64,
+    /// Churn operations after the regions.
+    #[arg(long, default_value_t = 0)]
+    updates: u64,
+    /// Heartbeats per second (0: as fast as the leader takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seed of the churn, to replay a run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
 struct FollowerArgs {
     /// The leader's gRPC URL, e.g. http://127.0.0.1:2379.
     #[arg(long)]
@@ -135,9 +165,9 @@ struct FollowerArgs {
     name: String,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -251,6 +281,62 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    use regionsync::load;
+    let mut client = load::connect(&args.leader).await?;
+    let members = client
+        .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
+        .await
+        .with_context(|| format!("{} is not a regionsync leader", args.leader))?
+        .into_inner();
+    let cluster_id = members.header.map_or(0, |h| h.cluster_id);
+    let existing = load::scan_all(&mut client, cluster_id).await?;
+    let mut generator = if existing.is_empty() {
+        load::Generator::new(cluster_id, args.regions, args.seed)
+    } else {
+        load::Generator::resume(cluster_id, existing, args.seed)
+            .context("the leader holds regions this generator did not write")?
+    };
+    let started = std::time::Instant::now();
+    let mut heartbeats = generator.all();
+    for _ in 0..args.updates {
+        heartbeats.extend(generator.churn());
+    }
+    let sent = heartbeats.len();
+    load::send(&mut client, heartbeats, args.rate).await?;
+    let took = started.elapsed();
+    println!(
+        "sent {sent} heartbeats ({} regions, {} churn operations) in {took:.2?}: {:.0}/s",
+        generator.len(),
+        args.updates,
+        sent as f64 / took.as_secs_f64()
+    );
+    // Acceptance: the leader must hold exactly the model's regions.
+    let model: std::collections::HashMap<u64, regionsync_proto::metapb::Region> =
+        generator.regions().into_iter().map(|r| (r.id, r)).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let held = load::scan_all(&mut client, cluster_id).await?;
+        let exact = held
+            .iter()
+            .filter(|(r, _)| model.get(&r.id) == Some(r))
+            .count();
+        if exact == model.len() || std::time::Instant::now() > deadline {
+            println!(
+                "leader holds {exact} of {} model regions exactly ({:.2}% accepted), {} regions in all",
+                model.len(),
+                100.0 * exact as f64 / model.len().max(1) as f64,
+                held.len()
+            );
+            if exact != model.len() {
+                bail!("the leader did not accept every change");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn run_status(admin: &str) -> anyhow::Result<()> {
     let (code, body) = regionsync::admin_client::request(admin, "GET", "/status", &[]).await?;
     if code != 200 {
@@ -291,7 +377,12 @@ async fn run_policy_swap(admin: &str, file: &std::path::Path) -> anyhow::Result<
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo prints its own story; its nodes' logs are for RUST_LOG=info.
+    let default_level = match cli.command {
+        Command::Demo { .. } | Command::Load(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -303,6 +394,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Leader(args) => run_leader(args).await,
             Command::Follower(args) => run_follower(args).await,
+            Command::Load(args) => run_load(args).await,
+            Command::Demo { data_dir } => match regionsync::demo::run(data_dir).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(anyhow::anyhow!("the nodes' digests differ")),
+                Err(e) => Err(e),
+            },
             Command::Status { admin } => run_status(&admin).await,
             Command::Policy {
                 command: PolicyCommand::Swap { admin, file },
