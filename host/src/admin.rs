@@ -22,6 +22,8 @@ use crate::status::{PolicyStatus, Status};
 pub trait AdminNode: Send + Sync + 'static {
     fn status(&self) -> Status;
     fn policy(&self) -> &PolicyRuntime;
+    /// Prometheus text.
+    fn metrics(&self) -> String;
 }
 
 /// Answer of `POST /policy`.
@@ -38,6 +40,7 @@ const MAX_COMPONENT_BYTES: usize = 16 << 20;
 pub fn router<N: AdminNode>(node: Arc<N>) -> Router {
     Router::new()
         .route("/status", get(status::<N>))
+        .route("/metrics", get(metrics::<N>))
         .route("/policy", post(swap::<N>))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(node)
@@ -45,6 +48,17 @@ pub fn router<N: AdminNode>(node: Arc<N>) -> Router {
 
 async fn status<N: AdminNode>(State(node): State<Arc<N>>) -> Json<Status> {
     Json(node.status())
+}
+
+async fn metrics<N: AdminNode>(State(node): State<Arc<N>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        node.metrics(),
+    )
+        .into_response()
 }
 
 async fn swap<N: AdminNode>(State(node): State<Arc<N>>, body: Bytes) -> Response {

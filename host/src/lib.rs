@@ -10,6 +10,7 @@ pub mod follower;
 pub mod history;
 pub mod leader;
 pub mod load;
+pub mod metrics;
 pub mod policy_runtime;
 pub mod region_store;
 pub mod server;

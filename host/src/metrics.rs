@@ -1,0 +1,105 @@
+//! Prometheus text for `GET /metrics`, built at scrape time from the
+//! counters the nodes keep anyway (status, stats, policy runtime), so the
+//! hot paths carry no second set of metric objects.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::policy_runtime::PolicyRuntime;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            registry: Registry::with_prefix("regionsync"),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+        let c: Counter = Counter::default();
+        c.inc_by(value);
+        self.registry.register(name, help, c);
+    }
+
+    pub fn gauge(&mut self, name: &str, help: &str, value: i64) {
+        let g: Gauge = Gauge::default();
+        g.set(value);
+        self.registry.register(name, help, g);
+    }
+
+    /// A counter per label set, e.g. full syncs by reason and outcome.
+    pub fn counters<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl IntoIterator<Item = (Vec<(&'a str, String)>, u64)>,
+    ) {
+        let family = Family::<Labels, Counter>::default();
+        for (labels, v) in values {
+            let labels = labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            family.get_or_create(&labels).inc_by(v);
+        }
+        self.registry.register(name, help, family);
+    }
+
+    /// A gauge per label set, e.g. lag per follower.
+    pub fn gauges<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl IntoIterator<Item = (Vec<(&'a str, String)>, i64)>,
+    ) {
+        let family = Family::<Labels, Gauge>::default();
+        for (labels, v) in values {
+            let labels = labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            family.get_or_create(&labels).set(v);
+        }
+        self.registry.register(name, help, family);
+    }
+
+    /// The policy runtime's counters, the same on every node.
+    pub fn policy(&mut self, p: &PolicyRuntime) {
+        let s = p.stats();
+        let info = p.info();
+        self.gauges(
+            "policy_info",
+            "The active policy (value 1)",
+            [(vec![("name", info.name), ("version", info.version)], 1)],
+        );
+        self.counter("policy_calls", "Policy decisions asked for", s.calls.load(Ordering::Relaxed));
+        self.counter(
+            "policy_errors",
+            "Policy calls that trapped, timed out or were rejected",
+            s.errors.load(Ordering::Relaxed),
+        );
+        self.counter(
+            "policy_fallbacks",
+            "Safe decisions taken instead of the policy's",
+            s.fallbacks.load(Ordering::Relaxed),
+        );
+        self.counter("policy_swaps", "Policy swaps done", s.swaps.load(Ordering::Relaxed));
+        self.counter(
+            "policy_swaps_refused",
+            "Policy swaps refused (the old policy stayed)",
+            s.failed_swaps.load(Ordering::Relaxed),
+        );
+    }
+
+    pub fn render(self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
