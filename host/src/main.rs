@@ -18,9 +18,16 @@ use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
 #[command(
     name = "regionsync",
     version,
+    // A flag given twice (config file, then command line) takes the last.
+    args_override_self = true,
     about = "Keeps followers' copies of cluster region metadata in step with a leader (PD's region syncer, wire-compatible)"
 )]
 struct Cli {
+    /// A TOML file of flags: a table per subcommand, keys named like the
+    /// flags (`[leader] listen = "127.0.0.1:2379"`). Flags on the command
+    /// line take precedence.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -259,6 +266,18 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
         );
     }
     let listener = regionsync::server::bind(&args.listen).await?;
+    // A follower with nothing yet cannot do anything without its leader:
+    // say so at once. One with a store keeps serving it and retries.
+    let has_store = args
+        .data_dir
+        .as_ref()
+        .is_some_and(|d| d.join(regionsync::storage::FILE_NAME).exists());
+    if let Err(e) = regionsync::load::connect(&args.leader).await {
+        if !has_store {
+            return Err(e);
+        }
+        tracing::warn!(error = %format!("{e:#}"), "leader unreachable; serving the stored copy once caught up, retrying");
+    }
     let policy = load_policy(args.policy.as_ref(), args.data_dir.as_deref())?;
     let mut config = FollowerConfig::new(&args.leader, args.data_dir.clone());
     config.cluster_id = args.cluster_id;
@@ -409,8 +428,71 @@ async fn run_policy_swap(admin: &str, file: &std::path::Path) -> anyhow::Result<
     }
 }
 
+/// The command line with the `--config` file's flags for the subcommand
+/// inserted right after the subcommand's name, so that the user's own
+/// flags, coming later, win.
+fn args_with_config() -> anyhow::Result<Vec<std::ffi::OsString>> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut file = None;
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--config" && i + 1 < args.len() {
+            file = Some(PathBuf::from(args.remove(i + 1)));
+            args.remove(i);
+        } else if let Some(path) = a.strip_prefix("--config=") {
+            file = Some(PathBuf::from(path));
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    let Some(file) = file else { return Ok(args) };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read config file {}", file.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid TOML", file.display()))?;
+    let Some(pos) = args.iter().position(|a| {
+        let a = a.to_string_lossy();
+        ["leader", "follower", "load", "status", "policy", "demo"].contains(&a.as_ref())
+    }) else {
+        return Ok(args);
+    };
+    let command = args[pos].to_string_lossy().into_owned();
+    let Some(section) = table.get(&command) else {
+        return Ok(args);
+    };
+    let section = section
+        .as_table()
+        .with_context(|| format!("[{command}] in {} is not a table", file.display()))?;
+    let mut extra = Vec::new();
+    for (key, value) in section {
+        let flag = format!("--{key}");
+        match value {
+            toml::Value::Boolean(true) => extra.push(flag.into()),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(s) => extra.extend([flag.into(), s.into()]),
+            toml::Value::Integer(n) => extra.extend([flag.into(), n.to_string().into()]),
+            other => bail!(
+                "{key} in [{command}] of {}: {other} is not a string, number or boolean",
+                file.display()
+            ),
+        }
+    }
+    args.splice(pos + 1..pos + 1, extra);
+    Ok(args)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match args_with_config() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("regionsync: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     // The demo prints its own story; its nodes' logs are for RUST_LOG=info.
     let default_level = match cli.command {
         Command::Demo { .. } | Command::Load(_) => "warn",

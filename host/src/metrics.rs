@@ -48,7 +48,10 @@ impl Metrics {
     ) {
         let family = Family::<Labels, Counter>::default();
         for (labels, v) in values {
-            let labels = labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let labels = labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
             family.get_or_create(&labels).inc_by(v);
         }
         self.registry.register(name, help, family);
@@ -63,7 +66,10 @@ impl Metrics {
     ) {
         let family = Family::<Labels, Gauge>::default();
         for (labels, v) in values {
-            let labels = labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let labels = labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
             family.get_or_create(&labels).set(v);
         }
         self.registry.register(name, help, family);
@@ -78,7 +84,11 @@ impl Metrics {
             "The active policy (value 1)",
             [(vec![("name", info.name), ("version", info.version)], 1)],
         );
-        self.counter("policy_calls", "Policy decisions asked for", s.calls.load(Ordering::Relaxed));
+        self.counter(
+            "policy_calls",
+            "Policy decisions asked for",
+            s.calls.load(Ordering::Relaxed),
+        );
         self.counter(
             "policy_errors",
             "Policy calls that trapped, timed out or were rejected",
@@ -89,7 +99,11 @@ impl Metrics {
             "Safe decisions taken instead of the policy's",
             s.fallbacks.load(Ordering::Relaxed),
         );
-        self.counter("policy_swaps", "Policy swaps done", s.swaps.load(Ordering::Relaxed));
+        self.counter(
+            "policy_swaps",
+            "Policy swaps done",
+            s.swaps.load(Ordering::Relaxed),
+        );
         self.counter(
             "policy_swaps_refused",
             "Policy swaps refused (the old policy stayed)",

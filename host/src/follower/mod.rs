@@ -314,14 +314,42 @@ impl crate::admin::AdminNode for FollowerShared {
         let stats = &self.stats;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         m.gauge("leader", "1 on a leader", 0);
-        m.gauge("ready", "1 when the follower serves reads", i64::from(status.ready));
+        m.gauge(
+            "ready",
+            "1 when the follower serves reads",
+            i64::from(status.ready),
+        );
         m.gauge("regions", "Regions in the cache", status.regions as i64);
-        m.gauge("history_first_index", "Oldest index in the follower's ring", status.first_index as i64);
-        m.gauge("history_next_index", "The follower's next index", status.next_index as i64);
-        m.gauge("history_capacity", "Records the ring can hold", self.config.history_capacity as i64);
-        m.gauge("history_length", "Records in the ring", self.ring.read().len() as i64);
-        m.counter("frames_received", "SyncRegions frames received", load(&stats.frames));
-        m.counter("bytes_received", "SyncRegions bytes received", load(&stats.bytes));
+        m.gauge(
+            "history_first_index",
+            "Oldest index in the follower's ring",
+            status.first_index as i64,
+        );
+        m.gauge(
+            "history_next_index",
+            "The follower's next index",
+            status.next_index as i64,
+        );
+        m.gauge(
+            "history_capacity",
+            "Records the ring can hold",
+            self.config.history_capacity as i64,
+        );
+        m.gauge(
+            "history_length",
+            "Records in the ring",
+            self.ring.read().len() as i64,
+        );
+        m.counter(
+            "frames_received",
+            "SyncRegions frames received",
+            load(&stats.frames),
+        );
+        m.counter(
+            "bytes_received",
+            "SyncRegions bytes received",
+            load(&stats.bytes),
+        );
         m.gauge(
             "snapshot_regions_received",
             "Regions received in the current or last full sync",
@@ -330,12 +358,20 @@ impl crate::admin::AdminNode for FollowerShared {
         m.counters(
             "full_syncs",
             "Full syncs received, by trigger",
-            status.full_syncs.into_iter().map(|(k, v)| (vec![("reason", k)], v)),
+            status
+                .full_syncs
+                .into_iter()
+                .map(|(k, v)| (vec![("reason", k)], v)),
         );
         m.counters(
             "reconnects",
             "Sync stream ends, by reason",
-            stats.reconnects.lock().clone().into_iter().map(|(k, v)| (vec![("reason", k)], v)),
+            stats
+                .reconnects
+                .lock()
+                .clone()
+                .into_iter()
+                .map(|(k, v)| (vec![("reason", k)], v)),
         );
         m.policy(&self.policy);
         m.render()

@@ -468,17 +468,57 @@ impl crate::admin::AdminNode for LeaderShared {
         let stats = &self.stats;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         m.gauge("leader", "1 on a leader", 1);
-        m.gauge("regions", "Regions in the store", self.store.read().len() as i64);
-        m.gauge("history_first_index", "Oldest index in the history ring", ring.first_index as i64);
-        m.gauge("history_next_index", "Index of the next record", ring.next_index as i64);
-        m.gauge("history_capacity", "Records the ring can hold", ring.capacity as i64);
+        m.gauge(
+            "regions",
+            "Regions in the store",
+            self.store.read().len() as i64,
+        );
+        m.gauge(
+            "history_first_index",
+            "Oldest index in the history ring",
+            ring.first_index as i64,
+        );
+        m.gauge(
+            "history_next_index",
+            "Index of the next record",
+            ring.next_index as i64,
+        );
+        m.gauge(
+            "history_capacity",
+            "Records the ring can hold",
+            ring.capacity as i64,
+        );
         m.gauge("history_length", "Records in the ring", ring_len as i64);
-        m.counter("heartbeats", "Region heartbeats processed (rate() is the intake rate)", load(&stats.heartbeats));
-        m.counter("heartbeats_accepted", "Heartbeats that changed a region (one record each)", load(&stats.accepted));
-        m.counter("heartbeats_stale", "Heartbeats ignored as stale", load(&stats.stale));
-        m.counter("heartbeats_refused", "Malformed heartbeats refused", load(&stats.refused));
-        m.counter("frames_sent", "SyncRegions frames sent", load(&stats.frames_sent));
-        m.counter("bytes_sent", "SyncRegions bytes sent", load(&stats.bytes_sent));
+        m.counter(
+            "heartbeats",
+            "Region heartbeats processed (rate() is the intake rate)",
+            load(&stats.heartbeats),
+        );
+        m.counter(
+            "heartbeats_accepted",
+            "Heartbeats that changed a region (one record each)",
+            load(&stats.accepted),
+        );
+        m.counter(
+            "heartbeats_stale",
+            "Heartbeats ignored as stale",
+            load(&stats.stale),
+        );
+        m.counter(
+            "heartbeats_refused",
+            "Malformed heartbeats refused",
+            load(&stats.refused),
+        );
+        m.counter(
+            "frames_sent",
+            "SyncRegions frames sent",
+            load(&stats.frames_sent),
+        );
+        m.counter(
+            "bytes_sent",
+            "SyncRegions bytes sent",
+            load(&stats.bytes_sent),
+        );
         m.counters(
             "full_syncs",
             "Full syncs by reason and outcome",
@@ -487,7 +527,10 @@ impl crate::admin::AdminNode for LeaderShared {
                 .lock()
                 .iter()
                 .map(|((reason, outcome), n)| {
-                    (vec![("reason", reason.clone()), ("outcome", outcome.to_string())], *n)
+                    (
+                        vec![("reason", reason.clone()), ("outcome", outcome.to_string())],
+                        *n,
+                    )
                 }),
         );
         let streams: Vec<(String, u64)> = self
@@ -500,7 +543,10 @@ impl crate::admin::AdminNode for LeaderShared {
             "follower_lag_records",
             "Records a follower stream has yet to be sent",
             streams.into_iter().map(|(name, cursor)| {
-                (vec![("follower", name)], ring.next_index.saturating_sub(cursor) as i64)
+                (
+                    vec![("follower", name)],
+                    ring.next_index.saturating_sub(cursor) as i64,
+                )
             }),
         );
         m.policy(&self.policy);
