@@ -1,0 +1,389 @@
+//! The `regionsync` binary as a user meets it: real processes on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regionsync");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A failed command: non-zero, and one line on stderr without a backtrace.
+fn one_line_failure(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    err
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Node {
+    Node(
+        Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn status(admin: &str) -> serde_json::Value {
+    let out = run(&["status", "--admin", admin]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn admin_up(admin: &str) -> bool {
+    std::net::TcpStream::connect(admin).is_ok()
+}
+
+#[test]
+fn errors_a_user_meets_are_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let data = dir.path().join("d");
+    let data = data.to_str().unwrap();
+
+    let err = one_line_failure(&["leader", "--listen", &busy_addr, "--data-dir", data]);
+    assert!(
+        err.contains("cannot listen on") && err.contains("in use"),
+        "{err}"
+    );
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = one_line_failure(&[
+        "leader",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        file.to_str().unwrap(),
+    ]);
+    assert!(err.contains("is a file"), "{err}");
+
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let err = one_line_failure(&[
+        "follower",
+        "--leader",
+        &dead,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]);
+    assert!(err.contains("does not answer"), "{err}");
+    let err = one_line_failure(&["load", "--leader", &dead, "--regions", "10"]);
+    assert!(err.contains("does not answer"), "{err}");
+
+    let not_wasm = dir.path().join("policy.wasm");
+    std::fs::write(&not_wasm, b"hello").unwrap();
+    let err = one_line_failure(&[
+        "leader",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--policy",
+        not_wasm.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+
+    let err = one_line_failure(&["status", "--admin", &format!("127.0.0.1:{}", free_port())]);
+    assert!(err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn help_explains_every_flag_with_its_default() {
+    let out = run(&["leader", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--admin",
+        "--policy",
+        "--cluster-id",
+        "--history-capacity",
+        "--name",
+        "--config",
+    ] {
+        assert!(help.contains(flag), "leader help lacks {flag}:\n{help}");
+    }
+    assert!(help.contains("[default: 10000]"), "{help}");
+    let out = run(&["follower", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--leader",
+        "--listen",
+        "--data-dir",
+        "--memory-only",
+        "--admin",
+        "--policy",
+        "--cluster-id",
+        "--name",
+    ] {
+        assert!(help.contains(flag), "follower help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, admin) = (free_port(), free_port());
+    let (fgrpc, fadmin) = (free_port(), free_port());
+    let leader_url = format!("http://127.0.0.1:{grpc}");
+    let (ladmin, fadmin) = (format!("127.0.0.1:{admin}"), format!("127.0.0.1:{fadmin}"));
+    let ldata = dir.path().join("leader");
+    let _leader = spawn(&[
+        "leader",
+        "--listen",
+        &format!("127.0.0.1:{grpc}"),
+        "--data-dir",
+        ldata.to_str().unwrap(),
+        "--admin",
+        &ladmin,
+        "--name",
+        "l1",
+    ]);
+    wait_for("the leader's admin port", || admin_up(&ladmin));
+    let fdata = dir.path().join("follower");
+    let _follower = spawn(&[
+        "follower",
+        "--leader",
+        &leader_url,
+        "--listen",
+        &format!("127.0.0.1:{fgrpc}"),
+        "--data-dir",
+        fdata.to_str().unwrap(),
+        "--admin",
+        &fadmin,
+        "--name",
+        "f1",
+    ]);
+    wait_for("the follower's admin port", || admin_up(&fadmin));
+
+    let out = run(&[
+        "load",
+        "--leader",
+        &leader_url,
+        "--regions",
+        "5000",
+        "--updates",
+        "2000",
+        "--seed",
+        "3",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("(100.00% accepted)"), "{said}");
+
+    wait_for("the follower to converge", || {
+        let (l, f) = (status(&ladmin), status(&fadmin));
+        f["ready"] == true && f["digest"] == l["digest"] && f["next_index"] == l["next_index"]
+    });
+    let l = status(&ladmin);
+    assert_eq!(l["role"], "leader");
+    assert_eq!(l["regions"], status(&fadmin)["regions"]);
+    for key in [
+        "ready",
+        "phase",
+        "cluster_id",
+        "first_index",
+        "next_index",
+        "regions",
+        "digest",
+        "policy",
+        "full_syncs",
+    ] {
+        assert!(l.get(key).is_some(), "status lacks {key}: {l}");
+    }
+    assert_eq!(status(&fadmin)["cluster_id"], l["cluster_id"]);
+
+    let metrics = http_get(&ladmin, "/metrics");
+    for name in [
+        "regionsync_history_next_index",
+        "regionsync_follower_lag_records{follower=\"f1\"}",
+        "regionsync_policy_calls_total",
+        "regionsync_full_syncs_total",
+    ] {
+        assert!(metrics.contains(name), "metrics lack {name}");
+    }
+    assert!(http_get(&fadmin, "/metrics").contains("regionsync_ready 1"));
+
+    // Swap the follower's policy to the conservative component, then a refused file.
+    let comp = dir.path().join("conservative.wasm");
+    std::fs::write(&comp, regionsync::policy_runtime::builtin::CONSERVATIVE).unwrap();
+    let out = run(&["policy", "swap", "--admin", &fadmin, comp.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("default 0.1.0 -> conservative 0.1.0"),
+        "{said}"
+    );
+    assert_eq!(status(&fadmin)["policy"]["name"], "conservative");
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let err = one_line_failure(&["policy", "swap", "--admin", &fadmin, junk.to_str().unwrap()]);
+    assert!(err.contains("old policy stays active"), "{err}");
+    assert_eq!(status(&fadmin)["policy"]["name"], "conservative");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn a_follower_process_killed_mid_full_sync_restarts_not_ready_and_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, admin, fgrpc, fadmin) = (free_port(), free_port(), free_port(), free_port());
+    let leader_url = format!("http://127.0.0.1:{grpc}");
+    let (ladmin, fadmin) = (format!("127.0.0.1:{admin}"), format!("127.0.0.1:{fadmin}"));
+    let _leader = spawn(&[
+        "leader",
+        "--listen",
+        &format!("127.0.0.1:{grpc}"),
+        "--data-dir",
+        dir.path().join("l").to_str().unwrap(),
+        "--admin",
+        &ladmin,
+        "--full-sync-rate",
+        "4000000",
+    ]);
+    wait_for("the leader", || admin_up(&ladmin));
+    let out = run(&["load", "--leader", &leader_url, "--regions", "60000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fdata = dir.path().join("f");
+    let fargs = [
+        "follower",
+        "--leader",
+        &leader_url,
+        "--listen",
+        &format!("127.0.0.1:{fgrpc}"),
+        "--data-dir",
+        fdata.to_str().unwrap(),
+        "--admin",
+        &fadmin,
+    ];
+    let mut follower = spawn(&fargs);
+    wait_for("the follower's admin port", || admin_up(&fadmin));
+    wait_for("a few snapshot frames", || {
+        let s = status(&fadmin);
+        s["phase"] == "snapshot" && s["details"]["snapshot_regions"].as_u64().unwrap() >= 3_000
+    });
+    follower.0.kill().unwrap(); // SIGKILL: no orderly step at all
+    follower.0.wait().unwrap();
+    drop(follower);
+
+    let mut restarted = Command::new(BIN)
+        .args(fargs)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = restarted.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("full sync complete"))
+            .filter(|l| l.contains("asking the leader to sync"))
+            .collect::<Vec<_>>()
+    });
+    let restarted = Node(restarted);
+    wait_for("the restarted follower's admin port", || admin_up(&fadmin));
+    let first = status(&fadmin);
+    assert_eq!(
+        first["ready"], false,
+        "ready right after a cut full sync: {first}"
+    );
+    wait_for("convergence", || {
+        let (l, f) = (status(&ladmin), status(&fadmin));
+        f["ready"] == true && f["digest"] == l["digest"]
+    });
+    let asked = log.join().unwrap();
+    assert!(
+        asked.iter().any(|l| l.contains("start_index=0")),
+        "the restarted follower did not ask for a full sync: {asked:?}"
+    );
+    drop(restarted);
+}
+
+#[test]
+fn the_demo_runs_and_all_digests_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("all digests equal: yes"), "{said}");
+}
