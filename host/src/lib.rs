@@ -23,3 +23,10 @@ pub mod storage;
 /// system allocator. Set here so every binary linking the host uses it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Return memory the allocator holds but no longer uses to the system (after
+/// a bulk load's scratch buffers are freed).
+pub fn release_free_memory() {
+    // SAFETY: mi_collect has no preconditions; it only returns free pages.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}

@@ -11,7 +11,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::ptr::NonNull;
 
@@ -224,9 +224,73 @@ fn leader_of(r: &Region, slot: u8) -> Peer {
         .unwrap_or_default()
 }
 
+/// Builds a store from a complete, consistent set (a store being loaded)
+/// in bulk: both indexes are built from sorted runs, which fills their
+/// B-tree nodes, instead of one insertion at a time.
+#[derive(Default)]
+pub struct Loader {
+    entries: Vec<(u64, Entry)>,
+    digest: SetDigest,
+    encoded_bytes: usize,
+}
+
+impl Loader {
+    pub fn add(&mut self, region: &Region, leader_id: u64) {
+        let blob = region.encode_to_vec().into_boxed_slice();
+        self.encoded_bytes += blob.len();
+        self.digest.add(region);
+        let entry = Entry {
+            blob,
+            leader: leader_slot(region, leader_id),
+            extra: 0,
+        };
+        self.entries.push((region.id, entry));
+    }
+
+    pub fn finish(self) -> RegionStore {
+        let store = self.build();
+        // The sorted runs were scratch; hand their memory back now rather
+        // than carry it for the life of the node.
+        crate::release_free_memory();
+        store
+    }
+
+    fn build(mut self) -> RegionStore {
+        self.entries.sort_unstable_by_key(|(id, _)| *id);
+        let unique_ids = self.entries.windows(2).all(|w| w[0].0 != w[1].0);
+        if unique_ids {
+            let by_id: BTreeMap<u64, Entry> = self.entries.into_iter().collect();
+            let mut keys: Vec<(KeyRef, u64)> = by_id
+                .iter()
+                .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
+                .collect();
+            keys.sort_unstable_by_key(|k| k.0);
+            if keys.windows(2).all(|w| w[0].0 != w[1].0) {
+                return RegionStore {
+                    by_start: keys.into_iter().collect(),
+                    by_id,
+                    digest: self.digest,
+                    encoded_bytes: self.encoded_bytes,
+                };
+            }
+            self.entries = by_id.into_iter().collect();
+        }
+        // Not a consistent set (repeated ids or start keys): insert one by
+        // one, the later region replacing what it collides with.
+        let mut store = RegionStore::default();
+        for (_, entry) in self.entries {
+            let region = entry.decode();
+            store.insert_entry(&region, entry);
+        }
+        store
+    }
+}
+
 #[derive(Default)]
 pub struct RegionStore {
-    by_id: HashMap<u64, Entry>,
+    /// A B-tree rather than a hash map: no power-of-two table to double
+    /// into, and full nodes when loaded in bulk (`Loader`).
+    by_id: BTreeMap<u64, Entry>,
     by_start: BTreeMap<KeyRef, u64>,
     digest: SetDigest,
     encoded_bytes: usize,
@@ -320,8 +384,8 @@ impl RegionStore {
         self.encoded_bytes += entry.blob.len();
         self.digest.add(region);
         let id = region.id;
-        let stored = self.by_id.entry(id).insert_entry(entry);
-        let key = KeyRef::of(stored.get().start_key());
+        self.by_id.insert(id, entry);
+        let key = KeyRef::of(self.by_id[&id].start_key());
         self.by_start.insert(key, id);
     }
 
@@ -585,6 +649,40 @@ mod tests {
             extra: 0,
         };
         assert_eq!((open.epoch(), open.end_key()), ((0, 0), &b""[..]));
+    }
+
+    #[test]
+    fn a_bulk_load_equals_one_by_one_inserts_and_tolerates_collisions() {
+        let regions: Vec<Region> = (0..100u64)
+            .map(|i| {
+                region(
+                    100 - i,
+                    &format!("k{i:03}"),
+                    &format!("k{:03}", i + 1),
+                    1,
+                    1,
+                )
+            })
+            .collect();
+        let mut loader = Loader::default();
+        let mut one_by_one = RegionStore::new();
+        for r in &regions {
+            loader.add(r, r.peers[0].id);
+            one_by_one.insert_unchecked(r, r.peers[0].id, 0);
+        }
+        let bulk = loader.finish();
+        assert_eq!(bulk.digest(), one_by_one.digest());
+        assert_eq!(bulk.scan(b"", b"", 0), one_by_one.scan(b"", b"", 0));
+        assert_eq!(bulk.get(7).unwrap().leader.id, 700);
+        assert_eq!(bulk.get_by_key(b"k050").unwrap().region.id, 50);
+
+        // Two regions claiming one start key: the later one stays.
+        let mut loader = Loader::default();
+        loader.add(&region(1, "a", "b", 1, 1), 0);
+        loader.add(&region(2, "a", "c", 1, 1), 0);
+        let store = loader.finish();
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.get_by_key(b"a").unwrap().region.id, 2);
     }
 
     #[test]

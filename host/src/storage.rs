@@ -107,12 +107,16 @@ pub struct Storage {
     path: PathBuf,
 }
 
-fn open_read_write(path: &Path) -> anyhow::Result<Database> {
+/// Regions live in memory already; redb's page cache only needs to carry
+/// the write path (its default would hold a whole loaded store again).
+fn builder() -> redb::Builder {
     let mut builder = Database::builder();
-    // Regions live in memory already; the page cache only needs to carry
-    // the write path.
     builder.set_cache_size(16 << 20);
     builder
+}
+
+fn open_read_write(path: &Path) -> anyhow::Result<Database> {
+    builder()
         .create(path)
         .map_err(|e| anyhow!("cannot open store {}: {e}", path.display()))
 }
@@ -130,7 +134,7 @@ impl Storage {
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let path = dir.join(FILE_NAME);
         let handle = if path.exists() {
-            match ReadOnlyDatabase::open(&path) {
+            match builder().open_read_only(&path) {
                 Ok(db) => Handle::ReadOnly(db),
                 // E.g. a store that needs repair after a crash: only a
                 // read-write open repairs it.

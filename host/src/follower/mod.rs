@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::history::HistoryRing;
 use crate::policy_runtime::{FollowerState, PolicyRuntime};
-use crate::region_store::RegionStore;
+use crate::region_store::{Loader, RegionStore};
 use crate::status::Status;
 use crate::storage::{Storage, WriteBatch};
 
@@ -148,8 +148,9 @@ impl FollowerShared {
                 let meta = storage.meta()?;
                 let mut complete = meta.complete;
                 if complete {
-                    let loaded =
-                        storage.load_regions(|r, leader| store.insert_unchecked(&r, leader, 0));
+                    let mut loader = Loader::default();
+                    let loaded = storage.load_regions(|r, leader| loader.add(&r, leader));
+                    store = loader.finish();
                     if let Err(e) = loaded {
                         // A damaged store is not an outage: forget it and
                         // take a full sync (its marker is cleared first).

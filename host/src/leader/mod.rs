@@ -30,7 +30,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::history::{HistoryRing, Record, fingerprint};
 use crate::policy_runtime::PolicyRuntime;
-use crate::region_store::{Outcome, RegionStore};
+use crate::region_store::{Loader, Outcome, RegionStore};
 use crate::storage::{Storage, WriteBatch};
 
 /// Tunables of a leader; the CLI fills them from SPEC §6 flags.
@@ -187,10 +187,11 @@ impl Leader {
             (Some(kept), _) => kept,
             (None, flag) => flag.unwrap_or_else(new_cluster_id),
         };
-        let mut store = RegionStore::new();
+        let mut loader = Loader::default();
         let loaded = storage
-            .load_regions(|region, leader| store.insert_unchecked(&region, leader, 0))
+            .load_regions(|region, leader| loader.add(&region, leader))
             .context("loading the leader's regions")?;
+        let store = loader.finish();
         // A fresh leader numbers from 1, so that index 0 always means "I have
         // nothing" on the wire.
         let next_index = meta.next_index.max(1);
