@@ -6,22 +6,10 @@ use std::time::Duration;
 
 use regionsync::follower::FollowerConfig;
 use regionsync::storage::Storage;
-use regionsync_proto::metapb::Region;
-use regionsync_proto::pdpb::{GetRegionByIdRequest, ScanRegionsRequest};
+use regionsync_proto::pdpb::GetRegionByIdRequest;
 use regionsync_tests::cluster::*;
 use regionsync_tests::followers::*;
 use tonic::Code;
-
-fn bumped(regions: &[Region], version: u64) -> Vec<Region> {
-    regions
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.region_epoch.as_mut().unwrap().version = version;
-            r
-        })
-        .collect()
-}
 
 fn stored_ids(dir: &std::path::Path) -> Vec<u64> {
     let storage = Storage::open(dir).unwrap();
@@ -31,28 +19,14 @@ fn stored_ids(dir: &std::path::Path) -> Vec<u64> {
     ids
 }
 
-/// All regions a follower serves, paging like a PD client, or the error it
-/// answers with.
+/// How many regions a follower serves (paging like a PD client), or the
+/// error it answers with.
 async fn scan_all(url: &str) -> Result<usize, tonic::Status> {
     let mut c = client(url).await;
-    let mut start = Vec::new();
-    let mut n = 0;
-    loop {
-        let page = c
-            .scan_regions(ScanRegionsRequest {
-                header: header(7),
-                start_key: start.clone(),
-                limit: 1_000,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        n += page.regions.len();
-        match page.region_metas.last() {
-            Some(last) if !last.end_key.is_empty() => start = last.end_key.clone(),
-            _ => return Ok(n),
-        }
-    }
+    regionsync::load::scan_all(&mut c, 7)
+        .await
+        .map(|regions| regions.len())
+        .map_err(|e| e.downcast::<tonic::Status>().expect("a gRPC status"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,23 +5,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::{ErrorType, RegionHeartbeatRequest, SyncRegionResponse};
 use regionsync_tests::cluster::*;
 use tonic::Code;
 
 type Frames = tonic::Streaming<SyncRegionResponse>;
-
-fn bumped(regions: &[Region], version: u64) -> Vec<Region> {
-    regions
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.region_epoch.as_mut().unwrap().version = version;
-            r
-        })
-        .collect()
-}
 
 fn ids(frame: &SyncRegionResponse) -> Vec<u64> {
     frame.regions.iter().map(|r| r.id).collect()

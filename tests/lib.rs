@@ -118,6 +118,18 @@ pub mod cluster {
             .collect()
     }
 
+    /// The same regions with another epoch version (an update of each).
+    pub fn bumped(regions: &[Region], version: u64) -> Vec<Region> {
+        regions
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.region_epoch.as_mut().unwrap().version = version;
+                r
+            })
+            .collect()
+    }
+
     pub fn heartbeat(cluster_id: u64, r: &Region) -> RegionHeartbeatRequest {
         RegionHeartbeatRequest {
             header: header(cluster_id),

@@ -8,37 +8,18 @@
 //!
 //!     cargo run --release -p regionsync --example bench_follower [-- REGIONS]
 
-use std::sync::Arc;
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use regionsync::follower::{FollowerConfig, RunningFollower};
 use regionsync::leader::{LeaderConfig, RunningLeader};
-use regionsync::policy_runtime::PolicyRuntime;
-use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+use regionsync_proto::metapb::Region;
+
+use common::{policy, region};
 use regionsync_proto::pdpb::pd_client::PdClient;
 use regionsync_proto::pdpb::{Member, RegionHeartbeatRequest, RequestHeader, SyncRegionRequest};
-
-fn region(i: u64, n: u64, version: u64) -> Region {
-    let key = |i: u64| format!("t{:08}_r{:016}", 42 + i / 100_000, i * 1_000).into_bytes();
-    Region {
-        id: 1_000 + i,
-        start_key: if i == 0 { Vec::new() } else { key(i) },
-        end_key: if i + 1 == n { Vec::new() } else { key(i + 1) },
-        region_epoch: Some(RegionEpoch {
-            conf_ver: 5,
-            version,
-        }),
-        peers: (0..3)
-            .map(|s| Peer {
-                id: 10_000_000 + i * 3 + s,
-                store_id: 1 + (i + s) % 5,
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
 
 fn header() -> Option<RequestHeader> {
     Some(RequestHeader {
@@ -77,10 +58,6 @@ async fn caught_up(leader: &RunningLeader, follower: &RunningFollower) {
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
-}
-
-fn policy() -> Arc<PolicyRuntime> {
-    Arc::new(PolicyRuntime::with_default().unwrap())
 }
 
 #[tokio::main]

@@ -9,37 +9,17 @@
 //!
 //!     cargo run --release -p regionsync --example bench_leader [-- REGIONS]
 
-use std::sync::Arc;
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use regionsync::leader::{Leader, LeaderConfig, RunningLeader};
-use regionsync::policy_runtime::PolicyRuntime;
-use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+use regionsync_proto::metapb::Region;
+
+use common::{policy, region};
 use regionsync_proto::pdpb::pd_client::PdClient;
 use regionsync_proto::pdpb::{Member, RegionHeartbeatRequest, RequestHeader, SyncRegionRequest};
-
-/// A TiKV-like region: record keys of a table, three replicas.
-fn region(i: u64, n: u64) -> Region {
-    let key = |i: u64| format!("t{:08}_r{:016}", 42 + i / 100_000, i * 1_000).into_bytes();
-    Region {
-        id: 1_000 + i,
-        start_key: if i == 0 { Vec::new() } else { key(i) },
-        end_key: if i + 1 == n { Vec::new() } else { key(i + 1) },
-        region_epoch: Some(RegionEpoch {
-            conf_ver: 5,
-            version: 20,
-        }),
-        peers: (0..3)
-            .map(|s| Peer {
-                id: 10_000_000 + i * 3 + s,
-                store_id: 1 + (i + s) % 5,
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -49,10 +29,6 @@ fn rss_bytes() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-fn policy() -> Arc<PolicyRuntime> {
-    Arc::new(PolicyRuntime::with_default().unwrap())
 }
 
 /// Child mode: load the store in `dir` and report memory.
@@ -85,7 +61,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--measure-store") {
         let n: u64 = args[2].parse().unwrap();
-        let regions: Vec<Region> = (0..n).map(|i| region(i, n)).collect();
+        let regions: Vec<Region> = (0..n).map(|i| region(i, n, 20)).collect();
         let before = rss_bytes();
         let mut store = regionsync::region_store::RegionStore::new();
         for r in &regions {
@@ -120,7 +96,7 @@ async fn main() {
     // Intake over one stream.
     let reqs: Vec<RegionHeartbeatRequest> = (0..n)
         .map(|i| {
-            let r = region(i, n);
+            let r = region(i, n, 20);
             RegionHeartbeatRequest {
                 header: Some(RequestHeader {
                     cluster_id: 1,

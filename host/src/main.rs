@@ -86,14 +86,12 @@ enum PolicyCommand {
     },
 }
 
+/// Flags every node takes.
 #[derive(Args)]
 struct NodeArgs {
-    /// Address of the gRPC pdpb.PD service.
+    /// Address of the gRPC pdpb.PD service (a follower serves reads there).
     #[arg(long)]
     listen: String,
-    /// Directory of the node's embedded store (created if missing).
-    #[arg(long)]
-    data_dir: PathBuf,
     /// Address of the admin HTTP interface (status, metrics, policy swap);
     /// none by default.
     #[arg(long)]
@@ -101,19 +99,22 @@ struct NodeArgs {
     /// A policy component (.wasm); the built-in default when absent.
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// Cluster id; a new leader makes one and keeps it, a new follower
-    /// learns it from its leader.
+    /// Cluster id. Without it a new leader makes one and a new follower
+    /// learns its leader's; either keeps it, and refuses a different one.
     #[arg(long)]
     cluster_id: Option<u64>,
-    /// Node name, shown to peers and in logs.
-    #[arg(long)]
-    name: Option<String>,
 }
 
 #[derive(Args)]
 struct LeaderArgs {
     #[command(flatten)]
     node: NodeArgs,
+    /// Directory of the leader's embedded store (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Node name, shown to followers and in logs.
+    #[arg(long, default_value = "leader")]
+    name: String,
     /// Records kept in the history ring.
     #[arg(long, default_value_t = 10_000)]
     history_capacity: usize,
@@ -146,9 +147,8 @@ struct FollowerArgs {
     /// The leader's gRPC URL, e.g. http://127.0.0.1:2379.
     #[arg(long)]
     leader: String,
-    /// Address of the gRPC pdpb.PD read service.
-    #[arg(long)]
-    listen: String,
+    #[command(flatten)]
+    node: NodeArgs,
     /// Directory of the follower's embedded store (created if missing).
     #[arg(long, required_unless_present = "memory_only")]
     data_dir: Option<PathBuf>,
@@ -156,20 +156,20 @@ struct FollowerArgs {
     /// is a full sync.
     #[arg(long, conflicts_with = "data_dir")]
     memory_only: bool,
-    /// Address of the admin HTTP interface (status, metrics, policy swap);
-    /// none by default.
-    #[arg(long)]
-    admin: Option<String>,
-    /// A policy component (.wasm); the built-in default when absent.
-    #[arg(long)]
-    policy: Option<PathBuf>,
-    /// Expected cluster id; without it the follower learns its leader's and
-    /// keeps it.
-    #[arg(long)]
-    cluster_id: Option<u64>,
     /// Node name, shown to the leader and in logs.
     #[arg(long, default_value = "follower")]
     name: String,
+}
+
+/// Refuse a data directory that is a file before anything else touches it.
+fn check_data_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(dir) = dir.filter(|d| d.exists() && !d.is_dir()) {
+        bail!(
+            "data directory {} is a file, not a directory",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -221,21 +221,14 @@ async fn wait_for_signal() {
 
 async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let node = &args.node;
-    if node.data_dir.exists() && !node.data_dir.is_dir() {
-        bail!(
-            "data directory {} is a file, not a directory",
-            node.data_dir.display()
-        );
-    }
+    check_data_dir(Some(&args.data_dir))?;
     let listener = regionsync::server::bind(&node.listen).await?;
-    let policy = load_policy(node.policy.as_ref(), Some(node.data_dir.as_path()))?;
-    let mut config = LeaderConfig::new(&node.data_dir);
+    let policy = load_policy(node.policy.as_ref(), Some(args.data_dir.as_path()))?;
+    let mut config = LeaderConfig::new(&args.data_dir);
     config.cluster_id = node.cluster_id;
+    config.name = args.name.clone();
     config.history_capacity = args.history_capacity;
     config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
-    if let Some(name) = &node.name {
-        config.name = name.clone();
-    }
     let leader = RunningLeader::start(config, policy, listener).await?;
     let admin = match &node.admin {
         Some(addr) => Some(regionsync::admin::spawn(addr, leader.shared().clone()).await?),
@@ -255,19 +248,15 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
 
 async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     use regionsync::follower::{FollowerConfig, RunningFollower};
-    if let Some(dir) = args.data_dir.as_ref().filter(|d| d.exists() && !d.is_dir()) {
-        bail!(
-            "data directory {} is a file, not a directory",
-            dir.display()
-        );
-    }
+    let node = &args.node;
+    check_data_dir(args.data_dir.as_deref())?;
     if !args.leader.starts_with("http://") && !args.leader.starts_with("https://") {
         bail!(
             "--leader must be a URL such as http://127.0.0.1:2379, not {:?}",
             args.leader
         );
     }
-    let listener = regionsync::server::bind(&args.listen).await?;
+    let listener = regionsync::server::bind(&node.listen).await?;
     // A follower with nothing yet cannot do anything without its leader:
     // say so at once. One with a store keeps serving it and retries.
     let has_store = args
@@ -280,12 +269,12 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
         }
         tracing::warn!(error = %format!("{e:#}"), "leader unreachable; serving the stored copy once caught up, retrying");
     }
-    let policy = load_policy(args.policy.as_ref(), args.data_dir.as_deref())?;
+    let policy = load_policy(node.policy.as_ref(), args.data_dir.as_deref())?;
     let mut config = FollowerConfig::new(&args.leader, args.data_dir.clone());
-    config.cluster_id = args.cluster_id;
+    config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
     let follower = RunningFollower::start(config, policy, listener).await?;
-    let admin = match &args.admin {
+    let admin = match &node.admin {
         Some(addr) => Some(regionsync::admin::spawn(addr, follower.shared().clone()).await?),
         None => None,
     };
