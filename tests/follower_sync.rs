@@ -427,3 +427,35 @@ async fn a_new_follower_learns_the_cluster_id_and_a_wrong_flag_is_refused_at_sta
     assert!(format!("{err:#}").contains("cluster 7"), "{err:#}");
     leader.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_keepalive_intervals_without_a_frame_end_the_stream_and_the_follower_reconnects() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start_leader(leader_config(ldir.path())).await; // keepalive every 10 s
+    feed(&leader, &regions(1, 10, 8)).await;
+    let mut fc = follower_config(&leader, Some(fdir.path()));
+    fc.keepalive = Duration::from_millis(100); // expects one every 100 ms
+    let f = start_follower(fc).await;
+    converged(&leader, &f).await;
+    let shared = f.shared().clone();
+    eventually(
+        "a reconnect for keepalive silence",
+        Duration::from_secs(10),
+        || {
+            shared
+                .stats
+                .reconnects
+                .lock()
+                .contains_key("keepalive_silence")
+        },
+    )
+    .await;
+    assert!(
+        shared.status().ready,
+        "a complete store stays readable while reconnecting"
+    );
+    feed(&leader, &bumped(&regions(1, 10, 8), 2)).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    leader.shutdown().await;
+}

@@ -55,9 +55,12 @@ impl wit::Guest for Component {
         }
         #[cfg(feature = "hostile-memory")]
         if start_index == HOSTILE_TRIGGER {
+            // Reserve without touching: memory grows, fuel barely moves.
             let mut hoard = alloc::vec::Vec::new();
             loop {
-                hoard.push(core::hint::black_box(alloc::vec![1u8; 1 << 20]));
+                hoard.push(core::hint::black_box(alloc::vec::Vec::<u8>::with_capacity(
+                    1 << 20,
+                )));
             }
         }
         #[cfg(feature = "hostile-trap")]

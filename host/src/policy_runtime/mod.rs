@@ -66,6 +66,8 @@ pub mod builtin {
 pub enum PolicyError {
     #[error("exceeded its {0:?} deadline")]
     Deadline(Duration),
+    #[error("exceeded its budget of {0} instructions")]
+    Fuel(u64),
     #[error("exceeded its memory limit of {0} bytes")]
     Memory(usize),
     #[error("trapped: {0}")]

@@ -44,8 +44,15 @@ pub fn contract_export() -> String {
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Limits and caching for policy components.
+///
+/// Two bounds stop a runaway call. Fuel counts the component's own
+/// instructions, so it is exact and immune to the host thread being
+/// descheduled on a busy machine: it is what stops an endless loop, within
+/// milliseconds. The epoch deadline is the wall-clock backstop.
 #[derive(Debug, Clone)]
 pub struct WasmConfig {
+    /// Instructions one call may execute (a decision needs a few hundred).
+    pub fuel: u64,
     /// Wall-clock bound on one call.
     pub deadline: Duration,
     /// Bound on a component instance's linear memory.
@@ -57,7 +64,8 @@ pub struct WasmConfig {
 impl Default for WasmConfig {
     fn default() -> Self {
         WasmConfig {
-            deadline: Duration::from_millis(20),
+            fuel: 5_000_000,
+            deadline: Duration::from_millis(100),
             memory_limit: 32 << 20,
             cache_dir: None,
         }
@@ -89,6 +97,7 @@ impl WasmRuntime {
     pub fn new(config: WasmConfig) -> anyhow::Result<Self> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
+        cfg.consume_fuel(true);
         // Decisions are synchronous and tiny; without concurrency support a
         // call costs about a third (WASM-NOTES).
         cfg.concurrency_support(false);
@@ -321,8 +330,12 @@ impl WasmPolicy {
             Some(inst) => inst,
             empty => empty.insert(self.instantiate()?),
         };
+        let config = &self.runtime.inner.config;
         inst.store
-            .set_epoch_deadline(deadline_ticks(self.runtime.inner.config.deadline));
+            .set_epoch_deadline(deadline_ticks(config.deadline));
+        if let Err(e) = inst.store.set_fuel(config.fuel) {
+            return Err(PolicyError::Trap(format!("cannot set fuel: {e}")));
+        }
         let guest = inst.bindings.regionsync_policy_decisions();
         match f(&mut inst.store, guest) {
             Ok(r) => Ok(r),
@@ -341,6 +354,8 @@ impl WasmPolicy {
             PolicyError::Memory(cfg.memory_limit)
         } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             PolicyError::Deadline(cfg.deadline)
+        } else if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+            PolicyError::Fuel(cfg.fuel)
         } else {
             PolicyError::Trap(format!("{e:#}"))
         }
