@@ -99,7 +99,15 @@ async fn a_restart_within_the_ring_replays_history_only() {
     feed(&leader, &rs).await;
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
+    feed(&leader, &bumped(&rs[150..], 2)).await; // live records, committed lazily
+    converged(&leader, &f).await;
     f.shutdown().await;
+    let stored = Storage::open(fdir.path()).unwrap().meta().unwrap();
+    assert_eq!(
+        stored.next_index,
+        leader.shared().ring.read().next_index(),
+        "a clean stop makes the newest index durable"
+    );
     feed(&leader, &bumped(&rs[..50], 2)).await;
     let served_before = leader.shared().stats.full_syncs_by_reason();
 

@@ -127,7 +127,7 @@ impl Follower {
         {
             tracing::warn!("follower sync task did not stop within 3 s");
         }
-        self.shared.close_storage();
+        self.shared.flush_and_close_storage();
     }
 
     /// Stop at once, as a crash would: whatever was not committed is lost
@@ -228,6 +228,15 @@ impl FollowerShared {
     /// even while stray references to this state remain.
     pub fn close_storage(&self) {
         self.storage.lock().take();
+    }
+
+    /// A clean stop: make the newest commit durable, then close.
+    fn flush_and_close_storage(&self) {
+        if let Some(storage) = self.storage.lock().take() {
+            if let Err(e) = storage.flush() {
+                tracing::warn!(error = %format!("{e:#}"), "could not flush the follower store at stop; it resumes from its last durable index");
+            }
+        }
     }
 
     pub fn status(&self) -> Status {
