@@ -232,10 +232,9 @@ impl FollowerShared {
 
     /// A clean stop: make the newest commit durable, then close.
     fn flush_and_close_storage(&self) {
-        if let Some(storage) = self.storage.lock().take() {
-            if let Err(e) = storage.flush() {
-                tracing::warn!(error = %format!("{e:#}"), "could not flush the follower store at stop; it resumes from its last durable index");
-            }
+        let storage = self.storage.lock().take();
+        if let Some(Err(e)) = storage.map(|s| s.flush()) {
+            tracing::warn!(error = %format!("{e:#}"), "could not flush the follower store at stop; it resumes from its last durable index");
         }
     }
 
