@@ -19,6 +19,16 @@ fn stored_ids(dir: &std::path::Path) -> Vec<u64> {
     ids
 }
 
+/// Start a follower that must refuse to start; its error, as one line.
+async fn start_refused(config: FollowerConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = regionsync::follower::RunningFollower::start(config, policy(), listener)
+        .await
+        .err()
+        .expect("the follower refused to start");
+    format!("{err:#}")
+}
+
 /// How many regions a follower serves (paging like a PD client), or the
 /// error it answers with.
 async fn scan_all(url: &str) -> Result<usize, tonic::Status> {
@@ -312,16 +322,8 @@ async fn a_store_of_another_layout_or_damaged_gives_a_clear_error_or_a_full_sync
             .unwrap();
         txn.commit().unwrap();
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = regionsync::follower::RunningFollower::start(
-        follower_config(&leader, Some(old.path())),
-        policy(),
-        listener,
-    )
-    .await
-    .err()
-    .expect("refused");
-    assert!(format!("{err:#}").contains("layout version 99"), "{err:#}");
+    let err = start_refused(follower_config(&leader, Some(old.path()))).await;
+    assert!(err.contains("layout version 99"), "{err}");
 
     // Not a database at all: a clear error.
     let junk = tempfile::tempdir().unwrap();
@@ -330,16 +332,8 @@ async fn a_store_of_another_layout_or_damaged_gives_a_clear_error_or_a_full_sync
         vec![0x5a; 8192],
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = regionsync::follower::RunningFollower::start(
-        follower_config(&leader, Some(junk.path())),
-        policy(),
-        listener,
-    )
-    .await
-    .err()
-    .expect("refused");
-    assert!(format!("{err:#}").contains("cannot open store"), "{err:#}");
+    let err = start_refused(follower_config(&leader, Some(junk.path()))).await;
+    assert!(err.contains("cannot open store"), "{err}");
 
     // A complete store with an undecodable region: a full sync replaces it.
     let damaged = tempfile::tempdir().unwrap();
@@ -427,12 +421,8 @@ async fn a_new_follower_learns_the_cluster_id_and_a_wrong_flag_is_refused_at_sta
     );
     let mut c: FollowerConfig = follower_config(&leader, Some(fdir.path()));
     c.cluster_id = Some(9);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = regionsync::follower::RunningFollower::start(c, policy(), listener)
-        .await
-        .err()
-        .expect("refused");
-    assert!(format!("{err:#}").contains("cluster 7"), "{err:#}");
+    let err = start_refused(c).await;
+    assert!(err.contains("cluster 7"), "{err}");
     leader.shutdown().await;
 }
 
