@@ -38,6 +38,22 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Five swaps to `file`, each on a new engine (nothing compiled in memory).
+fn swaps_on_fresh_engines(config: &WasmConfig, file: &std::path::Path) -> Vec<Duration> {
+    (0..5)
+        .map(|_| {
+            let rt = PolicyRuntime::new(
+                WasmRuntime::new(config.clone()).unwrap(),
+                PolicySource::Native("default"),
+            )
+            .unwrap();
+            let t = Instant::now();
+            rt.swap_file(file).unwrap();
+            t.elapsed()
+        })
+        .collect()
+}
+
 fn main() -> anyhow::Result<()> {
     // Cold start: engine, epoch thread, compile of the embedded default,
     // instantiate, describe and self-check; a new process each time would
@@ -99,18 +115,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&conservative, builtin::CONSERVATIVE)?;
     let default = dir.path().join("default.wasm");
     std::fs::write(&default, builtin::DEFAULT)?;
-    let uncached: Vec<Duration> = (0..5)
-        .map(|_| {
-            let rt = PolicyRuntime::new(
-                WasmRuntime::new(WasmConfig::default()).unwrap(),
-                PolicySource::Native("default"),
-            )
-            .unwrap();
-            let t = Instant::now();
-            rt.swap_file(&conservative).unwrap();
-            t.elapsed()
-        })
-        .collect();
+    let uncached = swaps_on_fresh_engines(&WasmConfig::default(), &conservative);
     println!(
         "swap, uncached (compile): median {:?} (runs: {uncached:?})",
         median(uncached.clone())
@@ -139,18 +144,7 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     WasmRuntime::new(disk_cfg.clone())?.load(builtin::CONSERVATIVE)?;
-    let disk: Vec<Duration> = (0..5)
-        .map(|_| {
-            let rt = PolicyRuntime::new(
-                WasmRuntime::new(disk_cfg.clone()).unwrap(),
-                PolicySource::Native("default"),
-            )
-            .unwrap();
-            let t = Instant::now();
-            rt.swap_file(&conservative).unwrap();
-            t.elapsed()
-        })
-        .collect();
+    let disk = swaps_on_fresh_engines(&disk_cfg, &conservative);
     println!(
         "swap, cached on disk (fresh process state): median {:?}",
         median(disk)

@@ -104,6 +104,15 @@ impl Borrow<[u8]> for KeyRef {
 }
 
 impl Entry {
+    /// The stored form of a region with its leader and heartbeat fingerprint.
+    fn new(region: &Region, leader_id: u64, extra: u64) -> Self {
+        Entry {
+            blob: region.encode_to_vec().into_boxed_slice(),
+            leader: leader_slot(region, leader_id),
+            extra: extra as u32,
+        }
+    }
+
     fn decode(&self) -> Region {
         Region::decode(&*self.blob).expect("the store only holds regions it encoded")
     }
@@ -236,14 +245,9 @@ pub struct Loader {
 
 impl Loader {
     pub fn add(&mut self, region: &Region, leader_id: u64) {
-        let blob = region.encode_to_vec().into_boxed_slice();
-        self.encoded_bytes += blob.len();
+        let entry = Entry::new(region, leader_id, 0);
+        self.encoded_bytes += entry.blob.len();
         self.digest.add(region);
-        let entry = Entry {
-            blob,
-            leader: leader_slot(region, leader_id),
-            extra: 0,
-        };
         self.entries.push((region.id, entry));
     }
 
@@ -327,14 +331,13 @@ impl RegionStore {
     /// region replaces its old copy and every region it overlaps.
     pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64) -> Outcome {
         let (version, conf_ver) = epoch(region);
-        let blob = region.encode_to_vec().into_boxed_slice();
-        let (leader, extra) = (leader_slot(region, leader_id), extra as u32);
+        let entry = Entry::new(region, leader_id, extra);
         if let Some(old) = self.by_id.get(&region.id) {
             let (old_version, old_conf_ver) = old.epoch();
             if version < old_version || conf_ver < old_conf_ver {
                 return Outcome::Stale;
             }
-            if old.blob == blob && old.leader == leader && old.extra == extra {
+            if old.blob == entry.blob && old.leader == entry.leader && old.extra == entry.extra {
                 return Outcome::Unchanged;
             }
         }
@@ -349,28 +352,10 @@ impl RegionStore {
         for id in &overlapped {
             self.remove(*id);
         }
-        self.insert_entry(
-            region,
-            Entry {
-                blob,
-                leader,
-                extra,
-            },
-        );
+        self.insert_entry(region, entry);
         Outcome::Applied {
             removed: overlapped,
         }
-    }
-
-    /// Insert without rules: loading a store that was consistent when saved.
-    pub fn insert_unchecked(&mut self, region: &Region, leader_id: u64, extra: u64) {
-        let blob = region.encode_to_vec().into_boxed_slice();
-        let entry = Entry {
-            blob,
-            leader: leader_slot(region, leader_id),
-            extra: extra as u32,
-        };
-        self.insert_entry(region, entry);
     }
 
     /// The only way into the maps; keeps the `KeyRef` invariant.
@@ -668,7 +653,7 @@ mod tests {
         let mut one_by_one = RegionStore::new();
         for r in &regions {
             loader.add(r, r.peers[0].id);
-            one_by_one.insert_unchecked(r, r.peers[0].id, 0);
+            one_by_one.apply(r, r.peers[0].id, 0);
         }
         let bulk = loader.finish();
         assert_eq!(bulk.digest(), one_by_one.digest());

@@ -68,11 +68,6 @@ pub enum RegionOp {
 }
 
 impl WriteBatch {
-    pub fn put(&mut self, region: &Region, leader_id: u64) {
-        self.ops
-            .push(RegionOp::Put(region.id, leader_id, region.encode_to_vec()));
-    }
-
     /// Put a region already encoded (as the region store keeps it).
     pub fn put_encoded(&mut self, id: u64, leader_id: u64, blob: &[u8]) {
         self.ops.push(RegionOp::Put(id, leader_id, blob.to_vec()));
@@ -320,6 +315,10 @@ impl Storage {
 mod tests {
     use super::*;
 
+    fn put(batch: &mut WriteBatch, region: &Region, leader_id: u64) {
+        batch.put_encoded(region.id, leader_id, &region.encode_to_vec());
+    }
+
     fn region(id: u64) -> Region {
         Region {
             id,
@@ -341,18 +340,18 @@ mod tests {
                 durable: true,
                 ..Default::default()
             };
-            b.put(&region(1), 10);
-            b.put(&region(2), 0);
+            put(&mut b, &region(1), 10);
+            put(&mut b, &region(2), 0);
             s.write(&b).unwrap();
             let mut d = WriteBatch {
                 durable: true,
                 ..Default::default()
             };
             d.delete(2);
-            d.put(&region(3), 30);
+            put(&mut d, &region(3), 30);
             // Removed and re-added in one batch: present afterwards.
             d.delete(1);
-            d.put(&region(1), 10);
+            put(&mut d, &region(1), 10);
             s.write(&d).unwrap();
         }
         let s = Storage::open(dir.path()).unwrap();
@@ -390,7 +389,7 @@ mod tests {
                 durable: true,
                 ..Default::default()
             };
-            b.put(&region(1), 0);
+            put(&mut b, &region(1), 0);
             s.write(&b).unwrap();
         }
         let file = dir.path().join(FILE_NAME);

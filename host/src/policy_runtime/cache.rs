@@ -70,12 +70,6 @@ impl ComponentCache {
         Ok((component, CacheOutcome::Compiled))
     }
 
-    /// Forget the in-memory level (the disk level stays), so a benchmark can
-    /// measure a disk hit.
-    pub fn clear_memory(&self) {
-        self.memory.lock().clear();
-    }
-
     fn read_disk(&self, engine: &Engine, path: &PathBuf) -> Option<Component> {
         let data = std::fs::read(path).ok()?;
         if data.len() < 32 {

@@ -207,10 +207,6 @@ impl PolicyRuntime {
         &self.stats
     }
 
-    pub fn wasm(&self) -> &WasmRuntime {
-        &self.wasm
-    }
-
     /// Replace the active policy with the component in `path`, only if it
     /// loads and passes the self-check; returns (old, new).
     pub fn swap_file(&self, path: &Path) -> anyhow::Result<(PolicyInfo, PolicyInfo)> {

@@ -129,14 +129,6 @@ impl WasmRuntime {
         })
     }
 
-    pub fn config(&self) -> &WasmConfig {
-        &self.inner.config
-    }
-
-    pub fn cache(&self) -> &ComponentCache {
-        &self.inner.cache
-    }
-
     /// Load a component file.
     pub fn load_file(&self, path: &Path) -> anyhow::Result<WasmPolicy> {
         let bytes = std::fs::read(path)
