@@ -1,10 +1,16 @@
 //! The leader over real gRPC on loopback with a real redb store: routing,
 //! history replay, full sync with catch-up, slow and dead followers,
-//! keepalive, shutdown, refusals and restart (SPEC §2).
+//! keepalive, shutdown, refusals and restart (docs/protocol.md §2).
+//!
+//! Long file: one suite per role, as `docs/protocol.md` has one section per
+//! role. Each test starts its own nodes and reads on its own; splitting the
+//! suite would only spread the shared helpers (`tests/lib.rs` holds them).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use regionsync::leader::FullSyncOutcome;
+use regionsync::policy_runtime::{RouteCause, RouteReason};
 use regionsync_proto::pdpb::{ErrorType, RegionHeartbeatRequest, SyncRegionResponse};
 use regionsync_tests::cluster::*;
 use tonic::Code;
@@ -90,7 +96,7 @@ async fn history_of_1001_records_goes_out_as_1000_plus_1() {
 }
 
 /// A leader with capacity 10 holding 30 regions: ring [21, 31).
-async fn small_ring_leader(dir: &std::path::Path) -> regionsync::leader::RunningLeader {
+async fn small_ring_leader(dir: &std::path::Path) -> regionsync::node::RunningLeader {
     let mut c = leader_config(dir);
     c.history_capacity = 10;
     let leader = start_leader(c).await;
@@ -206,7 +212,8 @@ async fn records_written_during_a_snapshot_arrive_once_in_the_catch_up_then_live
     }
     assert_eq!(live, (1..=10).map(|id| (id, 3)).collect::<Vec<_>>());
     let counts = leader.shared().stats.full_syncs.lock().clone();
-    assert_eq!(counts.get(&("zero_index".into(), "completed")), Some(&1));
+    let zero = RouteCause::Policy(RouteReason::ZeroIndex);
+    assert_eq!(counts.get(&(zero, FullSyncOutcome::Completed)), Some(&1));
     leader.shutdown().await;
 }
 
@@ -244,7 +251,8 @@ async fn a_catch_up_larger_than_the_ring_ends_with_resource_exhausted_and_unbind
     assert!(shared.streams.lock().is_empty(), "the stream is unbound");
     assert_eq!(shared.full_syncs_running.load(Ordering::Relaxed), 0);
     let counts = shared.stats.full_syncs.lock().clone();
-    assert_eq!(counts.get(&("zero_index".into(), "exhausted")), Some(&1));
+    let zero = RouteCause::Policy(RouteReason::ZeroIndex);
+    assert_eq!(counts.get(&(zero, FullSyncOutcome::Exhausted)), Some(&1));
     leader.shutdown().await;
 }
 
@@ -304,7 +312,7 @@ async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_other
     let (got, done, _b) = reader.await.unwrap();
     assert_eq!(got, total);
     let b_took = done - started;
-    let names = |l: &regionsync::leader::RunningLeader| {
+    let names = |l: &regionsync::node::RunningLeader| {
         let mut v: Vec<String> = l
             .shared()
             .streams

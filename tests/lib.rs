@@ -1,21 +1,25 @@
 //! Helpers shared by the integration tests.
 
-/// SplitMix64: a seeded, dependency-free source of test inputs, so that a
+use regionsync_guest::splitmix::SplitMix64;
+
+/// A seeded source of test inputs (the guest's SplitMix64), so that a
 /// failing case can be replayed from its seed.
-pub struct Rng(pub u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    /// The inputs for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(SplitMix64::new(seed))
     }
 
-    /// Uniform in [0, n) (n > 0).
+    /// The next word.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// Uniform in [0, n) (0 when n is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.0.below(n)
     }
 
     pub fn bool(&mut self) -> bool {
@@ -42,7 +46,8 @@ pub mod cluster {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use regionsync::leader::{LeaderConfig, RunningLeader};
+    use regionsync::leader::LeaderConfig;
+    use regionsync::node::RunningLeader;
     use regionsync::policy_runtime::PolicyRuntime;
     use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
     use regionsync_proto::pdpb::pd_client::PdClient;
@@ -208,8 +213,8 @@ pub mod followers {
 
     use std::time::{Duration, Instant};
 
-    use regionsync::follower::{FollowerConfig, RunningFollower};
-    use regionsync::leader::RunningLeader;
+    use regionsync::follower::FollowerConfig;
+    use regionsync::node::{RunningFollower, RunningLeader};
 
     use super::cluster::policy;
 

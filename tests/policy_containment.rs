@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use regionsync::policy_runtime::wasm::{WasmConfig, contract_export};
 use regionsync::policy_runtime::{
-    PolicyEngine, PolicyError, PolicyRuntime, PolicySource, RingView, RouteAction, RouteReason,
-    WasmRuntime, builtin,
+    LoadError, PolicyEngine, PolicyError, PolicyRuntime, PolicySource, RingView, RouteAction,
+    RouteCause, RouteReason, WasmRuntime, builtin,
 };
 
 const TRIGGER: u64 = 0xDEAD_BEEF;
@@ -130,13 +130,12 @@ fn the_runtime_falls_back_to_a_full_sync_and_counts_it() {
     let runtime =
         PolicyRuntime::new(runtime(), PolicySource::File(fixture("hostile_trap"))).unwrap();
     let routed = runtime.route_request(TRIGGER, RING);
-    assert!(routed.fallback);
-    assert_eq!(routed.routing.action, RouteAction::FullSync);
-    assert_eq!(routed.reason(), "policy_fallback");
+    assert_eq!(routed.cause, RouteCause::Fallback);
+    assert_eq!(routed.action, RouteAction::FullSync);
+    assert_eq!(routed.cause.as_str(), "policy_fallback");
     assert_eq!(runtime.stats().fallbacks.load(Ordering::Relaxed), 1);
     let routed = runtime.route_request(150, RING);
-    assert!(!routed.fallback);
-    assert_eq!(routed.routing.reason, RouteReason::InRing);
+    assert_eq!(routed.cause, RouteCause::Policy(RouteReason::InRing));
 }
 
 /// A component that exports the decisions interface at another version.
@@ -153,23 +152,39 @@ const OTHER_VERSION: &str = r#"
 #[test]
 fn a_component_of_another_contract_version_is_refused_naming_both() {
     let bytes = wat::parse_str(OTHER_VERSION).unwrap();
-    let err = format!("{:#}", runtime().load(&bytes).err().expect("refused"));
-    assert!(err.contains("regionsync:policy@0.0.9"), "{err}");
-    assert!(err.contains("regionsync:policy@0.1.0"), "{err}");
+    let err = runtime().load(&bytes).err().expect("refused");
+    assert!(
+        matches!(&err, LoadError::ContractVersion { theirs, ours } if theirs == "0.0.9" && *ours == "0.1.0"),
+        "{err}"
+    );
+    let said = err.to_string();
+    assert!(said.contains("regionsync:policy@0.0.9"), "{said}");
+    assert!(said.contains("regionsync:policy@0.1.0"), "{said}");
 }
 
 #[test]
 fn garbage_and_core_modules_are_refused_with_a_clear_error() {
     let rt = runtime();
-    let err = format!("{:#}", rt.load(b"definitely not wasm").err().unwrap());
-    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    let err = rt.load(b"definitely not wasm").err().unwrap();
+    assert!(matches!(err, LoadError::NotAComponent(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a valid WebAssembly component")
+    );
     let core = wat::parse_str("(module)").unwrap();
-    let err = format!("{:#}", rt.load(&core).err().unwrap());
-    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    let err = rt.load(&core).err().unwrap();
+    assert!(
+        matches!(&err, LoadError::NotAComponent(why) if why.contains("core module")),
+        "{err}"
+    );
     let importer =
         wat::parse_str(r#"(component (import "wasi:cli/environment@0.2.0" (instance)))"#).unwrap();
-    let err = format!("{:#}", rt.load(&importer).err().unwrap());
-    assert!(err.contains("must import nothing"), "{err}");
+    let err = rt.load(&importer).err().unwrap();
+    assert!(
+        matches!(&err, LoadError::Imports(names) if names == &["wasi:cli/environment@0.2.0"]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("must import nothing"));
 }
 
 #[test]
@@ -182,7 +197,7 @@ fn swap_changes_behaviour_and_a_refused_swap_keeps_the_old_policy() {
 
     let rt = PolicyRuntime::new(runtime(), PolicySource::Builtin("default")).unwrap();
     assert_eq!(
-        rt.route_request(150, RING).routing.action,
+        rt.route_request(150, RING).action,
         RouteAction::History(150)
     );
 
@@ -191,24 +206,30 @@ fn swap_changes_behaviour_and_a_refused_swap_keeps_the_old_policy() {
         (old.name.as_str(), new.name.as_str()),
         ("default", "conservative")
     );
-    let r = rt.route_request(150, RING).routing;
+    let r = rt.route_request(150, RING);
     assert_eq!(
-        (r.action, r.reason),
-        (RouteAction::FullSync, RouteReason::GapRefused)
+        (r.action, r.cause),
+        (
+            RouteAction::FullSync,
+            RouteCause::Policy(RouteReason::GapRefused)
+        )
     );
 
-    let err = format!("{:#}", rt.swap_file(&bad).unwrap_err());
-    assert!(err.contains("0.0.9"), "{err}");
+    let err = rt.swap_file(&bad).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::File { source, .. }
+            if matches!(**source, LoadError::ContractVersion { .. })),
+        "{err}"
+    );
+    assert!(regionsync::error_chain(&err).contains("0.0.9"), "{err}");
     assert_eq!(rt.info().name, "conservative");
     assert_eq!(rt.stats().failed_swaps.load(Ordering::Relaxed), 1);
 
     // A hostile component passes load (it misbehaves only on its trigger)
     // but must pass the self-check too; a missing file is refused.
-    let err = format!(
-        "{:#}",
-        rt.swap_file(&dir.path().join("missing.wasm")).unwrap_err()
-    );
-    assert!(err.contains("cannot read policy file"), "{err}");
+    let err = rt.swap_file(&dir.path().join("missing.wasm")).unwrap_err();
+    assert!(matches!(err, LoadError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("cannot read policy file"), "{err}");
     assert_eq!(rt.info().name, "conservative");
 }
 
@@ -223,9 +244,9 @@ fn calls_in_flight_during_swaps_never_fail() {
                 let mut calls = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let r = rt.route_request(150, RING);
-                    assert!(!r.fallback);
+                    assert_ne!(r.cause, RouteCause::Fallback);
                     assert!(matches!(
-                        r.routing.action,
+                        r.action,
                         RouteAction::History(150) | RouteAction::FullSync
                     ));
                     calls += 1;

@@ -45,7 +45,7 @@ fn compare(name: &str, seed: u64) {
     assert_eq!(native.info(), wasm.info());
     assert_eq!(native.limits(), wasm.limits());
 
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut checked = 0u64;
     for case in 0..CASES {
         let r = ring(&mut rng);

@@ -1,18 +1,12 @@
-//! Reconnect backoff (SPEC §3; PD: 1 s base, x1.6, max 3 s, jitter 0.2).
+//! Reconnect backoff (docs/protocol.md §3; PD: 1 s base, x1.6, max 3 s,
+//! jitter 0.2).
 //!
 //! Integer arithmetic only, and the jitter comes from a seed the host passes,
 //! so native and Wasm give the same delay for the same inputs and a test can
 //! replay any schedule.
 
 use crate::Policy;
-
-/// SplitMix64: a tiny, well-mixed function from seed to pseudo-random word.
-fn mix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::splitmix::mix;
 
 impl Policy {
     /// Delay before reconnect attempt `attempt` (0 = first retry), in ms.

@@ -1,5 +1,5 @@
 //! The regionsync sync policy: every decision of the region syncer as a pure
-//! function of the state and event the host passes in (SPEC §5).
+//! function of the state and event the host passes in (docs/protocol.md §5).
 //!
 //! This crate is the sans-IO half of the system, in the spirit of raft-rs's
 //! `RawNode` and quinn-proto: no clock, no randomness, no I/O, no globals. The
@@ -13,12 +13,15 @@
 //! The types here mirror `wit/policy.wit` one to one; the WIT file is the
 //! contract and documents every field.
 #![cfg_attr(target_arch = "wasm32", no_std)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 
 mod backoff;
 mod follower;
+pub mod invariants;
 mod routing;
+pub mod splitmix;
 mod stream;
 mod types;
 
@@ -31,7 +34,7 @@ pub use types::*;
 /// component against it.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
-/// Frame bounds the SPEC fixes as the ceiling for every policy: PD followers
+/// Frame bounds the protocol fixes as the ceiling for every policy: PD followers
 /// refuse messages over their receive limit, so no policy may exceed these.
 pub const MAX_FRAME_REGIONS: u32 = 1_000;
 /// See [`MAX_FRAME_REGIONS`]: 4 MiB per frame keeps well below PD's 8 MiB.
@@ -63,7 +66,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The behaviour of SPEC §2-§3, with PD's reconnect backoff.
+    /// The behaviour of docs/protocol.md §2-§3, with PD's reconnect backoff.
     pub const fn default_policy() -> Self {
         Policy {
             name: "default",

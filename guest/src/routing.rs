@@ -1,4 +1,4 @@
-//! Leader routing (SPEC §2): what a SyncRegions request with a given
+//! Leader routing (docs/protocol.md §2): what a SyncRegions request with a given
 //! start_index gets, and why. The reason travels into logs and the
 //! `full_syncs` counters, so that a full sync is never silent (PD #10666).
 

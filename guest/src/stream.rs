@@ -1,4 +1,4 @@
-//! What a follower stream on the leader sends next (SPEC §2): history replay
+//! What a follower stream on the leader sends next (docs/protocol.md §2): history replay
 //! and a full sync's catch-up in bounded frames, the "caught up" frame that
 //! takes a stream live, and the end of a stream whose records the ring lost.
 //!

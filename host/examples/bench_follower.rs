@@ -13,8 +13,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use regionsync::follower::{FollowerConfig, RunningFollower};
-use regionsync::leader::{LeaderConfig, RunningLeader};
+use regionsync::follower::FollowerConfig;
+use regionsync::leader::LeaderConfig;
+use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync_proto::metapb::Region;
 
 use common::{policy, region};

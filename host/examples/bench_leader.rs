@@ -14,7 +14,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use regionsync::leader::{Leader, LeaderConfig, RunningLeader};
+use regionsync::leader::{Leader, LeaderConfig};
+use regionsync::node::RunningLeader;
 use regionsync_proto::metapb::Region;
 
 use common::{policy, region};

@@ -1,4 +1,4 @@
-//! The admin HTTP interface (SPEC §6): `GET /status`, `POST /policy`.
+//! The admin HTTP interface (docs/protocol.md §6): `GET /status`, `POST /policy`.
 //!
 //! Kept apart from the gRPC port so that operators and scripts can watch
 //! and steer a node without a PD client, and bound to loopback by default.
@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,11 +15,14 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use crate::policy_runtime::{PolicyRuntime, PolicySource};
+use crate::server::BindError;
 use crate::status::{PolicyStatus, Status};
 
 /// What the admin interface needs from a node.
 pub trait AdminNode: Send + Sync + 'static {
+    /// The status document.
     fn status(&self) -> Status;
+    /// The policy runtime, for swaps.
     fn policy(&self) -> &PolicyRuntime;
     /// Prometheus text.
     fn metrics(&self) -> String;
@@ -29,14 +31,18 @@ pub trait AdminNode: Send + Sync + 'static {
 /// Answer of `POST /policy`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SwapAnswer {
+    /// The policy that was active (on success).
     pub old: Option<PolicyStatus>,
+    /// The policy now active (on success).
     pub new: Option<PolicyStatus>,
+    /// Why the swap was refused (the old policy stays).
     pub error: Option<String>,
 }
 
 /// Largest policy component accepted over HTTP.
 const MAX_COMPONENT_BYTES: usize = 16 << 20;
 
+/// The admin routes over `node`.
 pub fn router<N: AdminNode>(node: Arc<N>) -> Router {
     Router::new()
         .route("/status", get(status::<N>))
@@ -77,7 +83,7 @@ async fn swap<N: AdminNode>(State(node): State<Arc<N>>, body: Bytes) -> Response
             Json(SwapAnswer {
                 old: None,
                 new: None,
-                error: Some(format!("{e:#}")),
+                error: Some(crate::error_chain(&e)),
             }),
         )
             .into_response(),
@@ -93,11 +99,15 @@ async fn swap<N: AdminNode>(State(node): State<Arc<N>>, body: Bytes) -> Response
 pub async fn spawn<N: AdminNode>(
     addr: &str,
     node: Arc<N>,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BindError> {
+    let bind_error = |source| BindError {
+        addr: format!("admin address {addr}"),
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on admin address {addr}"))?;
-    let local = listener.local_addr()?;
+        .map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
     let app = router(node);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

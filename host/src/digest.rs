@@ -9,7 +9,7 @@
 use regionsync_proto::metapb::Region;
 use xxhash_rust::xxh3::Xxh3;
 
-/// The hash of one region over the fields the SPEC names: id, epoch, keys
+/// The hash of one region over the fields docs/protocol.md §6 names: id, epoch, keys
 /// and peers. Lengths are hashed before variable fields so that no two
 /// different regions can feed the hasher the same bytes.
 pub fn region_hash(r: &Region) -> u128 {
@@ -37,10 +37,12 @@ pub fn region_hash(r: &Region) -> u128 {
 pub struct SetDigest(u128);
 
 impl SetDigest {
+    /// Count region `r` in.
     pub fn add(&mut self, r: &Region) {
         self.0 = self.0.wrapping_add(region_hash(r));
     }
 
+    /// Count region `r` out (it must have been added).
     pub fn remove(&mut self, r: &Region) {
         self.0 = self.0.wrapping_sub(region_hash(r));
     }

@@ -1,7 +1,7 @@
 //! The history ring: the last N accepted region changes, numbered by a
 //! monotonically increasing index, readable as [first_index, next_index).
 //!
-//! Bounded in records (SPEC §2); each follower stream keeps its own cursor
+//! Bounded in records (docs/protocol.md §2); each follower stream keeps its own cursor
 //! outside the ring (PD #10715 had one shared cursor). A full sync *pins* the
 //! ring from its start index: if the ring must overwrite a record a pin still
 //! needs, the pin is marked broken at once, so the stream learns immediately
@@ -16,17 +16,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use prost::Message;
 use regionsync_guest::RingView;
 use regionsync_proto::metapb::{Peer, Region};
-use regionsync_proto::pdpb::RegionStat;
+use regionsync_proto::pdpb::{RegionHeartbeatRequest, RegionStat};
 
-/// One accepted change: the region as it became, with its leader and flow.
+/// One change: the region as it became, with its leader and flow. What a
+/// heartbeat proposes to the intake, and, once accepted, what the ring keeps
+/// and the sync frames carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// The region as it became.
     pub region: Region,
+    /// Its leader peer (id 0 when unknown).
     pub leader: Peer,
+    /// Its flow statistics.
     pub stats: RegionStat,
 }
 
 impl Record {
+    /// The change a heartbeat proposes; `None` when it carries no region.
+    pub fn from_heartbeat(req: RegionHeartbeatRequest) -> Option<Self> {
+        let stats = RegionStat {
+            bytes_written: req.bytes_written,
+            bytes_read: req.bytes_read,
+            keys_written: req.keys_written,
+            keys_read: req.keys_read,
+        };
+        Some(Record {
+            region: req.region?,
+            leader: req.leader.unwrap_or_default(),
+            stats,
+        })
+    }
+
     /// Bytes this record adds to a frame (region, leader and stats).
     pub fn encoded_len(&self) -> usize {
         self.region.encoded_len() + self.leader.encoded_len() + self.stats.encoded_len() + 8
@@ -71,6 +91,7 @@ impl Pin {
     }
 }
 
+/// The ring of one node (leader or follower: both number like the leader).
 pub struct HistoryRing {
     records: VecDeque<Arc<Record>>,
     first_index: u64,
@@ -80,7 +101,7 @@ pub struct HistoryRing {
 
 impl HistoryRing {
     /// An empty ring whose next record gets `next_index` (after a restart,
-    /// first_index == next_index, SPEC §2).
+    /// first_index == next_index, docs/protocol.md §2).
     pub fn new(capacity: usize, next_index: u64) -> Self {
         let capacity = capacity.max(1);
         HistoryRing {
@@ -91,26 +112,32 @@ impl HistoryRing {
         }
     }
 
+    /// Oldest readable index.
     pub fn first_index(&self) -> u64 {
         self.first_index
     }
 
+    /// Index the next record gets.
     pub fn next_index(&self) -> u64 {
         self.first_index + self.records.len() as u64
     }
 
+    /// Records held.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    /// No records held.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
+    /// Most records held.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// The ring as the policy sees it.
     pub fn view(&self) -> RingView {
         RingView {
             first_index: self.first_index,

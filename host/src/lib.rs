@@ -1,31 +1,82 @@
 //! regionsync: the host side of the region syncer. It owns every kind of
 //! I/O (gRPC streams, the embedded store, time, metrics) and asks the policy
-//! runtime for every decision.
+//! runtime for every decision. What goes over the wire and what each role
+//! does with it is `docs/protocol.md`; how the code is laid out is
+//! `docs/design.md`. This is the map.
+//!
+//! ```text
+//!                          +------------------- node -------------------+
+//!   RegionHeartbeat        |                                            |
+//!   ─────────────▶ service ─▶ Leading::submit ─▶ leader::intake          |
+//!                  (PdService)                    │ apply ▸ commit ▸ publish
+//!                     │                           ▼                      |
+//!   SyncRegions ◀─────┴── Leading::open_sync ◀ leader::sync_stream ◀ region_store
+//!        │                                         (one task per stream)  history
+//!        ▼                                                               |
+//!   follower::stream ─▶ follower::apply ─▶ region_store, history, storage |
+//!   (sessions, backoff)  (reset, apply, record, claim, reconnect)        |
+//!                          +--------------------------------------------+
+//!   every decision:  policy_runtime ─▶ Wasm component (or native guest)
+//! ```
+//!
+//! The modules, from the bottom up:
+//! - shared data: [`region_store`] (the region set and its epoch rules),
+//!   [`history`] (the numbered ring of changes), [`digest`] (the region-set
+//!   digest), [`storage`] (the redb store and its typed errors), [`wire`]
+//!   (message limits and headers both roles use);
+//! - decisions: [`policy_runtime`] (loads, checks, swaps and calls the
+//!   policy component);
+//! - roles: [`leader`] and [`follower`], each knowing only the shared data and
+//!   the policy runtime;
+//! - faces: [`service`] (the `pdpb.PD` gRPC service, over the narrow traits
+//!   `RegionReads` and `Leading`), [`server`] (running it with a bounded
+//!   shutdown), [`admin`] (HTTP status, metrics, swap), [`status`] and
+//!   [`metrics`] (what they print);
+//! - assembly: [`node`] (a role plus its server; the only module that knows
+//!   every part);
+//! - [`tools`]: the client-side commands (`load`, `demo`, the admin client).
+//!   They are the binary's edge, compiled into the library so that tests
+//!   and benchmarks can drive them, and report errors with `anyhow` as the
+//!   binary does. Everything else returns typed errors.
+//!
+//! Dependencies point down this list only; `host/tests/architecture.rs`
+//! checks that no two modules import each other in a cycle.
+#![warn(missing_docs)]
 
 pub mod admin;
-pub mod admin_client;
-pub mod demo;
 pub mod digest;
 pub mod follower;
 pub mod history;
 pub mod leader;
-pub mod load;
 pub mod metrics;
+pub mod node;
 pub mod policy_runtime;
 pub mod region_store;
 pub mod server;
 pub mod service;
 pub mod status;
 pub mod storage;
+pub mod tools;
+pub mod wire;
 
-/// mimalloc: a million small region encodings cost less memory (no
-/// per-allocation header, finer size classes) and less time than with the
-/// system allocator. Set here so every binary linking the host uses it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// An error and its causes on one line, `outer: inner: innermost`, for logs
+/// and for answers to a person (the admin swap answer, the CLI).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
 
 /// Return memory the allocator holds but no longer uses to the system (after
-/// a bulk load's scratch buffers are freed).
+/// a bulk load's scratch buffers are freed). The binary runs on mimalloc,
+/// whose cost and size classes suit a million small region encodings; in a
+/// program on another allocator this only tidies mimalloc's own (empty)
+/// heaps.
 pub fn release_free_memory() {
     // SAFETY: mi_collect has no preconditions; it only returns free pages.
     unsafe { libmimalloc_sys::mi_collect(true) };

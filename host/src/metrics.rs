@@ -14,6 +14,7 @@ use crate::policy_runtime::PolicyRuntime;
 
 type Labels = Vec<(String, String)>;
 
+/// One scrape's worth of metrics, rendered as Prometheus text.
 pub struct Metrics {
     registry: Registry,
 }
@@ -27,12 +28,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A counter.
     pub fn counter(&mut self, name: &str, help: &str, value: u64) {
         let c: Counter = Counter::default();
         c.inc_by(value);
         self.registry.register(name, help, c);
     }
 
+    /// A gauge.
     pub fn gauge(&mut self, name: &str, help: &str, value: i64) {
         let g: Gauge = Gauge::default();
         g.set(value);
@@ -111,6 +114,7 @@ impl Metrics {
         );
     }
 
+    /// The Prometheus text.
     pub fn render(self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -6,18 +6,28 @@
 //! waits at most a bound before dropping what is left.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::service::{PdService, RegionSource};
+use crate::service::PdService;
 
+/// A listening address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}")]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: String,
+    /// What the system said.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The gRPC server of one node, running in its own task.
 pub struct GrpcServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -25,21 +35,23 @@ pub struct GrpcServer {
 }
 
 /// Bind `addr` with an error that names it.
-pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
+pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 impl GrpcServer {
-    pub fn spawn<S: RegionSource>(listener: TcpListener, node: Arc<S>) -> anyhow::Result<Self> {
+    /// Serve `service` on `listener` until stopped.
+    pub fn spawn(listener: TcpListener, service: PdService) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .add_service(PdService::new(node).into_server());
+            .add_service(service.into_server());
         // tonic applies its TCP options only to listeners it binds itself;
         // without NODELAY here, small frames wait on Nagle and delayed ACKs
         // (about 40 ms per round trip on loopback).
@@ -60,6 +72,7 @@ impl GrpcServer {
         })
     }
 
+    /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

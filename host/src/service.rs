@@ -1,16 +1,19 @@
-//! The `pdpb.PD` gRPC service (SPEC §1) over whatever node serves it.
+//! The `pdpb.PD` gRPC service (docs/protocol.md §1), over two narrow traits
+//! rather than over either role's internals.
 //!
-//! Leader and follower serve the same read methods from their region store;
-//! only the leader takes heartbeats and serves `SyncRegions`. A node says
-//! through [`RegionSource`] whether it may serve reads now: a follower that
-//! is not ready refuses them with an error instead of answering from a
-//! partial store.
+//! [`RegionReads`] is what every node offers: its cluster id, its member
+//! record, and its region store when reads may be served. [`Leading`] is what
+//! only a leader adds: an intake for heartbeats and sync streams for
+//! followers. The `node` module adapts the leader and the follower to these;
+//! the service itself knows neither, so a role can change without touching
+//! the wire handling, and the wire handling (cluster checks, malformed
+//! heartbeats, answer sizes) is written once for both.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures::Stream;
+use futures::future::BoxFuture;
 use parking_lot::RwLockReadGuard;
 use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::{
@@ -23,18 +26,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::leader::{Heartbeat, LeaderShared, sync_stream};
-use crate::region_store::{RegionStore, StoredRegion, check_region};
-
-/// Largest gRPC message a node accepts: a 4 MiB frame plus headroom, and
-/// below the 8 MiB a PD follower accepts.
-pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+use crate::history::Record;
+use crate::region_store::{MalformedRegion, RegionStore, StoredRegion, check_region};
+use crate::wire::{MAX_MESSAGE_BYTES, ok_header};
 
 /// Budget of one ScanRegions answer.
 const SCAN_BYTES: usize = 4 << 20;
 
-/// What the service needs from the node behind it.
-pub trait RegionSource: Send + Sync + 'static {
+/// What every node offers the service.
+pub trait RegionReads: Send + Sync + 'static {
     /// The cluster this node belongs to (0 while a new follower has not
     /// learnt it yet).
     fn cluster_id(&self) -> u64;
@@ -44,19 +44,45 @@ pub trait RegionSource: Send + Sync + 'static {
     fn readable(&self) -> Result<RwLockReadGuard<'_, RegionStore>, Status>;
     /// This node as a PD member.
     fn member(&self) -> Member;
-    /// The leader's state, when this node is the leader.
-    fn leader(&self) -> Option<&Arc<LeaderShared>> {
-        None
+}
+
+/// A stream of sync frames for one follower.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Result<SyncRegionResponse, Status>> + Send>>;
+
+/// What only a leader offers the service.
+pub trait Leading: Send + Sync + 'static {
+    /// Queue a well-formed change for the intake, waiting while the intake is
+    /// full (so a flood slows its sender instead of losing changes). An error
+    /// ends the sender's heartbeat stream.
+    fn submit(&self, change: Record) -> BoxFuture<'_, Result<(), Status>>;
+    /// Count a heartbeat refused as malformed.
+    fn count_refused(&self);
+    /// Serve a follower's sync stream, whose first request passed the
+    /// cluster check.
+    fn open_sync(&self, request: SyncRegionRequest) -> Result<FrameStream, Status>;
+}
+
+/// The gRPC service of one node.
+pub struct PdService {
+    reads: Arc<dyn RegionReads>,
+    leading: Option<Arc<dyn Leading>>,
+}
+
+impl PdService {
+    /// A follower's service: reads only.
+    pub fn follower(node: Arc<dyn RegionReads>) -> Self {
+        PdService {
+            reads: node,
+            leading: None,
+        }
     }
-}
 
-pub struct PdService<S> {
-    node: Arc<S>,
-}
-
-impl<S: RegionSource> PdService<S> {
-    pub fn new(node: Arc<S>) -> Self {
-        PdService { node }
+    /// A leader's service: reads, heartbeats and sync streams.
+    pub fn leader<N: RegionReads + Leading>(node: Arc<N>) -> Self {
+        PdService {
+            reads: node.clone(),
+            leading: Some(node),
+        }
     }
 
     /// The tonic server wrapper with the node's message limits.
@@ -67,20 +93,15 @@ impl<S: RegionSource> PdService<S> {
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        Some(ResponseHeader {
-            cluster_id: self.node.cluster_id(),
-            error: None,
-        })
+        ok_header(self.reads.cluster_id())
     }
 
-    /// A request for another cluster is refused (a header without a
-    /// cluster id is accepted for reads, as PD tools send one).
+    /// A request for another cluster is refused. A lenient check (reads)
+    /// accepts a request without a cluster id, as PD tools send none, and
+    /// leaves a node that has not learnt its own yet to refuse by readiness.
     fn check_cluster(&self, header: Option<&RequestHeader>, strict: bool) -> Result<(), Status> {
-        let ours = self.node.cluster_id();
+        let ours = self.reads.cluster_id();
         let theirs = header.map_or(0, |h| h.cluster_id);
-        // Lenient checks accept a request without a cluster id (PD tools
-        // send none), and leave a node that has not learnt its own yet to
-        // refuse by readiness instead.
         if theirs == ours || (!strict && (theirs == 0 || ours == 0)) {
             Ok(())
         } else {
@@ -88,6 +109,12 @@ impl<S: RegionSource> PdService<S> {
                 "mismatched cluster id: this node belongs to cluster {ours}, the request to {theirs}"
             )))
         }
+    }
+
+    fn leading(&self, refusal: &'static str) -> Result<Arc<dyn Leading>, Status> {
+        self.leading
+            .clone()
+            .ok_or_else(|| Status::unavailable(refusal))
     }
 
     fn region_response(&self, found: Option<StoredRegion>) -> GetRegionResponse {
@@ -107,14 +134,14 @@ impl<S: RegionSource> PdService<S> {
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
-impl<S: RegionSource> Pd for PdService<S> {
+impl Pd for PdService {
     async fn get_members(
         &self,
         request: Request<GetMembersRequest>,
     ) -> Result<Response<GetMembersResponse>, Status> {
         self.check_cluster(request.get_ref().header.as_ref(), false)?;
-        let me = self.node.member();
-        let leader = self.node.leader().map(|_| me.clone());
+        let me = self.reads.member();
+        let leader = self.leading.as_ref().map(|_| me.clone());
         Ok(Response::new(GetMembersResponse {
             header: self.header(),
             members: vec![me],
@@ -129,12 +156,10 @@ impl<S: RegionSource> Pd for PdService<S> {
         &self,
         request: Request<Streaming<RegionHeartbeatRequest>>,
     ) -> Result<Response<Self::RegionHeartbeatStream>, Status> {
-        let leader = self.node.leader().cloned().ok_or_else(|| {
-            Status::unavailable("this node is a follower; send heartbeats to the leader")
-        })?;
+        let leading = self.leading("this node is a follower; send heartbeats to the leader")?;
+        let cluster_id = self.reads.cluster_id();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let cluster_id = leader.cluster_id;
         tokio::spawn(async move {
             loop {
                 let req = match inbound.message().await {
@@ -155,22 +180,28 @@ impl<S: RegionSource> Pd for PdService<S> {
                         .await;
                     break;
                 }
-                let refusal = match &req.region {
-                    None => Some((0, "heartbeat without a region".to_string())),
-                    Some(r) => check_region(r).err().map(|why| (r.id, why)),
+                let checked = match Record::from_heartbeat(req) {
+                    None => Err((None, MalformedRegion::Absent)),
+                    Some(change) => match check_region(&change.region) {
+                        Ok(()) => Ok(change),
+                        Err(why) => Err((Some(change.region), why)),
+                    },
                 };
-                if let Some((region_id, why)) = refusal {
-                    leader.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(region_id, reason = %why, "malformed heartbeat refused");
-                    let resp = refused(cluster_id, region_id, &why, req.region.as_ref());
-                    if tx.send(Ok(resp)).await.is_err() {
-                        break;
+                let change = match checked {
+                    Ok(change) => change,
+                    Err((region, why)) => {
+                        leading.count_refused();
+                        let region_id = region.as_ref().map_or(0, |r| r.id);
+                        tracing::warn!(region_id, reason = %why, "malformed heartbeat refused");
+                        let resp = refused(cluster_id, &why, region.as_ref());
+                        if tx.send(Ok(resp)).await.is_err() {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let hb = Heartbeat::from_request(req).expect("checked above");
-                if let Err(why) = leader.submit(hb).await {
-                    let _ = tx.send(Err(Status::unavailable(why))).await;
+                };
+                if let Err(status) = leading.submit(change).await {
+                    let _ = tx.send(Err(status)).await;
                     break;
                 }
             }
@@ -184,7 +215,7 @@ impl<S: RegionSource> Pd for PdService<S> {
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(req.header.as_ref(), false)?;
-        let found = self.node.readable()?.get_by_key(&req.region_key);
+        let found = self.reads.readable()?.get_by_key(&req.region_key);
         Ok(Response::new(self.region_response(found)))
     }
 
@@ -194,7 +225,7 @@ impl<S: RegionSource> Pd for PdService<S> {
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(req.header.as_ref(), false)?;
-        let found = self.node.readable()?.get(req.region_id);
+        let found = self.reads.readable()?.get(req.region_id);
         Ok(Response::new(self.region_response(found)))
     }
 
@@ -207,7 +238,7 @@ impl<S: RegionSource> Pd for PdService<S> {
         let limit = usize::try_from(req.limit).unwrap_or(0).min(100_000);
         let limit = if limit == 0 { 100_000 } else { limit };
         let mut found = self
-            .node
+            .reads
             .readable()?
             .scan(&req.start_key, &req.end_key, limit);
         // Each region goes out twice (region_metas and regions): keep the
@@ -238,16 +269,13 @@ impl<S: RegionSource> Pd for PdService<S> {
         }))
     }
 
-    type SyncRegionsStream = BoxStream<SyncRegionResponse>;
+    type SyncRegionsStream = FrameStream;
 
     async fn sync_regions(
         &self,
         request: Request<Streaming<SyncRegionRequest>>,
     ) -> Result<Response<Self::SyncRegionsStream>, Status> {
-        let leader =
-            self.node.leader().cloned().ok_or_else(|| {
-                Status::unavailable("this node is a follower; sync from the leader")
-            })?;
+        let leading = self.leading("this node is a follower; sync from the leader")?;
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("SyncRegions stream closed before its request")
@@ -259,23 +287,21 @@ impl<S: RegionSource> Pd for PdService<S> {
             );
             return Err(status);
         }
-        if leader.is_stopping() {
-            return Err(Status::unavailable("the leader is stopping"));
-        }
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(sync_stream::run(leader, first, tx));
+        let frames = leading.open_sync(first)?;
         // Later requests on the stream carry nothing we use; PD sends one.
         tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(frames))
     }
 }
 
+/// The answer to a malformed heartbeat: `INVALID_VALUE` naming the region
+/// and the reason; the stream stays open.
 fn refused(
     cluster_id: u64,
-    region_id: u64,
-    why: &str,
+    why: &MalformedRegion,
     region: Option<&Region>,
 ) -> RegionHeartbeatResponse {
+    let region_id = region.map_or(0, |r| r.id);
     RegionHeartbeatResponse {
         header: Some(ResponseHeader {
             cluster_id,
@@ -286,17 +312,5 @@ fn refused(
         }),
         region_id,
         region_epoch: region.and_then(|r| r.region_epoch),
-    }
-}
-
-/// A node as a PD member: its name, a stable id from the name, its URL.
-pub fn member(name: &str, url: &str) -> Member {
-    Member {
-        name: name.to_string(),
-        member_id: xxhash_rust::xxh3::xxh3_64(name.as_bytes()),
-        client_urls: vec![url.to_string()],
-        peer_urls: vec![url.to_string()],
-        binary_version: env!("CARGO_PKG_VERSION").to_string(),
-        ..Default::default()
     }
 }

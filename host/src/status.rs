@@ -1,4 +1,4 @@
-//! The status document (SPEC §6): what `GET /status` and `regionsync status`
+//! The status document (docs/protocol.md §6): what `GET /status` and `regionsync status`
 //! print. Field names are a contract that outside scripts rely on; add
 //! fields, never rename or remove them.
 
@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy_runtime::PolicyInfo;
 
+/// The active policy, as the status JSON shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PolicyStatus {
+    /// The policy's name.
     pub name: String,
+    /// The policy's own version.
     pub version: String,
 }
 
@@ -23,20 +26,29 @@ impl From<PolicyInfo> for PolicyStatus {
     }
 }
 
+/// The status document of a node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     /// "leader" or "follower".
     pub role: String,
+    /// The node's name.
     pub name: String,
+    /// Region reads are served (a follower: its copy is complete).
     pub ready: bool,
+    /// Where the node stands: a leader "serving" or "failed"; a follower
+    /// "awaiting", "snapshot", "streaming" or "refused".
     pub phase: String,
+    /// The cluster id (0 while a new follower has not learnt it).
     pub cluster_id: u64,
+    /// Oldest index in the node's history ring.
     pub first_index: u64,
+    /// The node's next index.
     pub next_index: u64,
     /// Number of regions.
     pub regions: u64,
     /// Order-independent digest of the region set (see `digest`).
     pub digest: String,
+    /// The active policy.
     pub policy: PolicyStatus,
     /// Full syncs by reason (leader: served; follower: received).
     pub full_syncs: BTreeMap<String, u64>,

@@ -1,5 +1,5 @@
 //! The wire format: the `pdpb` / `metapb` subset of PD's protocol that
-//! regionsync serves (SPEC §1), generated at build time. Field names and
+//! regionsync serves (docs/protocol.md §1), generated at build time. Field names and
 //! numbers are PD's, so existing PD clients talk to regionsync unchanged.
 
 #![allow(clippy::all, missing_docs)]

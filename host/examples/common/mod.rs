@@ -1,9 +1,15 @@
-//! What the benchmarks share: a TiKV-like region and the default policy.
+//! What the benchmarks share: the binary's allocator, a TiKV-like region and
+//! the default policy.
 
 use std::sync::Arc;
 
 use regionsync::policy_runtime::PolicyRuntime;
 use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+
+/// The allocator the `regionsync` binary runs on, so that memory and speed
+/// figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Region `i` of `n` covering the key space: record keys of a table, three
 /// replicas on five stores.

@@ -7,34 +7,78 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prost::Message;
 use regionsync_proto::pdpb::pd_client::PdClient;
-use regionsync_proto::pdpb::{
-    ErrorType, GetMembersRequest, Member, RequestHeader, SyncRegionRequest, SyncRegionResponse,
-};
+use regionsync_proto::pdpb::{GetMembersRequest, Member, RequestHeader, SyncRegionRequest};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-use super::FollowerShared;
-use crate::history::{HistoryRing, Record, fingerprint};
-use crate::policy_runtime::{FrameHeader, FrameKind};
-use crate::region_store::{Outcome, check_region};
-use crate::service::MAX_MESSAGE_BYTES;
+use super::{FollowerShared, apply};
+use crate::policy_runtime::ReconnectReason;
 use crate::storage::WriteBatch;
+use crate::wire::MAX_MESSAGE_BYTES;
+
+/// Why a session with the leader ended: the policy's reconnect reasons, and
+/// the host's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The policy decided to reconnect after a frame.
+    Policy(ReconnectReason),
+    /// The leader URL does not parse.
+    BadLeaderUrl,
+    /// No connection to the leader.
+    ConnectFailed,
+    /// The leader refused GetMembers.
+    LeaderRefused,
+    /// The leader belongs to another cluster; the store is left untouched.
+    ClusterMismatch,
+    /// The leader refused the SyncRegions request.
+    SyncRefused,
+    /// Three keepalive intervals without a frame.
+    KeepaliveSilence,
+    /// The leader ended the stream with RESOURCE_EXHAUSTED.
+    ResourceExhausted,
+    /// The stream failed with another gRPC status.
+    StreamError,
+    /// The leader closed the stream.
+    Eof,
+    /// A frame could not be stored.
+    StoreError,
+}
+
+impl EndReason {
+    /// Stable label for logs, metrics and status (`reconnects_<label>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Policy(reason) => reason.as_str(),
+            EndReason::BadLeaderUrl => "bad_leader_url",
+            EndReason::ConnectFailed => "connect_failed",
+            EndReason::LeaderRefused => "leader_refused",
+            EndReason::ClusterMismatch => "cluster_mismatch",
+            EndReason::SyncRefused => "sync_refused",
+            EndReason::KeepaliveSilence => "keepalive_silence",
+            EndReason::ResourceExhausted => "resource_exhausted",
+            EndReason::StreamError => "stream_error",
+            EndReason::Eof => "eof",
+            EndReason::StoreError => "store_error",
+        }
+    }
+}
 
 /// How a session with the leader ended.
-struct Ended {
-    /// Stable label for logs, metrics and status.
-    reason: &'static str,
-    detail: String,
+#[derive(Debug)]
+pub(super) struct Ended {
+    /// Why.
+    pub reason: EndReason,
+    /// What happened, for the log line.
+    pub detail: String,
     /// The session received at least one frame (the backoff starts over).
-    progressed: bool,
+    pub progressed: bool,
 }
 
 impl Ended {
-    fn new(reason: &'static str, detail: impl Into<String>, progressed: bool) -> Self {
+    fn new(reason: EndReason, detail: impl Into<String>, progressed: bool) -> Self {
         Ended {
             reason,
             detail: detail.into(),
@@ -64,7 +108,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
             .stats
             .reconnects
             .lock()
-            .entry(ended.reason.to_string())
+            .entry(ended.reason.as_str())
             .or_default() += 1;
         attempt = if ended.progressed {
             0
@@ -77,7 +121,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
         let state = *shared.state.lock();
         tracing::warn!(
             follower = %shared.config.name, leader = %shared.config.leader,
-            reason = ended.reason, detail = %ended.detail, next_index = state.next_index,
+            reason = ended.reason.as_str(), detail = %ended.detail, next_index = state.next_index,
             ready = state.ready, retry_in = ?delay, "sync stream ended; reconnecting"
         );
         tokio::select! {
@@ -95,11 +139,23 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20)),
-        Err(e) => return Ended::new("bad_leader_url", format!("{}: {e}", config.leader), false),
+        Err(e) => {
+            return Ended::new(
+                EndReason::BadLeaderUrl,
+                format!("{}: {e}", config.leader),
+                false,
+            );
+        }
     };
     let channel = match endpoint.connect().await {
         Ok(c) => c,
-        Err(e) => return Ended::new("connect_failed", format!("{}: {e}", config.leader), false),
+        Err(e) => {
+            return Ended::new(
+                EndReason::ConnectFailed,
+                format!("{}: {e}", config.leader),
+                false,
+            );
+        }
     };
     let mut client = PdClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -113,12 +169,12 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
         .await;
     let theirs = match members {
         Ok(r) => r.into_inner().header.map_or(0, |h| h.cluster_id),
-        Err(status) => return Ended::new("leader_refused", status.to_string(), false),
+        Err(status) => return Ended::new(EndReason::LeaderRefused, status.to_string(), false),
     };
     if let Err(why) = check_cluster(shared, theirs) {
         tracing::error!(follower = %config.name, reason = %why, "refusing to sync");
         *shared.refusal.lock() = Some(why.clone());
-        return Ended::new("cluster_mismatch", why, false);
+        return Ended::new(EndReason::ClusterMismatch, why, false);
     }
     *shared.refusal.lock() = None;
 
@@ -136,7 +192,7 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
     tracing::info!(follower = %config.name, leader = %config.leader, start_index, "asking the leader to sync");
     let mut frames = match client.sync_regions(tokio_stream::iter(vec![request])).await {
         Ok(r) => r.into_inner(),
-        Err(status) => return Ended::new("sync_refused", status.to_string(), false),
+        Err(status) => return Ended::new(EndReason::SyncRefused, status.to_string(), false),
     };
     let silence = config.keepalive * 3;
     let mut progressed = false;
@@ -144,30 +200,35 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
         let frame = match tokio::time::timeout(silence, frames.message()).await {
             Err(_) => {
                 return Ended::new(
-                    "keepalive_silence",
+                    EndReason::KeepaliveSilence,
                     format!("no frame for {silence:?} (3 keepalive intervals)"),
                     progressed,
                 );
             }
             Ok(Err(status)) if status.code() == Code::ResourceExhausted => {
-                return Ended::new("resource_exhausted", status.message(), progressed);
+                return Ended::new(EndReason::ResourceExhausted, status.message(), progressed);
             }
-            Ok(Err(status)) => return Ended::new("stream_error", status.to_string(), progressed),
-            Ok(Ok(None)) => return Ended::new("eof", "the leader closed the stream", progressed),
+            Ok(Err(status)) => {
+                return Ended::new(EndReason::StreamError, status.to_string(), progressed);
+            }
+            Ok(Ok(None)) => {
+                return Ended::new(EndReason::Eof, "the leader closed the stream", progressed);
+            }
             Ok(Ok(Some(frame))) => frame,
         };
         progressed = true;
         let worker = shared.clone();
         let applied =
-            tokio::task::spawn_blocking(move || apply_frame(&worker, frame, start_index)).await;
+            tokio::task::spawn_blocking(move || apply::on_frame(&worker, frame, start_index)).await;
         match applied {
             Ok(Ok(None)) => {}
             Ok(Ok(Some(ended))) => return ended,
             Ok(Err(e)) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot apply a frame; the store is left as its last commit");
-                return Ended::new("store_error", format!("{e:#}"), progressed);
+                let detail = crate::error_chain(&e);
+                tracing::error!(error = %detail, "cannot apply a frame; the store is left as its last commit");
+                return Ended::new(EndReason::StoreError, detail, progressed);
             }
-            Err(e) => return Ended::new("store_error", e.to_string(), progressed),
+            Err(e) => return Ended::new(EndReason::StoreError, e.to_string(), progressed),
         }
     }
 }
@@ -197,161 +258,8 @@ fn check_cluster(shared: &FollowerShared, theirs: u64) -> Result<(), String> {
             durable: true,
             ..Default::default()
         })
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| crate::error_chain(&e))?;
     shared.cluster_id.store(theirs, Ordering::Release);
     tracing::info!(follower = %shared.config.name, cluster_id = theirs, "learnt the cluster id from the leader");
     Ok(())
-}
-
-/// Carry out the policy's decision for one frame. Returns how the session
-/// ends when the decision is to reconnect.
-fn apply_frame(
-    shared: &FollowerShared,
-    frame: SyncRegionResponse,
-    asked: u64,
-) -> anyhow::Result<Option<Ended>> {
-    let stats = &shared.stats;
-    stats.frames.fetch_add(1, Ordering::Relaxed);
-    stats
-        .bytes
-        .fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
-    let header_error = frame.header.as_ref().and_then(|h| {
-        let error = h
-            .error
-            .as_ref()
-            .filter(|e| e.r#type != ErrorType::Ok as i32);
-        match error {
-            Some(e) => Some(e.message.clone()),
-            None if h.cluster_id != shared.cluster_id() => Some(format!(
-                "frame for cluster {}, not {}",
-                h.cluster_id,
-                shared.cluster_id()
-            )),
-            None => None,
-        }
-    });
-    let count = frame.regions.len();
-    let header = FrameHeader {
-        error: header_error.is_some(),
-        start_index: frame.start_index,
-        region_count: u32::try_from(count).unwrap_or(u32::MAX),
-    };
-    let before = *shared.state.lock();
-    let d = shared.policy.on_frame(before, header);
-
-    // Readiness drops under the store's write lock, before the store changes,
-    // so that no read ever sees a partial set (see `FollowerNode::readable`).
-    let mut store = shared.store.write();
-    if !d.state.ready {
-        shared.ready.store(false, Ordering::Release);
-    }
-    if d.kind == FrameKind::SnapshotStart {
-        let trigger = if asked == 0 {
-            "requested"
-        } else {
-            "leader_routed"
-        };
-        *stats.full_syncs.lock().entry(trigger.into()).or_default() += 1;
-        stats.snapshot_progress.store(0, Ordering::Relaxed);
-        tracing::info!(
-            follower = %shared.config.name, asked_index = asked, trigger,
-            "full sync started: the leader sent a snapshot; the local store is replaced"
-        );
-    }
-    if d.reset_store {
-        store.clear();
-        shared.persist(&WriteBatch {
-            reset: true,
-            complete: Some(false),
-            next_index: Some(0),
-            durable: true,
-            ..Default::default()
-        })?;
-    }
-
-    let mut batch = WriteBatch::default();
-    let mut records = Vec::new();
-    if let Some(from) = d.apply_from {
-        let leaders = (frame.region_leaders.len() == count).then_some(&frame.region_leaders);
-        let flows = (frame.region_stats.len() == count).then_some(&frame.region_stats);
-        for (i, region) in frame.regions.iter().enumerate().skip(from as usize) {
-            let leader = leaders.map(|l| l[i]).unwrap_or_default();
-            let flow = flows.map(|s| s[i]).unwrap_or_default();
-            match check_region(region) {
-                Ok(()) => {
-                    if let Outcome::Applied { removed } =
-                        store.apply(region, leader.id, fingerprint(&leader, &flow))
-                    {
-                        for id in removed {
-                            batch.delete(id);
-                        }
-                        let blob = store.encoded(region.id).expect("just applied");
-                        batch.put_encoded(region.id, leader.id, blob);
-                    }
-                }
-                Err(why) => {
-                    tracing::warn!(region = region.id, reason = %why, "leader sent a malformed region; skipped")
-                }
-            }
-            if d.record_history {
-                records.push(Arc::new(Record {
-                    region: region.clone(),
-                    leader,
-                    stats: flow,
-                }));
-            }
-        }
-        if matches!(d.kind, FrameKind::SnapshotStart | FrameKind::SnapshotData) {
-            stats
-                .snapshot_progress
-                .fetch_add((count - from as usize) as u64, Ordering::Relaxed);
-        }
-    }
-    if !records.is_empty() {
-        let mut ring = shared.ring.write();
-        let first = frame.start_index + u64::from(d.apply_from.unwrap_or(0));
-        if ring.next_index() != first {
-            // The ring starts where the store's index is; anything else means
-            // the numbering would diverge from the leader's.
-            *ring = HistoryRing::new(shared.config.history_capacity, first);
-        }
-        for r in records {
-            ring.push(r);
-        }
-    }
-    if let Some(claim) = d.claim_index {
-        batch.next_index = Some(claim);
-        batch.complete = Some(true);
-        let mut last = shared.last_durable.lock();
-        batch.durable =
-            d.kind == FrameKind::Completion || last.elapsed() >= shared.config.durable_every;
-        if batch.durable {
-            *last = Instant::now();
-        }
-    }
-    shared.persist(&batch)?;
-    if d.kind == FrameKind::Completion {
-        let claim = d.claim_index.unwrap_or(frame.start_index);
-        *shared.ring.write() = HistoryRing::new(shared.config.history_capacity, claim);
-        tracing::info!(
-            follower = %shared.config.name, regions = store.len(), next_index = claim,
-            digest = %store.digest().hex(), "full sync complete; follower is ready"
-        );
-    }
-    drop(store);
-    shared.set_state(d.state);
-    Ok(d.reconnect.map(|reason| {
-        Ended::new(
-            reason.as_str(),
-            header_error.unwrap_or_else(|| {
-                format!(
-                    "frame at {} with {count} regions while at {} ({})",
-                    frame.start_index,
-                    before.next_index,
-                    before.phase.as_str()
-                )
-            }),
-            true,
-        )
-    }))
 }

@@ -1,4 +1,4 @@
-//! Building `SyncRegionResponse` frames (SPEC §1-§2). The arrays regions /
+//! Building `SyncRegionResponse` frames (docs/protocol.md §1-§2). The arrays regions /
 //! region_stats / region_leaders are index-aligned; a snapshot frame carries
 //! no stats (a receiver uses stats only when their length matches).
 
@@ -8,18 +8,12 @@ use regionsync_proto::pdpb::{ErrorType, ResponseHeader, SyncRegionResponse};
 
 use crate::history::Record;
 use crate::region_store::StoredRegion;
-
-pub fn header(cluster_id: u64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        cluster_id,
-        error: None,
-    })
-}
+use crate::wire::ok_header;
 
 /// No regions: up to date, caught up, completion, or keepalive.
 pub fn empty(cluster_id: u64, start_index: u64) -> SyncRegionResponse {
     SyncRegionResponse {
-        header: header(cluster_id),
+        header: ok_header(cluster_id),
         start_index,
         ..Default::default()
     }

@@ -1,4 +1,4 @@
-//! One follower's `SyncRegions` stream on the leader (SPEC §2): routing,
+//! One follower's `SyncRegions` stream on the leader (docs/protocol.md §2): routing,
 //! full sync (pin, snapshot, catch-up, completion), history replay, live
 //! forwarding, keepalive and shutdown, all in one task per stream.
 //!
@@ -20,12 +20,34 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 use tonic::Status;
 
-use super::frames;
-use super::{LeaderShared, StreamEntry};
-use crate::history::Pin;
-use crate::policy_runtime::{RouteAction, SendStep, StreamPhase, StreamView};
+use tokio_stream::wrappers::ReceiverStream;
 
+use super::frames;
+use super::{FullSyncOutcome, LeaderShared, StreamEntry};
+use crate::history::Pin;
+use crate::policy_runtime::{RouteAction, RouteCause, SendStep, StreamPhase, StreamView};
+
+/// Where a stream's task puts its frames; gRPC takes them from the other end.
 pub type FrameSender = mpsc::Sender<Result<SyncRegionResponse, Status>>;
+
+/// Frames queued per stream beyond the one being sent: enough to overlap
+/// reading the store with sending, small enough that a stalled follower
+/// holds little memory.
+const QUEUED_FRAMES: usize = 4;
+
+/// Start serving a follower whose request passed the cluster check; the
+/// frames come out of the returned stream.
+pub fn open(
+    shared: &Arc<LeaderShared>,
+    request: SyncRegionRequest,
+) -> Result<ReceiverStream<Result<SyncRegionResponse, Status>>, Status> {
+    if shared.is_stopping() {
+        return Err(Status::unavailable("the leader is stopping"));
+    }
+    let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
+    tokio::spawn(run(shared.clone(), request, tx));
+    Ok(ReceiverStream::new(rx))
+}
 
 /// Why a stream ended, for the log line that says so.
 #[derive(Debug)]
@@ -72,7 +94,7 @@ struct Stream {
 }
 
 /// Serve one stream until it ends; logs how it ended.
-pub async fn run(shared: Arc<LeaderShared>, request: SyncRegionRequest, tx: FrameSender) {
+async fn run(shared: Arc<LeaderShared>, request: SyncRegionRequest, tx: FrameSender) {
     let follower = request
         .member
         .as_ref()
@@ -188,10 +210,10 @@ impl Stream {
         let routed = shared.policy.route_request(start_index, ring);
         tracing::info!(
             follower = %self.follower, start_index, first_index = ring.first_index,
-            next_index = ring.next_index, action = ?routed.routing.action, reason = routed.reason(),
+            next_index = ring.next_index, action = ?routed.action, reason = routed.cause.as_str(),
             "routing a follower stream"
         );
-        let (mut phase, mut cursor, mut pin) = match routed.routing.action {
+        let (mut phase, mut cursor, mut pin) = match routed.action {
             RouteAction::UpToDate => {
                 self.send(frames::empty(self.cluster_id(), ring.next_index))
                     .await?;
@@ -199,7 +221,7 @@ impl Stream {
             }
             RouteAction::History(from) => (StreamPhase::CatchingUp, from, None),
             RouteAction::FullSync => {
-                let (pin, slot) = self.full_sync(routed.reason()).await?;
+                let (pin, slot) = self.full_sync(routed.cause).await?;
                 (StreamPhase::CatchingUp, pin.from(), Some((pin, slot)))
             }
         };
@@ -239,7 +261,9 @@ impl Stream {
                     self.send(frames::empty(self.cluster_id(), index)).await?;
                     phase = StreamPhase::Live;
                     if let Some((pin, _slot)) = pin.take() {
-                        shared.stats.count_full_sync(routed.reason(), "completed");
+                        shared
+                            .stats
+                            .count_full_sync(routed.cause, FullSyncOutcome::Completed);
                         tracing::info!(
                             follower = %self.follower, pinned_from = pin.from(), completion_index = index,
                             "full sync complete; stream is live"
@@ -274,15 +298,19 @@ impl Stream {
 
     /// Admission, pin, snapshot frames. Returns the pin (held until the
     /// catch-up is sent) and the admission slot.
-    async fn full_sync(&mut self, reason: &str) -> Result<(Arc<Pin>, FullSyncSlot), End> {
+    async fn full_sync(&mut self, cause: RouteCause) -> Result<(Arc<Pin>, FullSyncSlot), End> {
         let shared = self.shared.clone();
         let running = shared.full_syncs_running.fetch_add(1, Ordering::AcqRel);
         let slot = FullSyncSlot(shared.clone());
         if !shared.policy.admit_full_sync(running) {
-            shared.stats.count_full_sync(reason, "refused");
+            shared
+                .stats
+                .count_full_sync(cause, FullSyncOutcome::Refused);
             return Err(End::Refused);
         }
-        shared.stats.count_full_sync(reason, "started");
+        shared
+            .stats
+            .count_full_sync(cause, FullSyncOutcome::Started);
         let pin = shared.ring.write().pin();
         let limits = shared.policy.limits();
         let started = Instant::now();
@@ -312,7 +340,9 @@ impl Stream {
                 return Err(End::Stopped);
             }
             if pin.is_broken() {
-                shared.stats.count_full_sync(reason, "exhausted");
+                shared
+                    .stats
+                    .count_full_sync(cause, FullSyncOutcome::Exhausted);
                 return Err(self.catch_up_lost(pin.from()));
             }
             if let Some(rate) = shared.config.full_sync_rate.filter(|r| *r > 0) {

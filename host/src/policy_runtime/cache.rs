@@ -21,11 +21,15 @@ use wasmtime::component::Component;
 /// How a component was obtained, for logs and the swap benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
+    /// Compiled earlier in this process.
     Memory,
+    /// Precompiled by an earlier run, read from the cache directory.
     Disk,
+    /// Compiled now.
     Compiled,
 }
 
+/// Compiled components by content hash, in memory and (optionally) on disk.
 pub struct ComponentCache {
     dir: Option<PathBuf>,
     engine_key: String,
@@ -33,6 +37,7 @@ pub struct ComponentCache {
 }
 
 impl ComponentCache {
+    /// A cache for `engine`'s configuration, on disk under `dir` if given.
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -44,7 +49,9 @@ impl ComponentCache {
     }
 
     /// The compiled component for `bytes`, from cache or freshly compiled.
-    pub fn get(&self, engine: &Engine, bytes: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
+    /// Fails with the compiler's reason, as one line, when `bytes` is not a
+    /// component this engine accepts.
+    pub fn get(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, CacheOutcome), String> {
         let key: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(c) = self.memory.lock().get(&key) {
             return Ok((c.clone(), CacheOutcome::Memory));
@@ -59,10 +66,10 @@ impl ComponentCache {
         }
         let artefact = engine
             .precompile_component(bytes)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            .map_err(|e| one_line(&e))?;
         // SAFETY: the artefact was produced just now by this engine.
-        let component = unsafe { Component::deserialize(engine, &artefact) }
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let component =
+            unsafe { Component::deserialize(engine, &artefact) }.map_err(|e| one_line(&e))?;
         if let Some(p) = path {
             self.write_disk(&p, &artefact);
         }
@@ -110,4 +117,12 @@ impl ComponentCache {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A wasmtime error chain as one log- and terminal-friendly line.
+fn one_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

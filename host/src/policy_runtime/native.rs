@@ -9,17 +9,20 @@ use super::{
 };
 use regionsync_guest::Policy;
 
+/// A shipped policy, linked natively.
 pub struct NativePolicy {
     policy: Policy,
     info: PolicyInfo,
 }
 
 impl NativePolicy {
+    /// The engine for `policy`.
     pub fn new(policy: Policy) -> Self {
         let info = policy.describe();
         NativePolicy { policy, info }
     }
 
+    /// A shipped policy by name.
     pub fn by_name(name: &str) -> Option<Self> {
         Policy::by_name(name).map(Self::new)
     }

@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use parking_lot::Mutex;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 use super::cache::{CacheOutcome, ComponentCache};
 use super::{
-    ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits, PolicyEngine, PolicyError,
-    PolicyInfo, RingView, Routing, SendStep, StreamView,
+    ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits, LoadError, PolicyEngine,
+    PolicyError, PolicyInfo, RingView, Routing, SendStep, StreamView,
 };
 use regionsync_guest::CONTRACT_VERSION;
 
@@ -94,14 +93,15 @@ impl Drop for RuntimeInner {
 }
 
 impl WasmRuntime {
-    pub fn new(config: WasmConfig) -> anyhow::Result<Self> {
+    /// An engine with the given limits, and its deadline thread.
+    pub fn new(config: WasmConfig) -> Result<Self, LoadError> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.consume_fuel(true);
         // Decisions are synchronous and tiny; without concurrency support a
-        // call costs about a third (WASM-NOTES).
+        // call costs about a third (measured: docs/design.md).
         cfg.concurrency_support(false);
-        let engine = Engine::new(&cfg).map_err(|e| anyhow!("{e}"))?;
+        let engine = Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -114,7 +114,7 @@ impl WasmRuntime {
                         engine.increment_epoch();
                     }
                 })
-                .context("starting the policy deadline thread")?;
+                .map_err(|e| LoadError::Engine(format!("cannot start the deadline thread: {e}")))?;
         }
         let linker = Linker::new(&engine);
         let cache = ComponentCache::new(&engine, config.cache_dir.clone());
@@ -130,34 +130,41 @@ impl WasmRuntime {
     }
 
     /// Load a component file.
-    pub fn load_file(&self, path: &Path) -> anyhow::Result<WasmPolicy> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read policy file {}", path.display()))?;
-        self.load(&bytes)
-            .with_context(|| format!("policy file {} refused", path.display()))
+    pub fn load_file(&self, path: &Path) -> Result<WasmPolicy, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load(&bytes).map_err(|e| LoadError::File {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// Compile (or fetch from cache), check the contract, instantiate and ask
     /// `describe`.
-    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<WasmPolicy> {
+    pub fn load(&self, bytes: &[u8]) -> Result<WasmPolicy, LoadError> {
         self.load_traced(bytes).map(|(p, _)| p)
     }
 
     /// [`Self::load`], also telling where the compiled code came from.
-    pub fn load_traced(&self, bytes: &[u8]) -> anyhow::Result<(WasmPolicy, CacheOutcome)> {
+    pub fn load_traced(&self, bytes: &[u8]) -> Result<(WasmPolicy, CacheOutcome), LoadError> {
         let rt = &self.inner;
         check_header(bytes)?;
         let (component, outcome) = rt
             .cache
             .get(&rt.engine, bytes)
-            .map_err(|e| anyhow!("not a valid WebAssembly component: {}", one_line(&e)))?;
+            .map_err(LoadError::NotAComponent)?;
         check_contract(&rt.engine, &component)?;
         let pre = rt
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| anyhow!("cannot link the component: {e:#}"))?;
-        let pre = bindings::PolicyPre::new(pre)
-            .map_err(|e| anyhow!("the component does not fit the policy world: {e:#}"))?;
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = bindings::PolicyPre::new(pre).map_err(|e| {
+            LoadError::Link(format!(
+                "the component does not fit the policy world: {e:#}"
+            ))
+        })?;
         let mut policy = WasmPolicy {
             runtime: self.clone(),
             pre,
@@ -169,16 +176,15 @@ impl WasmRuntime {
         };
         let info: PolicyInfo = policy
             .call(|s, b| b.call_describe(s))
-            .map_err(|e| anyhow!("describe failed: {e}"))?
+            .map_err(LoadError::Describe)?
             .into();
         let printable =
             |s: &str| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic());
         if !printable(&info.name) || !printable(&info.version) {
-            bail!(
-                "describe gave an unusable name or version: {:?} {:?}",
-                info.name,
-                info.version
-            );
+            return Err(LoadError::BadInfo {
+                name: info.name,
+                version: info.version,
+            });
         }
         policy.info = info;
         Ok((policy, outcome))
@@ -186,37 +192,31 @@ impl WasmRuntime {
 }
 
 /// Name the common wrong files plainly before the compiler does verbosely.
-fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     if !bytes.starts_with(b"\0asm") || bytes.len() < 8 {
-        bail!("not a valid WebAssembly component: the file has no WebAssembly header");
+        return Err(LoadError::NotAComponent(
+            "the file has no WebAssembly header".into(),
+        ));
     }
     // Bytes 6..8 are the layer: 0 for a core module, 1 for a component.
     if bytes[6..8] == [0, 0] {
-        bail!(
-            "not a valid WebAssembly component: it is a core module (build the policy as a component for wasm32-wasip2)"
-        );
+        return Err(LoadError::NotAComponent(
+            "it is a core module (build the policy as a component for wasm32-wasip2)".into(),
+        ));
     }
     Ok(())
 }
 
-/// An error chain as one log- and terminal-friendly line.
-fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Refuse anything that is not a capability-free policy at our contract
 /// version, before running a single instruction of it.
-fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+fn check_contract(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ty = component.component_type();
     let imports: Vec<String> = ty
         .imports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
     if !imports.is_empty() {
-        bail!("the component imports {imports:?}; a policy must import nothing");
+        return Err(LoadError::Imports(imports));
     }
     let exports: Vec<String> = ty
         .exports(engine)
@@ -231,12 +231,12 @@ fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> 
         .find(|e| e.starts_with("regionsync:policy/decisions"))
     {
         let theirs = other.split_once('@').map_or("(unversioned)", |(_, v)| v);
-        bail!(
-            "the component was built against regionsync:policy@{theirs}, \
-             but this host speaks regionsync:policy@{CONTRACT_VERSION}"
-        );
+        return Err(LoadError::ContractVersion {
+            theirs: theirs.to_string(),
+            ours: CONTRACT_VERSION,
+        });
     }
-    bail!("the component does not export {want} (it exports {exports:?})");
+    Err(LoadError::MissingExport { want, exports })
 }
 
 /// Per-instance host state: only the memory limiter.

@@ -68,38 +68,32 @@ impl ModelRegion {
     }
 }
 
-/// SplitMix64, seeded: a run is replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+/// Seeded, so that a run is replayable from its seed.
+type Rng = regionsync_guest::splitmix::SplitMix64;
 
 /// What a churn step did, for the summary.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ChurnCounts {
+    /// Regions split in two.
     pub splits: u64,
+    /// Neighbours merged.
     pub merges: u64,
+    /// Leaders moved to another peer.
     pub leader_transfers: u64,
+    /// Peers replaced (conf_ver bumped).
     pub conf_changes: u64,
+    /// New flow statistics reported.
     pub flow_updates: u64,
 }
 
+/// The model cluster and the heartbeats that describe its changes.
 pub struct Generator {
     cluster_id: u64,
     regions: Vec<ModelRegion>,
     next_id: u64,
     next_peer: u64,
     rng: Rng,
+    /// What the churn did so far.
     pub counts: ChurnCounts,
 }
 
@@ -115,7 +109,7 @@ impl Generator {
             regions: Vec::with_capacity(n as usize),
             next_id: 1,
             next_peer: 1_000_000_000,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             counts: ChurnCounts::default(),
         };
         for i in 0..n {
@@ -168,15 +162,17 @@ impl Generator {
             regions,
             next_id,
             next_peer,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             counts: ChurnCounts::default(),
         })
     }
 
+    /// Regions in the model.
     pub fn len(&self) -> usize {
         self.regions.len()
     }
 
+    /// No regions in the model.
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
     }
@@ -310,7 +306,7 @@ pub async fn connect(url: &str) -> anyhow::Result<PdClient<Channel>> {
         .connect()
         .await
         .with_context(|| format!("the leader at {url} does not answer"))?;
-    Ok(PdClient::new(channel).max_decoding_message_size(crate::service::MAX_MESSAGE_BYTES))
+    Ok(PdClient::new(channel).max_decoding_message_size(crate::wire::MAX_MESSAGE_BYTES))
 }
 
 /// Every region a node serves, with its leader, paging like a PD client.

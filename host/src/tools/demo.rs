@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::follower::{FollowerConfig, RunningFollower};
-use crate::leader::{LeaderConfig, RunningLeader};
-use crate::load::{self, Generator};
+use super::admin_client;
+use super::load::{self, Generator};
+use crate::follower::FollowerConfig;
+use crate::leader::LeaderConfig;
+use crate::node::{RunningFollower, RunningLeader};
 use crate::policy_runtime::wasm::WasmConfig;
 use crate::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime, builtin};
 use crate::status::Status;
@@ -82,7 +84,7 @@ async fn swap_all(admins: &[SocketAddr], bytes: &[u8]) -> anyhow::Result<Vec<Str
     let mut out = Vec::new();
     for admin in admins {
         let (code, body) =
-            crate::admin_client::request(&admin.to_string(), "POST", "/policy", bytes).await?;
+            admin_client::request(&admin.to_string(), "POST", "/policy", bytes).await?;
         let answer: crate::admin::SwapAnswer = serde_json::from_slice(&body)?;
         match (code, answer.new) {
             (200, Some(new)) => out.push(format!("{} {}", new.name, new.version)),

@@ -1,0 +1,225 @@
+use super::*;
+
+fn frame(start_index: u64, region_count: u32) -> FrameHeader {
+    FrameHeader {
+        error: false,
+        start_index,
+        region_count,
+    }
+}
+
+fn complete_at(next: u64) -> FollowerState {
+    FollowerState::opened(next, true)
+}
+
+#[test]
+fn a_new_follower_asks_for_zero() {
+    let p = Policy::default_policy();
+    let plan = p.on_connect(FollowerState::opened(0, false));
+    assert_eq!(plan.start_index, 0);
+    assert!(!plan.state.ready);
+}
+
+#[test]
+fn an_incomplete_store_asks_for_zero_whatever_its_index() {
+    let p = Policy::default_policy();
+    let plan = p.on_connect(FollowerState::opened(5_000, false));
+    assert_eq!(plan.start_index, 0);
+}
+
+#[test]
+fn a_complete_store_resumes_from_its_index_and_stays_ready() {
+    let p = Policy::default_policy();
+    let mut s = complete_at(77);
+    s.ready = true;
+    s.phase = FollowerPhase::Streaming;
+    let plan = p.on_connect(s);
+    assert_eq!(plan.start_index, 77);
+    assert_eq!(plan.state.phase, FollowerPhase::Awaiting);
+    assert!(plan.state.ready);
+}
+
+#[test]
+fn forced_full_sync_asks_for_zero() {
+    let p = Policy::default_policy();
+    let mut s = complete_at(77);
+    s.force_full_sync = true;
+    assert_eq!(p.on_connect(s).start_index, 0);
+}
+
+#[test]
+fn an_error_header_changes_nothing_and_reconnects() {
+    let p = Policy::default_policy();
+    for phase in [
+        FollowerPhase::Awaiting,
+        FollowerPhase::Snapshot,
+        FollowerPhase::Streaming,
+    ] {
+        let mut s = complete_at(9);
+        s.phase = phase;
+        let d = p.on_frame(
+            s,
+            FrameHeader {
+                error: true,
+                start_index: 0,
+                region_count: 3,
+            },
+        );
+        assert_eq!(d.state, s);
+        assert_eq!(d.kind, FrameKind::Error);
+        assert_eq!(d.reconnect, Some(ReconnectReason::ErrorHeader));
+        assert_eq!(d.apply_from, None);
+        assert!(!d.reset_store);
+        assert_eq!(d.claim_index, None);
+    }
+}
+
+#[test]
+fn full_sync_resets_applies_and_claims_only_at_completion() {
+    let p = Policy::default_policy();
+    let s = p.on_connect(complete_at(40)).state;
+    let d = p.on_frame(s, frame(0, 1_000));
+    assert_eq!(d.kind, FrameKind::SnapshotStart);
+    assert!(d.reset_store);
+    assert_eq!(d.apply_from, Some(0));
+    assert_eq!(d.claim_index, None);
+    assert!(!d.record_history);
+    assert!(!d.state.complete && !d.state.ready);
+
+    let d = p.on_frame(d.state, frame(1_000, 10));
+    assert_eq!(d.kind, FrameKind::SnapshotData);
+    assert!(!d.reset_store);
+    assert_eq!(d.apply_from, Some(0));
+    assert_eq!(d.state.snapshot_regions, 1_010);
+    assert_eq!(d.claim_index, None);
+    assert_eq!(
+        d.state.next_index, 0,
+        "snapshot frames do not move the index"
+    );
+
+    // A catch-up frame carries a record index; still just data.
+    let d = p.on_frame(d.state, frame(500, 2));
+    assert_eq!(d.kind, FrameKind::SnapshotData);
+    assert!(!d.state.ready);
+
+    let d = p.on_frame(d.state, frame(502, 0));
+    assert_eq!(d.kind, FrameKind::Completion);
+    assert_eq!(d.claim_index, Some(502));
+    assert_eq!(d.state.next_index, 502);
+    assert!(d.state.complete && d.state.ready);
+    assert_eq!(d.state.phase, FollowerPhase::Streaming);
+}
+
+#[test]
+fn an_empty_snapshot_is_one_empty_frame_then_completion() {
+    let p = Policy::default_policy();
+    let s = p.on_connect(FollowerState::opened(0, false)).state;
+    let d = p.on_frame(s, frame(0, 0));
+    assert_eq!(d.kind, FrameKind::SnapshotStart);
+    assert!(d.reset_store);
+    assert_eq!(d.apply_from, None);
+    let d = p.on_frame(d.state, frame(1, 0));
+    assert_eq!(d.kind, FrameKind::Completion);
+    assert_eq!(d.claim_index, Some(1));
+}
+
+#[test]
+fn up_to_date_makes_a_complete_follower_ready() {
+    let p = Policy::default_policy();
+    let s = p.on_connect(complete_at(50)).state;
+    assert!(!s.ready);
+    let d = p.on_frame(s, frame(50, 0));
+    assert_eq!(d.kind, FrameKind::Keepalive);
+    assert!(d.state.ready);
+    assert_eq!(d.claim_index, None);
+    assert_eq!(d.reconnect, None);
+}
+
+#[test]
+fn history_applies_records_and_advances_the_index() {
+    let p = Policy::default_policy();
+    let s = p.on_connect(complete_at(50)).state;
+    let d = p.on_frame(s, frame(50, 1_000));
+    assert_eq!(d.kind, FrameKind::History);
+    assert_eq!(d.apply_from, Some(0));
+    assert!(d.record_history);
+    assert_eq!(d.claim_index, Some(1_050));
+    assert_eq!(d.state.next_index, 1_050);
+    assert!(!d.state.ready, "not ready until the replay catches up");
+    let d = p.on_frame(d.state, frame(1_050, 0));
+    assert!(d.state.ready);
+}
+
+#[test]
+fn overlapping_records_apply_only_the_new_tail() {
+    let p = Policy::default_policy();
+    let mut s = complete_at(60);
+    s.phase = FollowerPhase::Streaming;
+    let d = p.on_frame(s, frame(55, 10));
+    assert_eq!(d.apply_from, Some(5));
+    assert_eq!(d.claim_index, Some(65));
+    let d = p.on_frame(s, frame(50, 10));
+    assert_eq!(d.kind, FrameKind::Duplicate);
+    assert_eq!(d.apply_from, None);
+    assert_eq!(d.state, s);
+}
+
+#[test]
+fn a_gap_reconnects_from_the_same_index_under_default() {
+    let p = Policy::default_policy();
+    let mut s = complete_at(60);
+    s.phase = FollowerPhase::Streaming;
+    let d = p.on_frame(s, frame(70, 1));
+    assert_eq!(d.reconnect, Some(ReconnectReason::Gap));
+    assert_eq!(d.apply_from, None);
+    assert!(!d.state.force_full_sync);
+    assert_eq!(p.on_connect(d.state).start_index, 60);
+    let d = p.on_frame(s, frame(70, 0));
+    assert_eq!(d.reconnect, Some(ReconnectReason::Gap));
+    let d = p.on_frame(s, frame(20, 0));
+    assert_eq!(d.reconnect, Some(ReconnectReason::UnexpectedFrame));
+}
+
+#[test]
+fn a_gap_means_full_sync_under_conservative() {
+    let p = Policy::conservative();
+    let mut s = complete_at(60);
+    s.phase = FollowerPhase::Streaming;
+    let d = p.on_frame(s, frame(70, 1));
+    assert_eq!(d.reconnect, Some(ReconnectReason::Gap));
+    assert!(d.state.force_full_sync);
+    assert_eq!(p.on_connect(d.state).start_index, 0);
+    let d = p.on_frame(s, frame(55, 10));
+    assert_eq!(d.reconnect, Some(ReconnectReason::UnexpectedFrame));
+    assert!(d.state.force_full_sync);
+}
+
+#[test]
+fn records_for_an_incomplete_store_force_a_full_sync() {
+    let p = Policy::default_policy();
+    let mut s = FollowerState::opened(60, false);
+    s.phase = FollowerPhase::Streaming;
+    let d = p.on_frame(s, frame(60, 3));
+    assert_eq!(d.apply_from, None);
+    assert_eq!(d.reconnect, Some(ReconnectReason::UnexpectedFrame));
+    assert_eq!(p.on_connect(d.state).start_index, 0);
+}
+
+#[test]
+fn an_index_overflow_is_unexpected_not_a_panic() {
+    let p = Policy::default_policy();
+    let mut s = complete_at(u64::MAX - 1);
+    s.phase = FollowerPhase::Streaming;
+    let d = p.on_frame(s, frame(u64::MAX - 1, 5));
+    assert_eq!(d.reconnect, Some(ReconnectReason::UnexpectedFrame));
+}
+
+#[test]
+fn admission_and_limits_differ_between_policies() {
+    let d = Policy::default_policy();
+    let c = Policy::conservative();
+    assert!(d.admit_full_sync(3) && !d.admit_full_sync(4));
+    assert!(c.admit_full_sync(0) && !c.admit_full_sync(1));
+    assert_eq!(d.limits().max_regions, 1_000);
+    assert!(c.limits().max_regions < d.limits().max_regions);
+}

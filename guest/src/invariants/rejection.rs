@@ -1,0 +1,260 @@
+//! [`Rejection`]: why an answer breaks the contract, with the numbers that
+//! show it, for the host's log line and the tests' assertions.
+
+use core::fmt;
+
+use super::{MAX_BACKOFF_MS, MIN_FRAME_BYTES};
+use crate::{FollowerPhase, MAX_FRAME_BYTES, MAX_FRAME_REGIONS, StreamPhase};
+
+/// Why an answer breaks the contract. Each case names the rule it breaks and
+/// carries the numbers that show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Routing: up to date for an index that is not the leader's next index
+    /// (or for index 0, which always needs a snapshot).
+    UpToDateNotAtNext {
+        /// The requested index.
+        start: u64,
+        /// The leader's next index.
+        next: u64,
+    },
+    /// Routing: history from an index other than the request's, or one the
+    /// ring does not hold.
+    HistoryOutsideRing {
+        /// Where the policy would replay from.
+        from: u64,
+        /// The requested index.
+        start: u64,
+        /// The ring's first index.
+        first: u64,
+        /// The ring's next index.
+        next: u64,
+    },
+    /// Plan-send: records that do not start at the stream's cursor.
+    RecordsNotAtCursor {
+        /// First record of the planned frame.
+        start: u64,
+        /// The stream's cursor.
+        cursor: u64,
+    },
+    /// Plan-send: an empty frame of records, or more records than the
+    /// policy's own frame limit.
+    RecordCountOutOfBounds {
+        /// Records planned.
+        count: u32,
+        /// The policy's frame limit.
+        limit: u32,
+    },
+    /// Plan-send: records the ring does not hold.
+    RecordsOutsideRing {
+        /// First record planned.
+        start: u64,
+        /// Records planned.
+        count: u32,
+        /// The ring's first index.
+        first: u64,
+        /// The ring's next index.
+        next: u64,
+    },
+    /// Plan-send: "caught up" where the stream is not catching up at the
+    /// ring's end.
+    CaughtUpMisplaced {
+        /// Index the frame would carry.
+        at: u64,
+        /// The stream's cursor.
+        cursor: u64,
+        /// The ring's next index.
+        next: u64,
+        /// The stream's phase.
+        phase: StreamPhase,
+    },
+    /// Plan-send: idle while the stream still has records to send or has not
+    /// gone live, which would stall it.
+    IdleWouldStall {
+        /// The stream's cursor.
+        cursor: u64,
+        /// The ring's next index.
+        next: u64,
+        /// The stream's phase.
+        phase: StreamPhase,
+    },
+    /// Limits: regions per frame outside 1..=[`MAX_FRAME_REGIONS`].
+    MaxRegionsOutOfRange(u32),
+    /// Limits: bytes per frame outside [`MIN_FRAME_BYTES`]..=[`MAX_FRAME_BYTES`].
+    MaxBytesOutOfRange(u64),
+    /// On-connect: a new stream must start in the awaiting phase.
+    NewStreamNotAwaiting(FollowerPhase),
+    /// On-connect: the index and completeness belong to the store, not to
+    /// the connect plan.
+    ConnectChangedStore,
+    /// A state that serves reads from a store that claims no index.
+    ReadyWhileIncomplete,
+    /// On-connect: asks for an index other than 0 that the store does not
+    /// hold completely.
+    AsksForUnheldIndex {
+        /// The index asked for.
+        asked: u64,
+        /// The store's index.
+        held: u64,
+        /// Whether the store is complete.
+        complete: bool,
+    },
+    /// On-frame: an error frame must change nothing.
+    ErrorFrameChangesStore,
+    /// On-frame: applying from an offset past the frame's regions.
+    ApplyBeyondFrame {
+        /// The offset.
+        from: u32,
+        /// Regions in the frame.
+        count: u32,
+    },
+    /// On-frame: a reset store cannot be complete at once.
+    ResetButComplete,
+    /// On-frame: a frame that ends the stream must not change the store.
+    ReconnectChangesStore,
+    /// On-frame: regions applied outside a full sync without being recorded
+    /// as history would make the follower's numbering diverge.
+    UnrecordedApply,
+    /// On-frame: history recorded without applying anything.
+    RecordWithoutApply,
+    /// On-frame: history recorded on a store that claims no index.
+    HistoryWithoutIndex,
+    /// On-frame: history numbered from an index other than the follower's.
+    HistoryMisnumbered {
+        /// First index the records would get.
+        from: u64,
+        /// The follower's next index.
+        next: u64,
+    },
+    /// On-frame: history must advance and claim the index to the frame's end.
+    HistoryNotClaimedToEnd,
+    /// On-frame: a claimed index that the new state does not hold completely.
+    ClaimMismatch {
+        /// The claimed index.
+        claim: u64,
+        /// The new state's index.
+        next: u64,
+        /// Whether the new state is complete.
+        complete: bool,
+    },
+    /// On-frame: an index claimed by something other than history or a
+    /// completion frame.
+    ClaimWithoutCause,
+    /// On-frame: the index moved without a claim.
+    IndexMovedUnclaimed,
+    /// Backoff longer than [`MAX_BACKOFF_MS`].
+    BackoffTooLong(u64),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Rejection::*;
+        match *self {
+            UpToDateNotAtNext { start, next } => {
+                write!(
+                    f,
+                    "up-to-date for index {start}, but the leader is at {next}"
+                )
+            }
+            HistoryOutsideRing {
+                from,
+                start,
+                first,
+                next,
+            } => write!(
+                f,
+                "history from {from} for a request at {start}, ring holds [{first}, {next})"
+            ),
+            RecordsNotAtCursor { start, cursor } => {
+                write!(f, "records from {start} but the cursor is {cursor}")
+            }
+            RecordCountOutOfBounds { count, limit } => {
+                write!(f, "{count} records in one frame (limit {limit})")
+            }
+            RecordsOutsideRing {
+                start,
+                count,
+                first,
+                next,
+            } => write!(
+                f,
+                "records [{start}, +{count}) outside the ring [{first}, {next})"
+            ),
+            CaughtUpMisplaced {
+                at,
+                cursor,
+                next,
+                phase,
+            } => write!(
+                f,
+                "caught-up at {at} with cursor {cursor} and next index {next} ({phase:?})"
+            ),
+            IdleWouldStall {
+                cursor,
+                next,
+                phase,
+            } => write!(
+                f,
+                "idle with cursor {cursor} and next index {next} ({phase:?}) would stall the stream"
+            ),
+            MaxRegionsOutOfRange(n) => {
+                write!(f, "max-regions {n} outside 1..={MAX_FRAME_REGIONS}")
+            }
+            MaxBytesOutOfRange(n) => write!(
+                f,
+                "max-bytes {n} outside {MIN_FRAME_BYTES}..={MAX_FRAME_BYTES}"
+            ),
+            NewStreamNotAwaiting(phase) => {
+                write!(f, "a new stream must start awaiting, not {phase:?}")
+            }
+            ConnectChangedStore => {
+                f.write_str("on-connect may not change the index or completeness")
+            }
+            ReadyWhileIncomplete => f.write_str("ready with an incomplete store"),
+            AsksForUnheldIndex {
+                asked,
+                held,
+                complete,
+            } => write!(
+                f,
+                "asks for index {asked} but holds a {} store at {held}",
+                if complete { "complete" } else { "incomplete" }
+            ),
+            ErrorFrameChangesStore => f.write_str("an error frame must change nothing"),
+            ApplyBeyondFrame { from, count } => {
+                write!(f, "apply from {from} in a frame of {count} regions")
+            }
+            ResetButComplete => f.write_str("a reset store cannot be complete before completion"),
+            ReconnectChangesStore => {
+                f.write_str("a frame that ends the stream must not change the store")
+            }
+            UnrecordedApply => {
+                f.write_str("regions applied outside a full sync must be recorded as history")
+            }
+            RecordWithoutApply => f.write_str("record-history without applying anything"),
+            HistoryWithoutIndex => f.write_str("history recorded on a store without an index"),
+            HistoryMisnumbered { from, next } => write!(
+                f,
+                "history numbered from {from} but the follower is at {next}"
+            ),
+            HistoryNotClaimedToEnd => {
+                f.write_str("history must advance and claim the index to the frame's end")
+            }
+            ClaimMismatch {
+                claim,
+                next,
+                complete,
+            } => write!(
+                f,
+                "claims index {claim} but the state says {next} (complete: {complete})"
+            ),
+            ClaimWithoutCause => {
+                f.write_str("an index may be claimed only by history or a completion frame")
+            }
+            IndexMovedUnclaimed => f.write_str("the index moved without being claimed"),
+            BackoffTooLong(ms) => write!(f, "backoff of {ms} ms exceeds {MAX_BACKOFF_MS} ms"),
+        }
+    }
+}
+
+impl core::error::Error for Rejection {}

@@ -1,0 +1,153 @@
+//! The command line's shape: subcommands and flags, as clap parses them. The
+//! flags of docs/protocol.md §6 are a contract; add flags, never rename them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "regionsync",
+    version,
+    // A flag given twice (config file, then command line) takes the last.
+    args_override_self = true,
+    about = "Keeps followers' copies of cluster region metadata in step with a leader (PD's region syncer, wire-compatible)"
+)]
+pub struct Cli {
+    /// A TOML file of flags: a table per subcommand, keys named like the
+    /// flags (`[leader] listen = "127.0.0.1:2379"`). Flags on the command
+    /// line take precedence.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a leader: takes RegionHeartbeat, keeps the regions and the
+    /// history ring, serves SyncRegions to followers.
+    Leader(LeaderArgs),
+    /// Run a follower: keeps a durable copy of the leader's regions and
+    /// serves reads once it is complete.
+    Follower(FollowerArgs),
+    /// Feed a leader region heartbeats with realistic churn (splits,
+    /// merges, leader transfers, conf changes, flow updates).
+    Load(LoadArgs),
+    /// Start a leader and two followers on loopback, feed, churn, take
+    /// followers down and back, swap policies under load, and check that
+    /// every node ends with the same regions.
+    Demo {
+        /// Where the nodes keep their stores (a temporary directory if absent).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print a running node's status JSON (the same as GET /status).
+    Status {
+        /// The node's admin address (host:port).
+        #[arg(long)]
+        admin: String,
+    },
+    /// Manage a running node's policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Swap a running node's policy for the component in FILE; exits 0 only
+    /// if the new policy is active.
+    Swap {
+        /// The node's admin address (host:port).
+        #[arg(long)]
+        admin: String,
+        /// A policy component (.wasm).
+        file: PathBuf,
+    },
+}
+
+/// Flags every node takes.
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Address of the gRPC pdpb.PD service (a follower serves reads there).
+    #[arg(long)]
+    pub listen: String,
+    /// Address of the admin HTTP interface (status, metrics, policy swap);
+    /// none by default.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// A policy component (.wasm); the built-in default when absent.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Cluster id. Without it a new leader makes one and a new follower
+    /// learns its leader's; either keeps it, and refuses a different one.
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct LeaderArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Directory of the leader's embedded store (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Node name, shown to followers and in logs.
+    #[arg(long, default_value = "leader")]
+    pub name: String,
+    /// Records kept in the history ring.
+    #[arg(long, default_value_t = 10_000)]
+    pub history_capacity: usize,
+    /// Limit on a full sync's snapshot, in bytes per second (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub full_sync_rate: u64,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// The leader's gRPC URL.
+    #[arg(long)]
+    pub leader: String,
+    /// Regions to create (when the leader holds none) and heartbeat once.
+    #[arg(long)]
+    pub regions: u64,
+    /// Churn operations after the regions.
+    #[arg(long, default_value_t = 0)]
+    pub updates: u64,
+    /// Heartbeats per second (0: as fast as the leader takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seed of the churn, to replay a run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct FollowerArgs {
+    /// The leader's gRPC URL, e.g. http://127.0.0.1:2379.
+    #[arg(long)]
+    pub leader: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Directory of the follower's embedded store (created if missing).
+    #[arg(long, required_unless_present = "memory_only")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the copy in memory only (like PD's router service): every start
+    /// is a full sync.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub memory_only: bool,
+    /// Node name, shown to the leader and in logs.
+    #[arg(long, default_value = "follower")]
+    pub name: String,
+}

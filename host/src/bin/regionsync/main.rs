@@ -1,0 +1,250 @@
+//! The `regionsync` command line (docs/protocol.md §6): one binary for every role.
+//!
+//! Errors end the process with one line on stderr and a non-zero exit, never
+//! a backtrace: a port in use, an unusable data directory, an unreachable
+//! address or a refused policy are things a user meets, not bugs.
+
+mod args;
+mod config_file;
+mod load_cmd;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use regionsync::follower::FollowerConfig;
+use regionsync::leader::LeaderConfig;
+use regionsync::node::{RunningFollower, RunningLeader};
+use regionsync::policy_runtime::wasm::WasmConfig;
+use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
+use regionsync::tools::{admin_client, demo};
+
+use args::{Cli, Command, FollowerArgs, LeaderArgs, LogFormat, PolicyCommand};
+
+/// mimalloc: a million small region encodings cost less memory (no
+/// per-allocation header, finer size classes) and less time than with the
+/// system allocator (see `regionsync::release_free_memory`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Refuse a data directory that is a file before anything else touches it.
+fn check_data_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(dir) = dir.filter(|d| d.exists() && !d.is_dir()) {
+        bail!(
+            "data directory {} is a file, not a directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal, never into files or pipes.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_policy(
+    path: Option<&PathBuf>,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Arc<PolicyRuntime>> {
+    let wasm = WasmRuntime::new(WasmConfig {
+        cache_dir: data_dir.map(|d| d.join("policy-cache")),
+        ..Default::default()
+    })?;
+    let source = match path {
+        Some(p) => PolicySource::File(p.clone()),
+        None => PolicySource::Builtin("default"),
+    };
+    let runtime = PolicyRuntime::new(wasm, source)?;
+    let info = runtime.info();
+    tracing::info!(policy = %info.name, version = %info.version, "policy loaded");
+    Ok(Arc::new(runtime))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
+    let node = &args.node;
+    check_data_dir(Some(&args.data_dir))?;
+    let listener = regionsync::server::bind(&node.listen).await?;
+    let policy = load_policy(node.policy.as_ref(), Some(args.data_dir.as_path()))?;
+    let mut config = LeaderConfig::new(&args.data_dir);
+    config.cluster_id = node.cluster_id;
+    config.name = args.name.clone();
+    config.history_capacity = args.history_capacity;
+    config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
+    let leader = RunningLeader::start(config, policy, listener).await?;
+    let admin = match &node.admin {
+        Some(addr) => Some(regionsync::admin::spawn(addr, leader.shared().clone()).await?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %leader.server.local_addr(),
+        admin = ?admin.as_ref().map(|(a, _)| *a),
+        cluster_id = leader.shared().cluster_id,
+        "leader running"
+    );
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    leader.shutdown().await;
+    Ok(())
+}
+
+async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
+    let node = &args.node;
+    check_data_dir(args.data_dir.as_deref())?;
+    if !args.leader.starts_with("http://") && !args.leader.starts_with("https://") {
+        bail!(
+            "--leader must be a URL such as http://127.0.0.1:2379, not {:?}",
+            args.leader
+        );
+    }
+    let listener = regionsync::server::bind(&node.listen).await?;
+    // A follower with nothing yet cannot do anything without its leader:
+    // say so at once. One with a store keeps serving it and retries.
+    let has_store = args
+        .data_dir
+        .as_ref()
+        .is_some_and(|d| d.join(regionsync::storage::FILE_NAME).exists());
+    if let Err(e) = regionsync::tools::load::connect(&args.leader).await {
+        if !has_store {
+            return Err(e);
+        }
+        tracing::warn!(error = %format!("{e:#}"), "leader unreachable; serving the stored copy once caught up, retrying");
+    }
+    let policy = load_policy(node.policy.as_ref(), args.data_dir.as_deref())?;
+    let mut config = FollowerConfig::new(&args.leader, args.data_dir.clone());
+    config.cluster_id = node.cluster_id;
+    config.name = args.name.clone();
+    let follower = RunningFollower::start(config, policy, listener).await?;
+    let admin = match &node.admin {
+        Some(addr) => Some(regionsync::admin::spawn(addr, follower.shared().clone()).await?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %follower.server.local_addr(),
+        admin = ?admin.as_ref().map(|(a, _)| *a),
+        leader = %args.leader,
+        memory_only = args.memory_only,
+        "follower running"
+    );
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        tokio::spawn(progress::show_full_sync_progress(follower.shared().clone()));
+    }
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    follower.shutdown().await;
+    Ok(())
+}
+
+async fn run_status(admin: &str) -> anyhow::Result<()> {
+    let (code, body) = admin_client::request(admin, "GET", "/status", &[]).await?;
+    if code != 200 {
+        bail!(
+            "{admin} answered {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    let status: regionsync::status::Status =
+        serde_json::from_slice(&body).context("the status answer is not status JSON")?;
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
+}
+
+async fn run_policy_swap(admin: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read policy file {}", file.display()))?;
+    let (code, body) = admin_client::request(admin, "POST", "/policy", &bytes).await?;
+    let answer: regionsync::admin::SwapAnswer =
+        serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "{admin} answered {code}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )
+        })?;
+    match (answer.old, answer.new, answer.error) {
+        (Some(old), Some(new), None) if code == 200 => {
+            println!(
+                "policy swapped: {} {} -> {} {}",
+                old.name, old.version, new.name, new.version
+            );
+            Ok(())
+        }
+        (_, _, Some(error)) => bail!("policy refused; the old policy stays active: {error}"),
+        _ => bail!("{admin} answered {code} without a result"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match config_file::args_with_config() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("regionsync: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
+    // The demo prints its own story; its nodes' logs are for RUST_LOG=info.
+    let default_level = match cli.command {
+        Command::Demo { .. } | Command::Load(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("regionsync: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Leader(args) => run_leader(args).await,
+            Command::Follower(args) => run_follower(args).await,
+            Command::Load(args) => load_cmd::run(args).await,
+            Command::Demo { data_dir } => match demo::run(data_dir).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(anyhow::anyhow!("the nodes' digests differ")),
+                Err(e) => Err(e),
+            },
+            Command::Status { admin } => run_status(&admin).await,
+            Command::Policy {
+                command: PolicyCommand::Swap { admin, file },
+            } => run_policy_swap(&admin, &file).await,
+        }
+    });
+    // Do not wait for blocked background work (e.g. a stalled stream).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regionsync: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Carrying out the policy's decision for one received frame, in the manner
+//! of raft-rs's `on_ready`: the decision's fields are handled one by one, in
+//! a fixed order, each step commented with why it comes where it does.
+//!
+//! 1. **reset**: a full sync starts; cache and store are cleared and the
+//!    store marked incomplete, durably, before anything of the snapshot lands.
+//! 2. **apply**: the frame's regions from the decided offset go into the
+//!    cache and into the write batch.
+//! 3. **record**: history frames also go into the follower's own ring, with
+//!    the leader's numbering.
+//! 4. **claim**: the batch carries the claimed index and the complete marker,
+//!    and is committed (durably for a completion, at least every
+//!    `durable_every` for history).
+//! 5. **reconnect**: only after the state is stored does a decision to
+//!    reconnect end the session.
+//!
+//! Readiness drops before step 1, under the store's write lock, so that no
+//! read ever sees a partial set (see `node::FollowerNode::readable`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use prost::Message;
+use regionsync_proto::pdpb::{ErrorType, SyncRegionResponse};
+
+use super::stream::{EndReason, Ended};
+use super::{FollowerShared, FullSyncTrigger};
+use crate::history::{HistoryRing, Record, fingerprint};
+use crate::policy_runtime::{FrameDecision, FrameHeader, FrameKind};
+use crate::region_store::{Outcome, RegionStore, check_region};
+use crate::storage::{StorageError, WriteBatch};
+
+/// Decide what `frame` means and carry the decision out. Returns how the
+/// session ends when the decision is to reconnect.
+pub(super) fn on_frame(
+    shared: &FollowerShared,
+    frame: SyncRegionResponse,
+    asked: u64,
+) -> Result<Option<Ended>, StorageError> {
+    let stats = &shared.stats;
+    stats.frames.fetch_add(1, Ordering::Relaxed);
+    stats
+        .bytes
+        .fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
+    let header_error = header_error(shared, &frame);
+    let header = FrameHeader {
+        error: header_error.is_some(),
+        start_index: frame.start_index,
+        region_count: u32::try_from(frame.regions.len()).unwrap_or(u32::MAX),
+    };
+    let before = *shared.state.lock();
+    let d = shared.policy.on_frame(before, header);
+
+    let mut store = shared.store.write();
+    if !d.state.ready {
+        shared.ready.store(false, Ordering::Release);
+    }
+    if d.kind == FrameKind::SnapshotStart {
+        note_full_sync(shared, asked);
+    }
+    let mut ready = Ready {
+        shared,
+        store: &mut store,
+        batch: WriteBatch::default(),
+    };
+    // 1. reset: before any region of the snapshot, so that a crash after it
+    //    leaves an incomplete store, never a mix of old and new.
+    if d.reset_store {
+        ready.reset()?;
+    }
+    // 2. apply, and 3. record what was applied, numbered from where the
+    //    policy says the new records start.
+    if let Some(from) = d.apply_from {
+        let records = ready.apply(&frame, from, &d);
+        if d.record_history {
+            ready.record(frame.start_index + u64::from(from), records);
+        }
+    }
+    // 4. claim and commit: the index and the data in one transaction.
+    ready.claim_and_commit(&d)?;
+    if d.kind == FrameKind::Completion {
+        let claim = d.claim_index.unwrap_or(frame.start_index);
+        // The ring starts afresh at the completed index: what came before it
+        // was a snapshot, not numbered records.
+        *shared.ring.write() = HistoryRing::new(shared.config.history_capacity, claim);
+        tracing::info!(
+            follower = %shared.config.name, regions = store.len(), next_index = claim,
+            digest = %store.digest().hex(), "full sync complete; follower is ready"
+        );
+    }
+    drop(store);
+    shared.set_state(d.state);
+    // 5. reconnect, now that the state is stored.
+    Ok(d.reconnect.map(|reason| Ended {
+        reason: EndReason::Policy(reason),
+        detail: header_error.unwrap_or_else(|| {
+            format!(
+                "frame at {} with {} regions while at {} ({})",
+                frame.start_index,
+                header.region_count,
+                before.next_index,
+                before.phase.as_str()
+            )
+        }),
+        progressed: true,
+    }))
+}
+
+/// The error a frame's header carries, or a header for another cluster.
+fn header_error(shared: &FollowerShared, frame: &SyncRegionResponse) -> Option<String> {
+    let h = frame.header.as_ref()?;
+    let error = h
+        .error
+        .as_ref()
+        .filter(|e| e.r#type != ErrorType::Ok as i32);
+    match error {
+        Some(e) => Some(e.message.clone()),
+        None if h.cluster_id != shared.cluster_id() => Some(format!(
+            "frame for cluster {}, not {}",
+            h.cluster_id,
+            shared.cluster_id()
+        )),
+        None => None,
+    }
+}
+
+/// A full sync starts: count it by what triggered it, and say so.
+fn note_full_sync(shared: &FollowerShared, asked: u64) {
+    let trigger = if asked == 0 {
+        FullSyncTrigger::Requested
+    } else {
+        FullSyncTrigger::LeaderRouted
+    };
+    *shared
+        .stats
+        .full_syncs
+        .lock()
+        .entry(trigger.as_str())
+        .or_default() += 1;
+    shared.stats.snapshot_progress.store(0, Ordering::Relaxed);
+    tracing::info!(
+        follower = %shared.config.name, asked_index = asked, trigger = trigger.as_str(),
+        "full sync started: the leader sent a snapshot; the local store is replaced"
+    );
+}
+
+/// The work one decision does on the cache and the store.
+struct Ready<'a> {
+    shared: &'a FollowerShared,
+    store: &'a mut RegionStore,
+    batch: WriteBatch,
+}
+
+impl Ready<'_> {
+    fn reset(&mut self) -> Result<(), StorageError> {
+        self.store.clear();
+        self.shared.persist(&WriteBatch {
+            reset: true,
+            complete: Some(false),
+            next_index: Some(0),
+            durable: true,
+            ..Default::default()
+        })
+    }
+
+    /// Apply regions `from..` under the epoch rules; returns them as records
+    /// when the decision records history.
+    fn apply(
+        &mut self,
+        frame: &SyncRegionResponse,
+        from: u32,
+        d: &FrameDecision,
+    ) -> Vec<Arc<Record>> {
+        let count = frame.regions.len();
+        // The parallel arrays count only when as long as the regions.
+        let leaders = (frame.region_leaders.len() == count).then_some(&frame.region_leaders);
+        let flows = (frame.region_stats.len() == count).then_some(&frame.region_stats);
+        let mut records = Vec::new();
+        for (i, region) in frame.regions.iter().enumerate().skip(from as usize) {
+            let leader = leaders.map(|l| l[i]).unwrap_or_default();
+            let flow = flows.map(|s| s[i]).unwrap_or_default();
+            match check_region(region) {
+                Ok(()) => {
+                    if let Outcome::Applied { removed } =
+                        self.store
+                            .apply(region, leader.id, fingerprint(&leader, &flow))
+                    {
+                        for id in removed {
+                            self.batch.delete(id);
+                        }
+                        let blob = self.store.encoded(region.id).expect("just applied");
+                        self.batch.put_encoded(region.id, leader.id, blob);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(region = region.id, reason = %why, "leader sent a malformed region; skipped")
+                }
+            }
+            if d.record_history {
+                records.push(Arc::new(Record {
+                    region: region.clone(),
+                    leader,
+                    stats: flow,
+                }));
+            }
+        }
+        if matches!(d.kind, FrameKind::SnapshotStart | FrameKind::SnapshotData) {
+            self.shared
+                .stats
+                .snapshot_progress
+                .fetch_add((count - from as usize) as u64, Ordering::Relaxed);
+        }
+        records
+    }
+
+    /// Push records numbered from `first` into the follower's ring.
+    fn record(&mut self, first: u64, records: Vec<Arc<Record>>) {
+        let mut ring = self.shared.ring.write();
+        if ring.next_index() != first {
+            // The ring starts where the store's index is; anything else means
+            // the numbering would diverge from the leader's.
+            *ring = HistoryRing::new(self.shared.config.history_capacity, first);
+        }
+        for r in records {
+            ring.push(r);
+        }
+    }
+
+    /// Put the claim (if any) into the batch and commit it.
+    fn claim_and_commit(&mut self, d: &FrameDecision) -> Result<(), StorageError> {
+        if let Some(claim) = d.claim_index {
+            self.batch.next_index = Some(claim);
+            self.batch.complete = Some(true);
+            let mut last = self.shared.last_durable.lock();
+            // A completion is the moment the store becomes usable: always
+            // durable. History may lag by `durable_every` and replay.
+            self.batch.durable = d.kind == FrameKind::Completion
+                || last.elapsed() >= self.shared.config.durable_every;
+            if self.batch.durable {
+                *last = Instant::now();
+            }
+        }
+        self.shared.persist(&self.batch)
+    }
+}

@@ -1,0 +1,44 @@
+//! A follower's tunables; the CLI fills them from its flags
+//! (docs/protocol.md §6), tests and benchmarks set them directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Tunables of a follower.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// The leader's gRPC URL.
+    pub leader: String,
+    /// Store directory; `None` for a cache-only follower (`--memory-only`).
+    pub data_dir: Option<PathBuf>,
+    /// Expected cluster id (`--cluster-id`); otherwise learnt and kept.
+    pub cluster_id: Option<u64>,
+    /// Name shown to the leader and in logs.
+    pub name: String,
+    /// Records kept in the follower's own history ring.
+    pub history_capacity: usize,
+    /// The leader's keepalive interval; three without a frame end the stream.
+    pub keepalive: Duration,
+    /// Bound on connecting to the leader.
+    pub connect_timeout: Duration,
+    /// Longest time between durable commits of history frames. Commits in
+    /// between may be lost in a crash, never torn: the store then resumes
+    /// from an older index and replays.
+    pub durable_every: Duration,
+}
+
+impl FollowerConfig {
+    /// Defaults for a follower of `leader`, durable in `data_dir` if given.
+    pub fn new(leader: impl Into<String>, data_dir: Option<PathBuf>) -> Self {
+        FollowerConfig {
+            leader: leader.into(),
+            data_dir,
+            cluster_id: None,
+            name: "follower".into(),
+            history_capacity: 10_000,
+            keepalive: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            durable_every: Duration::from_millis(500),
+        }
+    }
+}

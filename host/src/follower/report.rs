@@ -1,0 +1,127 @@
+//! What a follower reports about itself: the status document
+//! (docs/protocol.md §6) and the Prometheus metrics, both built at request
+//! time from the counters the follower keeps anyway.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::FollowerShared;
+use crate::status::Status;
+
+impl FollowerShared {
+    /// The status document of this follower.
+    pub fn status(&self) -> Status {
+        let state = *self.state.lock();
+        let ring = self.ring.read().view();
+        let (regions, digest) = {
+            let store = self.store.read();
+            (store.len() as u64, store.digest().hex())
+        };
+        let phase = if self.refusal.lock().is_some() {
+            "refused".to_string()
+        } else {
+            state.phase.as_str().to_string()
+        };
+        let stats = &self.stats;
+        let mut details = BTreeMap::new();
+        details.insert("frames".into(), stats.frames.load(Ordering::Relaxed));
+        details.insert("bytes".into(), stats.bytes.load(Ordering::Relaxed));
+        details.insert("connects".into(), stats.connects.load(Ordering::Relaxed));
+        details.insert(
+            "snapshot_regions".into(),
+            stats.snapshot_progress.load(Ordering::Relaxed),
+        );
+        for (reason, n) in stats.reconnects.lock().iter() {
+            details.insert(format!("reconnects_{reason}"), *n);
+        }
+        Status {
+            role: "follower".into(),
+            name: self.config.name.clone(),
+            ready: state.ready,
+            phase,
+            cluster_id: self.cluster_id(),
+            first_index: ring.first_index,
+            next_index: state.next_index,
+            regions,
+            digest,
+            policy: self.policy.info().into(),
+            full_syncs: stats
+                .full_syncs
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            details,
+        }
+    }
+
+    /// Prometheus text for `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        let mut m = crate::metrics::Metrics::default();
+        let status = self.status();
+        let stats = &self.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        m.gauge("leader", "1 on a leader", 0);
+        m.gauge(
+            "ready",
+            "1 when the follower serves reads",
+            i64::from(status.ready),
+        );
+        m.gauge("regions", "Regions in the cache", status.regions as i64);
+        m.gauge(
+            "history_first_index",
+            "Oldest index in the follower's ring",
+            status.first_index as i64,
+        );
+        m.gauge(
+            "history_next_index",
+            "The follower's next index",
+            status.next_index as i64,
+        );
+        m.gauge(
+            "history_capacity",
+            "Records the ring can hold",
+            self.config.history_capacity as i64,
+        );
+        m.gauge(
+            "history_length",
+            "Records in the ring",
+            self.ring.read().len() as i64,
+        );
+        m.counter(
+            "frames_received",
+            "SyncRegions frames received",
+            load(&stats.frames),
+        );
+        m.counter(
+            "bytes_received",
+            "SyncRegions bytes received",
+            load(&stats.bytes),
+        );
+        m.gauge(
+            "snapshot_regions_received",
+            "Regions received in the current or last full sync",
+            load(&stats.snapshot_progress) as i64,
+        );
+        m.counters(
+            "full_syncs",
+            "Full syncs received, by trigger",
+            status
+                .full_syncs
+                .into_iter()
+                .map(|(k, v)| (vec![("reason", k.to_string())], v)),
+        );
+        m.counters(
+            "reconnects",
+            "Sync stream ends, by reason",
+            stats
+                .reconnects
+                .lock()
+                .clone()
+                .into_iter()
+                .map(|(k, v)| (vec![("reason", k.to_string())], v)),
+        );
+        m.policy(&self.policy);
+        m.render()
+    }
+}

@@ -1,0 +1,48 @@
+//! A leader's tunables; the CLI fills them from its flags
+//! (docs/protocol.md §6), tests and benchmarks set them directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Tunables of a leader.
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// Directory of the leader's durable store.
+    pub data_dir: PathBuf,
+    /// Cluster id from the command line; a new leader makes one without it.
+    pub cluster_id: Option<u64>,
+    /// Records kept in the history ring.
+    pub history_capacity: usize,
+    /// Name shown to followers and in logs.
+    pub name: String,
+    /// Bound on one frame's send to one follower (PD: 10 s).
+    pub send_timeout: Duration,
+    /// Empty frame on an idle live stream (docs/protocol.md §2: 10 s).
+    pub keepalive: Duration,
+    /// Bound on telling every stream that the leader stops.
+    pub shutdown_timeout: Duration,
+    /// Full-sync snapshot rate limit in bytes per second (none: unlimited).
+    pub full_sync_rate: Option<u64>,
+    /// Heartbeats queued for the intake task before senders wait.
+    pub intake_queue: usize,
+    /// Most heartbeats applied in one transaction.
+    pub intake_batch: usize,
+}
+
+impl LeaderConfig {
+    /// Defaults for a leader keeping its store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        LeaderConfig {
+            data_dir: data_dir.into(),
+            cluster_id: None,
+            history_capacity: 10_000,
+            name: "leader".into(),
+            send_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(3),
+            full_sync_rate: None,
+            intake_queue: 16_384,
+            intake_batch: 4_096,
+        }
+    }
+}

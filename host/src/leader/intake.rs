@@ -1,0 +1,126 @@
+//! The leader's intake: the one task that writes regions (docs/protocol.md
+//! §2).
+//!
+//! Heartbeat streams hand it changes over a bounded channel, so a flood slows
+//! the senders down (gRPC flow control) instead of dropping changes (PD
+//! #9154). The task applies a batch to the store, commits the batch to redb in
+//! one transaction together with the new next_index, and only then publishes
+//! the records to the ring: a follower never receives an index the leader
+//! could lose in a crash. A failed commit stops the intake for good.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+
+use super::LeaderShared;
+use crate::history::{Record, fingerprint};
+use crate::region_store::Outcome;
+use crate::storage::{StorageError, WriteBatch};
+
+/// Why the intake refuses a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeError {
+    /// An earlier commit failed; the leader no longer accepts changes.
+    #[error("the leader cannot persist changes and refuses new ones")]
+    Failed,
+    /// The leader is stopping.
+    #[error("the leader is stopping")]
+    Stopping,
+}
+
+impl LeaderShared {
+    /// Queue a change for the intake, waiting while the queue is full.
+    pub async fn submit(&self, change: Record) -> Result<(), IntakeError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(IntakeError::Failed);
+        }
+        self.intake
+            .send(change)
+            .await
+            .map_err(|_| IntakeError::Stopping)
+    }
+}
+
+/// The intake task: batches from the queue, applied off the async workers.
+pub(super) async fn run(shared: Arc<LeaderShared>, mut rx: mpsc::Receiver<Record>) {
+    let max = shared.config.intake_batch.max(1);
+    let mut batch = Vec::with_capacity(max);
+    loop {
+        batch.clear();
+        if rx.recv_many(&mut batch, max).await == 0 {
+            return;
+        }
+        // Applying and committing block for a while on big batches; keep
+        // them off the async workers that serve the streams.
+        let worker = shared.clone();
+        let taken = std::mem::take(&mut batch);
+        let result = tokio::task::spawn_blocking(move || apply_batch(&worker, taken)).await;
+        match result {
+            Ok(Ok(returned)) => batch = returned,
+            Ok(Err(e)) => {
+                shared.failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %crate::error_chain(&e), "cannot persist region changes; the leader stops accepting them");
+                return;
+            }
+            Err(e) => {
+                shared.failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "intake task failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Apply, persist, publish. Returns the emptied batch buffer for reuse.
+fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Record>, StorageError> {
+    let stats = &shared.stats;
+    let taken = batch.len() as u64;
+    let mut records = Vec::new();
+    let mut write = WriteBatch {
+        durable: true,
+        ..Default::default()
+    };
+    {
+        let mut store = shared.store.write();
+        for change in batch.drain(..) {
+            let extra = fingerprint(&change.leader, &change.stats);
+            match store.apply(&change.region, change.leader.id, extra) {
+                Outcome::Applied { removed } => {
+                    for id in removed {
+                        write.delete(id);
+                    }
+                    let blob = store.encoded(change.region.id).expect("just applied");
+                    write.put_encoded(change.region.id, change.leader.id, blob);
+                    records.push(Arc::new(change));
+                }
+                Outcome::Stale => {
+                    stats.stale.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Unchanged => {
+                    stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    if records.is_empty() {
+        stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
+        return Ok(batch);
+    }
+    let next = shared.ring.read().next_index() + records.len() as u64;
+    write.next_index = Some(next);
+    shared.storage.write(&write)?;
+    stats
+        .accepted
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    {
+        let mut ring = shared.ring.write();
+        for r in records {
+            ring.push(r);
+        }
+    }
+    shared.published.send_replace(next);
+    // Counted once published, so "processed" means visible to followers.
+    stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
+    Ok(batch)
+}

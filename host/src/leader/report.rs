@@ -1,0 +1,140 @@
+//! What a leader reports about itself: the status document
+//! (docs/protocol.md §6) and the Prometheus metrics, both built at request
+//! time from the counters the leader keeps anyway.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::LeaderShared;
+
+impl LeaderShared {
+    /// The status document of this leader.
+    pub fn status(&self) -> crate::status::Status {
+        let ring = self.ring.read().view();
+        let (regions, digest) = {
+            let store = self.store.read();
+            (store.len() as u64, store.digest().hex())
+        };
+        let stats = &self.stats;
+        let mut details = BTreeMap::new();
+        details.insert(
+            "heartbeats".into(),
+            stats.heartbeats.load(Ordering::Relaxed),
+        );
+        details.insert("accepted".into(), stats.accepted.load(Ordering::Relaxed));
+        details.insert("stale".into(), stats.stale.load(Ordering::Relaxed));
+        details.insert("refused".into(), stats.refused.load(Ordering::Relaxed));
+        details.insert("streams".into(), self.streams.lock().len() as u64);
+        details.insert("history_capacity".into(), ring.capacity);
+        crate::status::Status {
+            role: "leader".into(),
+            name: self.config.name.clone(),
+            ready: !self.failed.load(Ordering::Relaxed),
+            phase: if self.failed.load(Ordering::Relaxed) {
+                "failed".into()
+            } else {
+                "serving".into()
+            },
+            cluster_id: self.cluster_id,
+            first_index: ring.first_index,
+            next_index: ring.next_index,
+            regions,
+            digest,
+            policy: self.policy.info().into(),
+            full_syncs: stats.full_syncs_by_reason(),
+            details,
+        }
+    }
+
+    /// Prometheus text for `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        let mut m = crate::metrics::Metrics::default();
+        let ring = self.ring.read().view();
+        let ring_len = self.ring.read().len();
+        let stats = &self.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        m.gauge("leader", "1 on a leader", 1);
+        m.gauge(
+            "regions",
+            "Regions in the store",
+            self.store.read().len() as i64,
+        );
+        m.gauge(
+            "history_first_index",
+            "Oldest index in the history ring",
+            ring.first_index as i64,
+        );
+        m.gauge(
+            "history_next_index",
+            "Index of the next record",
+            ring.next_index as i64,
+        );
+        m.gauge(
+            "history_capacity",
+            "Records the ring can hold",
+            ring.capacity as i64,
+        );
+        m.gauge("history_length", "Records in the ring", ring_len as i64);
+        m.counter(
+            "heartbeats",
+            "Region heartbeats processed (rate() is the intake rate)",
+            load(&stats.heartbeats),
+        );
+        m.counter(
+            "heartbeats_accepted",
+            "Heartbeats that changed a region (one record each)",
+            load(&stats.accepted),
+        );
+        m.counter(
+            "heartbeats_stale",
+            "Heartbeats ignored as stale",
+            load(&stats.stale),
+        );
+        m.counter(
+            "heartbeats_refused",
+            "Malformed heartbeats refused",
+            load(&stats.refused),
+        );
+        m.counter(
+            "frames_sent",
+            "SyncRegions frames sent",
+            load(&stats.frames_sent),
+        );
+        m.counter(
+            "bytes_sent",
+            "SyncRegions bytes sent",
+            load(&stats.bytes_sent),
+        );
+        m.counters(
+            "full_syncs",
+            "Full syncs by reason and outcome",
+            stats.full_syncs.lock().iter().map(|((cause, outcome), n)| {
+                (
+                    vec![
+                        ("reason", cause.as_str().to_string()),
+                        ("outcome", outcome.as_str().to_string()),
+                    ],
+                    *n,
+                )
+            }),
+        );
+        let streams: Vec<(String, u64)> = self
+            .streams
+            .lock()
+            .values()
+            .map(|e| (e.follower.clone(), e.cursor.load(Ordering::Relaxed)))
+            .collect();
+        m.gauges(
+            "follower_lag_records",
+            "Records a follower stream has yet to be sent",
+            streams.into_iter().map(|(name, cursor)| {
+                (
+                    vec![("follower", name)],
+                    ring.next_index.saturating_sub(cursor) as i64,
+                )
+            }),
+        );
+        m.policy(&self.policy);
+        m.render()
+    }
+}

@@ -1,0 +1,125 @@
+//! The leader as a running node: [`LeaderNode`] adapts a leader to the gRPC
+//! service and the admin interface; [`RunningLeader`] is a leader serving on
+//! a listener, what `regionsync leader` runs and tests start on loopback.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use parking_lot::RwLockReadGuard;
+use regionsync_proto::pdpb::{Member, SyncRegionRequest};
+use tonic::Status;
+
+use super::NodeError;
+use crate::admin::AdminNode;
+use crate::history::Record;
+use crate::leader::{Leader, LeaderConfig, LeaderShared};
+use crate::policy_runtime::PolicyRuntime;
+use crate::region_store::RegionStore;
+use crate::server::GrpcServer;
+use crate::service::{FrameStream, Leading, PdService, RegionReads};
+use crate::status::Status as NodeStatus;
+
+/// The leader as the gRPC service and the admin interface see it.
+pub struct LeaderNode {
+    /// The leader.
+    pub shared: Arc<LeaderShared>,
+    /// URL clients reach this node at (GetMembers).
+    pub advertise: String,
+}
+
+impl RegionReads for LeaderNode {
+    fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id
+    }
+
+    fn readable(&self) -> Result<RwLockReadGuard<'_, RegionStore>, Status> {
+        Ok(self.shared.store.read())
+    }
+
+    fn member(&self) -> Member {
+        crate::wire::member(&self.shared.config.name, &self.advertise)
+    }
+}
+
+impl Leading for LeaderNode {
+    fn submit(&self, change: Record) -> BoxFuture<'_, Result<(), Status>> {
+        async move {
+            self.shared
+                .submit(change)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))
+        }
+        .boxed()
+    }
+
+    fn count_refused(&self) {
+        self.shared
+            .stats
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn open_sync(&self, request: SyncRegionRequest) -> Result<FrameStream, Status> {
+        let frames = crate::leader::sync_stream::open(&self.shared, request)?;
+        Ok(Box::pin(frames))
+    }
+}
+
+impl AdminNode for LeaderShared {
+    fn status(&self) -> NodeStatus {
+        LeaderShared::status(self)
+    }
+
+    fn metrics(&self) -> String {
+        LeaderShared::metrics(self)
+    }
+
+    fn policy(&self) -> &PolicyRuntime {
+        &self.policy
+    }
+}
+
+/// A leader serving gRPC on a listener.
+pub struct RunningLeader {
+    /// The leader.
+    pub leader: Leader,
+    /// Its gRPC server.
+    pub server: GrpcServer,
+}
+
+impl RunningLeader {
+    /// Start a leader and serve it on `listener`.
+    pub async fn start(
+        config: LeaderConfig,
+        policy: Arc<PolicyRuntime>,
+        listener: tokio::net::TcpListener,
+    ) -> Result<RunningLeader, NodeError> {
+        let addr = listener.local_addr().map_err(NodeError::Listener)?;
+        let leader = Leader::start(config, policy)?;
+        let node = Arc::new(LeaderNode {
+            shared: leader.shared.clone(),
+            advertise: format!("http://{addr}"),
+        });
+        let server =
+            GrpcServer::spawn(listener, PdService::leader(node)).map_err(NodeError::Listener)?;
+        Ok(RunningLeader { leader, server })
+    }
+
+    /// The leader's shared state (also its admin face).
+    pub fn shared(&self) -> &Arc<LeaderShared> {
+        &self.leader.shared
+    }
+
+    /// The gRPC URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.local_addr())
+    }
+
+    /// Streams first (each gets "server stopped"), then the server.
+    pub async fn shutdown(self) {
+        let bound = self.leader.shared.config.shutdown_timeout;
+        self.leader.shutdown().await;
+        self.server.stop(bound).await;
+    }
+}

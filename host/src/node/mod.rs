@@ -1,0 +1,36 @@
+//! A running node: a role (leader or follower) assembled with its gRPC
+//! server, ready for an admin interface. This is the one module that knows
+//! every part; the parts know only what they use.
+//!
+//! ```text
+//!            node::RunningLeader              node::RunningFollower
+//!           /        |          \             /        |         \
+//!   leader::Leader  server   LeaderNode   follower::  server   FollowerNode
+//!                     |      (RegionReads   Follower    |      (RegionReads,
+//!                  service    + Leading,              service    AdminNode)
+//!                             AdminNode)
+//! ```
+//!
+//! The adapters ([`LeaderNode`], [`FollowerNode`]) implement the narrow
+//! traits the gRPC service and the admin interface ask for, by delegating
+//! to the role; neither the service nor the admin interface imports a role.
+
+mod follower;
+mod leader;
+
+pub use follower::{FollowerNode, RunningFollower};
+pub use leader::{LeaderNode, RunningLeader};
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The leader's store or cluster id refused.
+    #[error(transparent)]
+    Leader(#[from] crate::leader::StartError),
+    /// The follower's store or cluster id refused.
+    #[error(transparent)]
+    Follower(#[from] crate::follower::StartError),
+    /// The listener given has no local address.
+    #[error("the gRPC listener has no local address")]
+    Listener(#[source] std::io::Error),
+}

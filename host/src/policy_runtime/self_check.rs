@@ -1,0 +1,82 @@
+//! The load-time self-check: decisions every valid policy must take, asked of
+//! a new engine before it can become active (at start and at every swap).
+//!
+//! Two kinds of check, kept apart on purpose. The contract's invariants
+//! (`regionsync_guest::invariants`) say which answers are *feasible*; they
+//! hold for every call and the runtime enforces them call by call. The
+//! required decisions here go further on a few inputs where the protocol
+//! leaves a policy no choice (index 0 is a full sync, the next index is up to
+//! date, an error header changes nothing, an incomplete store asks for 0).
+
+use regionsync_guest::invariants;
+
+use super::{FollowerState, FrameHeader, LoadError, PolicyEngine, RingView, RouteAction};
+
+/// Refuse an engine that gets a required decision wrong.
+pub fn run(engine: &dyn PolicyEngine) -> Result<(), LoadError> {
+    let name = engine.info().name.clone();
+    let fail = |what: String| LoadError::SelfCheck {
+        name: name.clone(),
+        what,
+    };
+    let ring = RingView {
+        first_index: 100,
+        next_index: 200,
+        capacity: 100,
+    };
+    let required = [
+        (0, RouteAction::FullSync, "index 0 must be a full sync"),
+        (200, RouteAction::UpToDate, "next index must be up to date"),
+        (
+            50,
+            RouteAction::FullSync,
+            "behind the ring must be a full sync",
+        ),
+        (
+            201,
+            RouteAction::FullSync,
+            "ahead of the leader must be a full sync",
+        ),
+    ];
+    for (start, want, what) in required {
+        let r = engine
+            .route_request(start, ring)
+            .map_err(|e| fail(format!("route-request({start}) {e}")))?;
+        if r.action != want {
+            return Err(fail(format!("{what}, got {:?}", r.action)));
+        }
+        invariants::routing(start, ring, &r).map_err(|e| fail(e.to_string()))?;
+    }
+    let limits = engine.limits().map_err(|e| fail(format!("limits {e}")))?;
+    invariants::limits(&limits).map_err(|e| fail(e.to_string()))?;
+    let error_frame = FrameHeader {
+        error: true,
+        start_index: 200,
+        region_count: 0,
+    };
+    let state = FollowerState::opened(200, true);
+    let d = engine
+        .on_frame(state, error_frame)
+        .map_err(|e| fail(format!("on-frame {e}")))?;
+    if d.reconnect.is_none() || d.apply_from.is_some() || d.reset_store {
+        return Err(fail(
+            "an error header must change nothing and reconnect".into(),
+        ));
+    }
+    let plan = engine
+        .on_connect(FollowerState::opened(0, false))
+        .map_err(|e| fail(format!("on-connect {e}")))?;
+    if plan.start_index != 0 {
+        return Err(fail(
+            "a follower with an incomplete store must ask for index 0".into(),
+        ));
+    }
+    let ms = engine
+        .backoff(0, 1)
+        .map_err(|e| fail(format!("backoff {e}")))?;
+    invariants::backoff(ms).map_err(|e| fail(e.to_string()))?;
+    engine
+        .admit_full_sync(0)
+        .map_err(|e| fail(format!("admit-full-sync {e}")))?;
+    Ok(())
+}

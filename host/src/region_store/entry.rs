@@ -1,0 +1,155 @@
+//! How one region is kept: [`Entry`] holds its protobuf encoding, and reads
+//! the few fields the update path needs (epoch, keys) straight from it with a
+//! minimal field reader, instead of decoding the whole region. Decoding whole
+//! regions on every update cost more than everything else an update does.
+
+use prost::Message;
+use regionsync_proto::metapb::{Peer, Region};
+
+/// A stored region.
+pub(super) struct Entry {
+    /// `Region::encode_to_vec`; never mutated while stored (see [`KeyRef`]).
+    pub(super) blob: Box<[u8]>,
+    /// 1 + the leader's position in the region's peers; 0 when unknown.
+    pub(super) leader: u8,
+    /// Fingerprint of what a heartbeat carries besides the region (leader,
+    /// flow statistics), so that a change there counts as a change.
+    pub(super) extra: u32,
+}
+
+impl Entry {
+    /// The stored form of a region with its leader and heartbeat fingerprint.
+    pub(super) fn new(region: &Region, leader_id: u64, extra: u64) -> Self {
+        Entry {
+            blob: region.encode_to_vec().into_boxed_slice(),
+            leader: leader_slot(region, leader_id),
+            extra: extra as u32,
+        }
+    }
+
+    pub(super) fn decode(&self) -> Region {
+        Region::decode(&*self.blob).expect("the store only holds regions it encoded")
+    }
+
+    /// (version, conf_ver), read from the encoding without decoding it.
+    pub(super) fn epoch(&self) -> (u64, u64) {
+        let mut epoch = (0, 0);
+        if let Some(Field::Bytes(e)) = field(&self.blob, 4) {
+            if let Some(Field::Varint(v)) = field(e, 2) {
+                epoch.0 = v;
+            }
+            if let Some(Field::Varint(c)) = field(e, 1) {
+                epoch.1 = c;
+            }
+        }
+        epoch
+    }
+
+    /// The end key, read from the encoding without decoding it.
+    pub(super) fn end_key(&self) -> &[u8] {
+        match field(&self.blob, 3) {
+            Some(Field::Bytes(b)) => b,
+            _ => &[],
+        }
+    }
+
+    /// The start key, as a slice of the encoding.
+    pub(super) fn start_key(&self) -> &[u8] {
+        match field(&self.blob, 2) {
+            Some(Field::Bytes(b)) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// One field of a protobuf encoding, as the hot path needs it.
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+/// The last occurrence of field `number` in an encoding (protobuf's rule
+/// for singular fields), without decoding the message. The update path
+/// needs only a region's epoch and end key; decoding whole regions there
+/// cost more than everything else an update does.
+fn field(mut buf: &[u8], number: u32) -> Option<Field<'_>> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut found = None;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        let value = match wire {
+            WireType::Varint => Field::Varint(decode_varint(&mut buf).ok()?),
+            WireType::LengthDelimited => {
+                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                let (bytes, rest) = (buf.get(..len)?, buf.get(len..)?);
+                buf = rest;
+                Field::Bytes(bytes)
+            }
+            WireType::SixtyFourBit => {
+                buf = buf.get(8..)?;
+                continue;
+            }
+            WireType::ThirtyTwoBit => {
+                buf = buf.get(4..)?;
+                continue;
+            }
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        if tag == number {
+            found = Some(value);
+        }
+    }
+    found
+}
+
+/// (version, conf_ver) of a decoded region.
+pub(super) fn epoch(r: &Region) -> (u64, u64) {
+    r.region_epoch.map_or((0, 0), |e| (e.version, e.conf_ver))
+}
+
+/// 1 + the position of peer `leader_id` in the region's peers; 0 if absent.
+fn leader_slot(r: &Region, leader_id: u64) -> u8 {
+    r.peers
+        .iter()
+        .position(|p| p.id == leader_id && leader_id != 0)
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .unwrap_or(0)
+}
+
+/// The leader peer in `slot` (see [`leader_slot`]), or an empty peer.
+pub(super) fn leader_of(r: &Region, slot: u8) -> Peer {
+    (slot as usize)
+        .checked_sub(1)
+        .and_then(|i| r.peers.get(i))
+        .copied()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regionsync_proto::metapb::RegionEpoch;
+
+    fn region(id: u64, start: &str, end: &str, version: u64, conf_ver: u64) -> Region {
+        Region {
+            id,
+            start_key: start.as_bytes().to_vec(),
+            end_key: end.as_bytes().to_vec(),
+            region_epoch: Some(RegionEpoch { conf_ver, version }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fields_read_from_the_encoding_match_the_decoded_region() {
+        let mut r = region(3, "abc", "xyz", 17, 4);
+        r.flashback_start_ts = 99;
+        let e = Entry::new(&r, 0, 0);
+        assert_eq!(e.epoch(), (17, 4));
+        assert_eq!(e.end_key(), b"xyz");
+        assert_eq!(e.start_key(), b"abc");
+        assert_eq!(e.decode(), r);
+        let open = Entry::new(&region(4, "a", "", 0, 0), 0, 0);
+        assert_eq!((open.epoch(), open.end_key()), ((0, 0), &b""[..]));
+    }
+}

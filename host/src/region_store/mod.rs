@@ -1,0 +1,255 @@
+//! The in-memory region set: every region by id and ordered by start key,
+//! with PD's epoch rules (docs/protocol.md §2). Leader and follower both
+//! apply changes through [`RegionStore::apply`], so a follower replaying the
+//! leader's records ends with the leader's set.
+//!
+//! Lean by design, because a million regions must fit in about twice their
+//! encoded size: each region is kept once, as its protobuf encoding
+//! (`entry`), and is decoded only when read; an update reads the epoch and
+//! end key it needs straight from the encoding. Even the start key that
+//! orders the map is not copied: the ordered index borrows it from the
+//! encoding (`key_ref`, the module's one `unsafe`). Bulk loading at start is
+//! `loader`; which regions are refused before they get here is `check`.
+
+mod check;
+mod entry;
+mod key_ref;
+mod loader;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use regionsync_proto::metapb::{Peer, Region};
+
+use crate::digest::SetDigest;
+use entry::{Entry, epoch, leader_of};
+use key_ref::KeyRef;
+
+pub use check::{MalformedRegion, check_region, show_key};
+pub use loader::Loader;
+
+/// What applying one region did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Same region, same leader, same flow: nothing to record.
+    Unchanged,
+    /// Older than what the store holds (by id or by an overlapping region).
+    Stale,
+    /// Stored; `removed` lists regions it replaced by overlap (a split or merge).
+    Applied {
+        /// Regions it replaced by overlap (a split or merge).
+        removed: Vec<u64>,
+    },
+}
+
+/// A region as stored, with its leader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRegion {
+    /// The region.
+    pub region: Region,
+    /// The leader peer, or an empty peer (id 0) when unknown.
+    pub leader: Peer,
+}
+
+/// The region set of one node.
+#[derive(Default)]
+pub struct RegionStore {
+    /// A B-tree rather than a hash map: no power-of-two table to double
+    /// into, and full nodes when loaded in bulk (`Loader`).
+    by_id: BTreeMap<u64, Entry>,
+    by_start: BTreeMap<KeyRef, u64>,
+    digest: SetDigest,
+    encoded_bytes: usize,
+}
+
+impl RegionStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// No regions.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Sum of the regions' protobuf encodings, for memory accounting.
+    pub fn encoded_bytes(&self) -> usize {
+        self.encoded_bytes
+    }
+
+    /// The order-independent digest of the set (see `digest`).
+    pub fn digest(&self) -> SetDigest {
+        self.digest
+    }
+
+    /// Forget every region.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Apply a region update under the epoch rules: stale by id or by an
+    /// overlapping region with a newer version is ignored; otherwise the
+    /// region replaces its old copy and every region it overlaps.
+    pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64) -> Outcome {
+        let (version, conf_ver) = epoch(region);
+        let entry = Entry::new(region, leader_id, extra);
+        if let Some(old) = self.by_id.get(&region.id) {
+            let (old_version, old_conf_ver) = old.epoch();
+            if version < old_version || conf_ver < old_conf_ver {
+                return Outcome::Stale;
+            }
+            if old.blob == entry.blob && old.leader == entry.leader && old.extra == entry.extra {
+                return Outcome::Unchanged;
+            }
+        }
+        let overlapped = self.overlapping(&region.start_key, &region.end_key, region.id);
+        if overlapped
+            .iter()
+            .any(|id| self.by_id[id].epoch().0 > version)
+        {
+            return Outcome::Stale;
+        }
+        self.remove(region.id);
+        for id in &overlapped {
+            self.remove(*id);
+        }
+        self.insert_entry(region, entry);
+        Outcome::Applied {
+            removed: overlapped,
+        }
+    }
+
+    /// The only way into the maps; keeps the `KeyRef` invariant.
+    fn insert_entry(&mut self, region: &Region, entry: Entry) {
+        // Whatever holds this id or this start key goes first: an equal key
+        // left in `by_start` would keep borrowing a blob about to be dropped.
+        self.remove(region.id);
+        if let Some(&other) = self.by_start.get(region.start_key.as_slice()) {
+            self.remove(other);
+        }
+        self.encoded_bytes += entry.blob.len();
+        self.digest.add(region);
+        let id = region.id;
+        self.by_id.insert(id, entry);
+        let key = KeyRef::of(self.by_id[&id].start_key());
+        self.by_start.insert(key, id);
+    }
+
+    /// The only way out of the maps; keeps the `KeyRef` invariant.
+    fn remove(&mut self, id: u64) {
+        let Some(entry) = self.by_id.get(&id) else {
+            return;
+        };
+        // Unlink the borrowed key while the blob it points into is alive.
+        let start = entry.start_key();
+        if self.by_start.get(start) == Some(&id) {
+            self.by_start.remove(start);
+        }
+        let entry = self.by_id.remove(&id).expect("present above");
+        self.encoded_bytes -= entry.blob.len();
+        self.digest.remove(&entry.decode());
+    }
+
+    /// The stored encoding of region `id`, for persisting it as is.
+    pub fn encoded(&self, id: u64) -> Option<&[u8]> {
+        self.by_id.get(&id).map(|e| &*e.blob)
+    }
+
+    /// Regions other than `except` whose range intersects [start, end).
+    fn overlapping(&self, start: &[u8], end: &[u8], except: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let before = (Bound::Unbounded, Bound::Included(start));
+        if let Some((_, &id)) = self.by_start.range::<[u8], _>(before).next_back() {
+            let end_key = self.by_id[&id].end_key();
+            if id != except && (end_key.is_empty() || end_key > start) {
+                out.push(id);
+            }
+        }
+        let upper = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        for (_, &id) in self
+            .by_start
+            .range::<[u8], _>((Bound::Excluded(start), upper))
+        {
+            if id != except {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    fn stored(&self, id: u64) -> Option<StoredRegion> {
+        self.by_id.get(&id).map(|e| {
+            let region = e.decode();
+            let leader = leader_of(&region, e.leader);
+            StoredRegion { region, leader }
+        })
+    }
+
+    /// Region `id`.
+    pub fn get(&self, id: u64) -> Option<StoredRegion> {
+        self.stored(id)
+    }
+
+    /// The region whose range contains `key`.
+    pub fn get_by_key(&self, key: &[u8]) -> Option<StoredRegion> {
+        let (_, &id) = self
+            .by_start
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
+        let found = self.stored(id)?;
+        let end = &found.region.end_key;
+        (end.is_empty() || key < end.as_slice()).then_some(found)
+    }
+
+    /// Up to `limit` regions (0: no limit) in key order, from the one
+    /// containing `start` up to (not including) `end` (empty: no end).
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<StoredRegion> {
+        let first = self
+            .get_by_key(start)
+            .map(|r| r.region.start_key)
+            .unwrap_or_else(|| start.to_vec());
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        self.by_start
+            .range::<[u8], _>((Bound::Included(first.as_slice()), Bound::Unbounded))
+            .take_while(|(k, _)| end.is_empty() || k.bytes() < end)
+            .take(limit)
+            .filter_map(|(_, &id)| self.stored(id))
+            .collect()
+    }
+
+    /// The next run of regions in key order after `after` (none: from the
+    /// first), at most `max_regions` and about `max_bytes` of encoding (at
+    /// least one region). Used to stream a snapshot in short read locks.
+    pub fn chunk_after(
+        &self,
+        after: Option<&[u8]>,
+        max_regions: usize,
+        max_bytes: usize,
+    ) -> Vec<StoredRegion> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for (_, &id) in self.by_start.range::<[u8], _>((lower, Bound::Unbounded)) {
+            let size = self.by_id[&id].blob.len();
+            if out.len() == max_regions || (!out.is_empty() && bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            out.extend(self.stored(id));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Durable state in an embedded redb database under `--data-dir`: the
+//! regions, the next index, the kept cluster id and the sync-complete marker.
+//!
+//! Every change goes through one [`WriteBatch`] committed as one redb
+//! transaction, so regions, index and marker can never disagree on disk: a
+//! store that claims an index holds all of that index's regions. A full sync
+//! starts with a batch that clears the regions and the marker together, and
+//! only the completion batch sets the marker again (docs/protocol.md §3).
+
+mod batch;
+mod error;
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use prost::Message;
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition,
+};
+use regionsync_proto::metapb::Region;
+
+pub use batch::{RegionOp, WriteBatch};
+pub use error::StorageError;
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+/// id -> leader peer id (8 bytes, little endian) then the region's encoding.
+const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Bump when the meaning of the tables changes; an older store is refused
+/// with a clear error rather than misread.
+pub const LAYOUT_VERSION: u64 = 1;
+
+const KEY_LAYOUT: &str = "layout_version";
+const KEY_NEXT_INDEX: &str = "next_index";
+const KEY_CLUSTER_ID: &str = "cluster_id";
+const KEY_COMPLETE: &str = "complete";
+
+/// The store's file name inside the data directory.
+pub const FILE_NAME: &str = "regionsync.redb";
+
+/// What the store says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// The index the regions are complete for (or were, before a reset).
+    pub next_index: u64,
+    /// The kept cluster id, once known.
+    pub cluster_id: Option<u64>,
+    /// The regions form a complete set for `next_index`.
+    pub complete: bool,
+}
+
+/// An existing store is opened read-only and reopened for writing only at
+/// the first write: a node that refuses to sync (another cluster) must leave
+/// its store byte for byte as it was, and even a clean read-write open and
+/// close rewrites redb's header.
+enum Handle {
+    ReadOnly(ReadOnlyDatabase),
+    ReadWrite(Database),
+    /// Between the two, or after a failed reopen.
+    Closed,
+}
+
+/// The durable store of one node.
+pub struct Storage {
+    handle: Mutex<Handle>,
+    path: PathBuf,
+}
+
+/// Regions live in memory already; redb's page cache only needs to carry
+/// the write path (its default would hold a whole loaded store again).
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(16 << 20);
+    builder
+}
+
+fn open_read_write(path: &Path) -> Result<Database> {
+    builder()
+        .create(path)
+        .map_err(|e| StorageError::from_db(path, "open", e))
+}
+
+impl Storage {
+    /// Open (or create) the store in `dir`, refusing another layout.
+    pub fn open(dir: &Path) -> Result<Storage> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StorageError::NotADirectory(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::from_db(dir, "create the data directory", e))?;
+        let path = dir.join(FILE_NAME);
+        let handle = if path.exists() {
+            match builder().open_read_only(&path) {
+                Ok(db) => Handle::ReadOnly(db),
+                // E.g. a store that needs repair after a crash: only a
+                // read-write open repairs it.
+                Err(_) => Handle::ReadWrite(open_read_write(&path)?),
+            }
+        } else {
+            Handle::ReadWrite(open_read_write(&path)?)
+        };
+        let storage = Storage {
+            handle: Mutex::new(handle),
+            path,
+        };
+        storage.check_layout()?;
+        Ok(storage)
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction> {
+        let txn = match &*self.handle.lock() {
+            Handle::ReadOnly(db) => db.begin_read(),
+            Handle::ReadWrite(db) => db.begin_read(),
+            Handle::Closed => return Err(StorageError::Closed(self.path.clone())),
+        };
+        txn.map_err(|e| self.fail("read", e))
+    }
+
+    /// A database failure of this store while doing `action`.
+    fn fail(&self, action: &'static str, e: impl Into<redb::Error>) -> StorageError {
+        StorageError::from_db(&self.path, action, e)
+    }
+
+    /// Run `f` with a read-write database, reopening for writing if needed.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&Database) -> std::result::Result<T, redb::Error>,
+    ) -> Result<T> {
+        let mut handle = self.handle.lock();
+        if !matches!(*handle, Handle::ReadWrite(_)) {
+            *handle = Handle::Closed; // release the read-only handle first
+            *handle = Handle::ReadWrite(open_read_write(&self.path)?);
+        }
+        match &*handle {
+            Handle::ReadWrite(db) => f(db).map_err(|e| self.fail("write", e)),
+            _ => unreachable!("just opened for writing"),
+        }
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refuse another layout. Reads only, unless the store is new: opening a
+    /// store must not change its file (a refused follower keeps its store
+    /// byte for byte).
+    fn check_layout(&self) -> Result<()> {
+        let found = {
+            let txn = self.begin_read()?;
+            let read = |e| self.fail("read the layout", e);
+            let layout = match txn.open_table(META) {
+                Ok(meta) => meta.get(KEY_LAYOUT).map_err(read)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(self.fail("read the layout", e)),
+            };
+            let has_regions = match txn.open_table(REGIONS) {
+                Ok(regions) => regions.first().map_err(read)?.is_some(),
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(self.fail("read the layout", e)),
+            };
+            (layout, has_regions)
+        };
+        let refuse = |found| StorageError::Layout {
+            path: self.path.clone(),
+            found,
+            want: LAYOUT_VERSION,
+        };
+        match found {
+            (Some(LAYOUT_VERSION), _) => Ok(()),
+            (Some(other), _) => Err(refuse(Some(other))),
+            (None, true) => Err(refuse(None)),
+            (None, false) => self.with_writer(|db| {
+                let txn = db.begin_write()?;
+                txn.open_table(META)?.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
+                txn.open_table(REGIONS)?;
+                txn.commit()?;
+                Ok(())
+            }),
+        }
+    }
+
+    /// What the store says about itself.
+    pub fn meta(&self) -> Result<Meta> {
+        let txn = self.begin_read()?;
+        let meta = txn.open_table(META).map_err(|e| self.fail("read", e))?;
+        let get = |k| -> Result<Option<u64>> {
+            Ok(meta
+                .get(k)
+                .map_err(|e| self.fail("read", e))?
+                .map(|v| v.value()))
+        };
+        Ok(Meta {
+            next_index: get(KEY_NEXT_INDEX)?.unwrap_or(0),
+            cluster_id: get(KEY_CLUSTER_ID)?,
+            complete: get(KEY_COMPLETE)? == Some(1),
+        })
+    }
+
+    /// Every stored region with its leader peer id. A record that does not
+    /// decode is an error naming it, not a panic.
+    pub fn load_regions(&self, mut f: impl FnMut(Region, u64)) -> Result<usize> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(REGIONS)
+            .map_err(|e| self.fail("read the regions", e))?;
+        let damaged = |detail: String| StorageError::Damaged {
+            path: self.path.clone(),
+            detail,
+        };
+        let mut n = 0;
+        let iter = table.iter().map_err(|e| self.fail("read the regions", e))?;
+        for entry in iter {
+            let (id, value) = entry.map_err(|e| self.fail("read the regions", e))?;
+            let (id, value) = (id.value(), value.value());
+            let Some((leader, encoded)) = value.split_first_chunk::<8>() else {
+                return Err(damaged(format!("region {id} is truncated")));
+            };
+            let leader = u64::from_le_bytes(*leader);
+            let region = Region::decode(encoded)
+                .map_err(|e| damaged(format!("region {id} does not decode: {e}")))?;
+            if region.id != id {
+                return Err(damaged(format!(
+                    "region under key {id} says id {}",
+                    region.id
+                )));
+            }
+            f(region, leader);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Make every earlier non-durable commit durable (an empty durable
+    /// commit): a clean stop keeps the newest index, not the last fsynced one.
+    /// A store never written since it was opened has nothing to flush,
+    /// and is left untouched.
+    pub fn flush(&self) -> Result<()> {
+        if let Handle::ReadWrite(db) = &*self.handle.lock() {
+            let flush = || -> std::result::Result<(), redb::Error> {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                txn.commit()?;
+                Ok(())
+            };
+            flush().map_err(|e| self.fail("flush", e))?;
+        }
+        Ok(())
+    }
+
+    /// Apply one batch as one transaction.
+    pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+        self.with_writer(|db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(if batch.durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
+            {
+                if batch.reset {
+                    txn.delete_table(REGIONS)?;
+                }
+                let mut regions = txn.open_table(REGIONS)?;
+                let mut value = Vec::new();
+                for op in &batch.ops {
+                    match op {
+                        RegionOp::Put(id, leader, blob) => {
+                            value.clear();
+                            value.extend_from_slice(&leader.to_le_bytes());
+                            value.extend_from_slice(blob);
+                            regions.insert(*id, value.as_slice())?;
+                        }
+                        RegionOp::Delete(id) => {
+                            regions.remove(*id)?;
+                        }
+                    }
+                }
+                let mut meta = txn.open_table(META)?;
+                if let Some(i) = batch.next_index {
+                    meta.insert(KEY_NEXT_INDEX, i)?;
+                }
+                if let Some(c) = batch.complete {
+                    meta.insert(KEY_COMPLETE, u64::from(c))?;
+                }
+                if let Some(id) = batch.cluster_id {
+                    meta.insert(KEY_CLUSTER_ID, id)?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

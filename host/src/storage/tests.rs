@@ -1,0 +1,151 @@
+use super::*;
+
+fn put(batch: &mut WriteBatch, region: &Region, leader_id: u64) {
+    batch.put_encoded(region.id, leader_id, &region.encode_to_vec());
+}
+
+fn region(id: u64) -> Region {
+    Region {
+        id,
+        start_key: vec![id as u8],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn batches_survive_reopen_and_reset_clears_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(s.meta().unwrap(), Meta::default());
+        let mut b = WriteBatch {
+            next_index: Some(7),
+            complete: Some(true),
+            cluster_id: Some(42),
+            durable: true,
+            ..Default::default()
+        };
+        put(&mut b, &region(1), 10);
+        put(&mut b, &region(2), 0);
+        s.write(&b).unwrap();
+        let mut d = WriteBatch {
+            durable: true,
+            ..Default::default()
+        };
+        d.delete(2);
+        put(&mut d, &region(3), 30);
+        // Removed and re-added in one batch: present afterwards.
+        d.delete(1);
+        put(&mut d, &region(1), 10);
+        s.write(&d).unwrap();
+    }
+    let s = Storage::open(dir.path()).unwrap();
+    assert_eq!(
+        s.meta().unwrap(),
+        Meta {
+            next_index: 7,
+            cluster_id: Some(42),
+            complete: true
+        }
+    );
+    let mut got = Vec::new();
+    s.load_regions(|r, l| got.push((r.id, l))).unwrap();
+    assert_eq!(got, vec![(1, 10), (3, 30)]);
+    s.write(&WriteBatch {
+        reset: true,
+        complete: Some(false),
+        next_index: Some(0),
+        durable: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(s.load_regions(|_, _| {}).unwrap(), 0);
+    assert!(!s.meta().unwrap().complete);
+    assert_eq!(s.meta().unwrap().cluster_id, Some(42));
+}
+
+#[test]
+fn opening_and_reading_leave_the_file_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Storage::open(dir.path()).unwrap();
+        let mut b = WriteBatch {
+            next_index: Some(3),
+            durable: true,
+            ..Default::default()
+        };
+        put(&mut b, &region(1), 0);
+        s.write(&b).unwrap();
+    }
+    let file = dir.path().join(FILE_NAME);
+    let before = std::fs::read(&file).unwrap();
+    {
+        let s = Storage::open(dir.path()).unwrap();
+        s.meta().unwrap();
+        s.load_regions(|_, _| {}).unwrap();
+    }
+    assert!(std::fs::read(&file).unwrap() == before);
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_refused() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let err = Storage::open(f.path()).err().unwrap();
+    assert!(matches!(err, StorageError::NotADirectory(_)), "{err}");
+}
+
+#[test]
+fn another_layout_is_refused_and_garbage_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Storage::open(dir.path()).unwrap();
+        s.with_writer(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?.insert(KEY_LAYOUT, 99)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let err = Storage::open(dir.path()).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            StorageError::Layout {
+                found: Some(99),
+                want: LAYOUT_VERSION,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), b"this is not a database at all").unwrap();
+    let err = Storage::open(dir.path()).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            StorageError::Damaged { .. } | StorageError::Io { action: "open", .. }
+        ),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Storage::open(dir.path()).unwrap();
+        s.with_writer(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(REGIONS)?.insert(5, &[1u8, 2, 3][..])?;
+            txn.commit()?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let s = Storage::open(dir.path()).unwrap();
+    let err = s.load_regions(|_, _| {}).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Damaged { detail, .. } if detail == "region 5 is truncated"),
+        "{err}"
+    );
+}

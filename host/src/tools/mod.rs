@@ -1,0 +1,11 @@
+//! The client-side commands a person runs against nodes: feeding a leader
+//! ([`load`]), the end-to-end demo ([`demo`]), and the admin client behind
+//! `regionsync status` and `regionsync policy swap` ([`admin_client`]).
+//!
+//! These are the binary's edge: they report errors with `anyhow`, as the
+//! binary does, and live in the library only so that tests and benchmarks
+//! can drive them.
+
+pub mod admin_client;
+pub mod demo;
+pub mod load;
