@@ -258,14 +258,7 @@ fn routing_table() {
     assert!(runs >= 40, "{runs} routing runs");
     // The table must reach every route reason.
     let routing: Vec<String> = cases("routing").into_iter().map(|c| c.expected).collect();
-    for reason in [
-        RouteReason::UpToDate,
-        RouteReason::InRing,
-        RouteReason::ZeroIndex,
-        RouteReason::BehindRing,
-        RouteReason::AheadOfLeader,
-        RouteReason::GapRefused,
-    ] {
+    for reason in RouteReason::ALL {
         let label = kebab(reason.as_str());
         assert!(
             routing.iter().any(|e| e.ends_with(&label)),
@@ -348,23 +341,10 @@ fn phase_machine_table() {
     });
     assert!(runs >= 100, "{runs} phase-machine runs");
     // The table must reach every kind of frame and every reconnect reason.
-    for kind in [
-        FrameKind::Error,
-        FrameKind::SnapshotStart,
-        FrameKind::SnapshotData,
-        FrameKind::Completion,
-        FrameKind::History,
-        FrameKind::Duplicate,
-        FrameKind::Keepalive,
-        FrameKind::Unexpected,
-    ] {
+    for kind in FrameKind::ALL {
         assert!(kinds.contains(render_kind(kind)), "no case of {kind:?}");
     }
-    for reason in [
-        ReconnectReason::ErrorHeader,
-        ReconnectReason::Gap,
-        ReconnectReason::UnexpectedFrame,
-    ] {
+    for reason in ReconnectReason::ALL {
         assert!(
             reasons.contains(&kebab(reason.as_str())),
             "no case of {reason:?}"

@@ -24,6 +24,7 @@ mod routing;
 pub mod splitmix;
 mod stream;
 mod types;
+mod wit_conversions;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

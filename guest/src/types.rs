@@ -45,6 +45,16 @@ pub enum RouteReason {
 }
 
 impl RouteReason {
+    /// Every reason, for tests and tables that must cover them all.
+    pub const ALL: [RouteReason; 6] = [
+        RouteReason::UpToDate,
+        RouteReason::InRing,
+        RouteReason::ZeroIndex,
+        RouteReason::BehindRing,
+        RouteReason::AheadOfLeader,
+        RouteReason::GapRefused,
+    ];
+
     /// Stable label for logs, metrics and the status JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -215,6 +225,20 @@ pub enum FrameKind {
     Unexpected,
 }
 
+impl FrameKind {
+    /// Every kind, for tests and tables that must cover them all.
+    pub const ALL: [FrameKind; 8] = [
+        FrameKind::Error,
+        FrameKind::SnapshotStart,
+        FrameKind::SnapshotData,
+        FrameKind::Completion,
+        FrameKind::History,
+        FrameKind::Duplicate,
+        FrameKind::Keepalive,
+        FrameKind::Unexpected,
+    ];
+}
+
 /// Why the follower abandons the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconnectReason {
@@ -227,6 +251,13 @@ pub enum ReconnectReason {
 }
 
 impl ReconnectReason {
+    /// Every reason, for tests and tables that must cover them all.
+    pub const ALL: [ReconnectReason; 3] = [
+        ReconnectReason::ErrorHeader,
+        ReconnectReason::Gap,
+        ReconnectReason::UnexpectedFrame,
+    ];
+
     /// Stable label for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -263,116 +294,4 @@ pub struct ConnectPlan {
     pub start_index: u64,
     /// The state for the new stream.
     pub state: FollowerState,
-}
-
-/// Conversions between these types and the ones a WIT binding generator makes
-/// from `wit/policy.wit` (wit-bindgen in the guest, wasmtime's `bindgen!` in
-/// the host). Both generators name types, fields and cases after the WIT, so
-/// one macro serves both sides: `wit_conversions!(path::to::decisions);`.
-#[macro_export]
-macro_rules! wit_conversions {
-    ($($wit:ident)::+) => {
-        const _: () = {
-            use $($wit)::+ as wit;
-            use $crate as plain;
-            $crate::__wit_record!(wit, plain, PolicyInfo { name, version });
-            $crate::__wit_record!(wit, plain, RingView { first_index, next_index, capacity });
-            $crate::__wit_record!(wit, plain, Routing { action, reason });
-            $crate::__wit_record!(wit, plain, StreamView { phase, cursor, ring });
-            $crate::__wit_record!(wit, plain, RecordRange { start, count });
-            $crate::__wit_record!(wit, plain, FrameLimits { max_regions, max_bytes });
-            $crate::__wit_record!(wit, plain, FollowerState {
-                phase, next_index, snapshot_regions, complete, ready, force_full_sync
-            });
-            $crate::__wit_record!(wit, plain, FrameHeader { error, start_index, region_count });
-            $crate::__wit_record!(wit, plain, ConnectPlan { start_index, state });
-            $crate::__wit_enum!(wit, plain, RouteReason {
-                UpToDate, InRing, ZeroIndex, BehindRing, AheadOfLeader, GapRefused
-            });
-            $crate::__wit_enum!(wit, plain, StreamPhase { CatchingUp, Live });
-            $crate::__wit_enum!(wit, plain, FollowerPhase { Awaiting, Snapshot, Streaming });
-            $crate::__wit_enum!(wit, plain, FrameKind {
-                Error, SnapshotStart, SnapshotData, Completion, History, Duplicate, Keepalive,
-                Unexpected
-            });
-            $crate::__wit_enum!(wit, plain, ReconnectReason { ErrorHeader, Gap, UnexpectedFrame });
-            $crate::__wit_variant!(wit, plain, RouteAction { UpToDate, FullSync } { History });
-            $crate::__wit_variant!(wit, plain, SendStep { Idle, Exhausted } { Records, CaughtUp });
-
-            impl From<wit::FrameDecision> for plain::FrameDecision {
-                fn from(d: wit::FrameDecision) -> Self {
-                    plain::FrameDecision {
-                        state: d.state.into(),
-                        kind: d.kind.into(),
-                        reset_store: d.reset_store,
-                        apply_from: d.apply_from,
-                        record_history: d.record_history,
-                        claim_index: d.claim_index,
-                        reconnect: d.reconnect.map(Into::into),
-                    }
-                }
-            }
-            impl From<plain::FrameDecision> for wit::FrameDecision {
-                fn from(d: plain::FrameDecision) -> Self {
-                    wit::FrameDecision {
-                        state: d.state.into(),
-                        kind: d.kind.into(),
-                        reset_store: d.reset_store,
-                        apply_from: d.apply_from,
-                        record_history: d.record_history,
-                        claim_index: d.claim_index,
-                        reconnect: d.reconnect.map(Into::into),
-                    }
-                }
-            }
-        };
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __wit_record {
-    ($wit:ident, $plain:ident, $ty:ident { $($field:ident),* $(,)? }) => {
-        impl From<$wit::$ty> for $plain::$ty {
-            fn from(x: $wit::$ty) -> Self {
-                $plain::$ty { $($field: x.$field.into()),* }
-            }
-        }
-        impl From<$plain::$ty> for $wit::$ty {
-            fn from(x: $plain::$ty) -> Self {
-                $wit::$ty { $($field: x.$field.into()),* }
-            }
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __wit_enum {
-    ($wit:ident, $plain:ident, $ty:ident { $($case:ident),* $(,)? }) => {
-        $crate::__wit_variant!($wit, $plain, $ty { $($case),* } {});
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __wit_variant {
-    ($wit:ident, $plain:ident, $ty:ident { $($unit:ident),* } { $($payload:ident),* }) => {
-        impl From<$wit::$ty> for $plain::$ty {
-            fn from(x: $wit::$ty) -> Self {
-                match x {
-                    $($wit::$ty::$unit => $plain::$ty::$unit,)*
-                    $($wit::$ty::$payload(v) => $plain::$ty::$payload(v.into()),)*
-                }
-            }
-        }
-        impl From<$plain::$ty> for $wit::$ty {
-            fn from(x: $plain::$ty) -> Self {
-                match x {
-                    $($plain::$ty::$unit => $wit::$ty::$unit,)*
-                    $($plain::$ty::$payload(v) => $wit::$ty::$payload(v.into()),)*
-                }
-            }
-        }
-    };
 }

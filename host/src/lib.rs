@@ -5,18 +5,24 @@
 //! `docs/design.md`. This is the map.
 //!
 //! ```text
-//!                          +------------------- node -------------------+
-//!   RegionHeartbeat        |                                            |
-//!   ─────────────▶ service ─▶ Leading::submit ─▶ leader::intake          |
-//!                  (PdService)                    │ apply ▸ commit ▸ publish
-//!                     │                           ▼                      |
-//!   SyncRegions ◀─────┴── Leading::open_sync ◀ leader::sync_stream ◀ region_store
-//!        │                                         (one task per stream)  history
-//!        ▼                                                               |
-//!   follower::stream ─▶ follower::apply ─▶ region_store, history, storage |
-//!   (sessions, backoff)  (reset, apply, record, claim, reconnect)        |
-//!                          +--------------------------------------------+
-//!   every decision:  policy_runtime ─▶ Wasm component (or native guest)
+//!  LEADER NODE                                   FOLLOWER NODE
+//!
+//!  RegionHeartbeat ─▶ service ─▶ leader::intake   follower::stream
+//!                    (Leading)   apply ▸ commit     (sessions, backoff)
+//!                                ▸ publish            │ frames
+//!                                   │                 ▼
+//!                                   ▼               follower::apply
+//!                   region_store, history, storage  reset ▸ apply ▸ record
+//!                                   │               ▸ claim ▸ reconnect
+//!                                   ▼                 │
+//!  SyncRegions ◀──── service ◀─ leader::sync_stream   ▼
+//!  (the frames      (Leading)  (a task per stream)  region_store, history, storage
+//!  follower::stream                                   │ (read only when ready)
+//!  receives)                                          ▼
+//!  GetRegion, ScanRegions ◀── service (RegionReads) ◀─┘  (on either node)
+//!
+//!  every decision, on both sides: policy_runtime ─▶ Wasm component (or native guest)
+//!  node: assembles a role with its gRPC server; admin: status, metrics, swap
 //! ```
 //!
 //! The modules, from the bottom up:

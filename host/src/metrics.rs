@@ -78,6 +78,24 @@ impl Metrics {
         self.registry.register(name, help, family);
     }
 
+    /// The node's history ring: its span, capacity and length. `next` is
+    /// the node's next index (a follower's may run ahead of its ring's
+    /// first record after a completion).
+    pub fn history(&mut self, first: u64, next: u64, capacity: u64, length: u64) {
+        self.gauge(
+            "history_first_index",
+            "Oldest index in the node's history ring",
+            first as i64,
+        );
+        self.gauge("history_next_index", "The node's next index", next as i64);
+        self.gauge(
+            "history_capacity",
+            "Records the ring can hold",
+            capacity as i64,
+        );
+        self.gauge("history_length", "Records in the ring", length as i64);
+    }
+
     /// The policy runtime's counters, the same on every node.
     pub fn policy(&mut self, p: &PolicyRuntime) {
         let s = p.stats();

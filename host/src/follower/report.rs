@@ -68,36 +68,24 @@ impl FollowerShared {
             i64::from(status.ready),
         );
         m.gauge("regions", "Regions in the cache", status.regions as i64);
-        m.gauge(
-            "history_first_index",
-            "Oldest index in the follower's ring",
-            status.first_index as i64,
+        let ring = self.ring.read();
+        m.history(
+            status.first_index,
+            status.next_index,
+            ring.capacity() as u64,
+            ring.len() as u64,
         );
-        m.gauge(
-            "history_next_index",
-            "The follower's next index",
-            status.next_index as i64,
-        );
-        m.gauge(
-            "history_capacity",
-            "Records the ring can hold",
-            self.config.history_capacity as i64,
-        );
-        m.gauge(
-            "history_length",
-            "Records in the ring",
-            self.ring.read().len() as i64,
-        );
-        m.counter(
-            "frames_received",
-            "SyncRegions frames received",
-            load(&stats.frames),
-        );
-        m.counter(
-            "bytes_received",
-            "SyncRegions bytes received",
-            load(&stats.bytes),
-        );
+        drop(ring);
+        for (name, help, counter) in [
+            (
+                "frames_received",
+                "SyncRegions frames received",
+                &stats.frames,
+            ),
+            ("bytes_received", "SyncRegions bytes received", &stats.bytes),
+        ] {
+            m.counter(name, help, load(counter));
+        }
         m.gauge(
             "snapshot_regions_received",
             "Regions received in the current or last full sync",

@@ -59,52 +59,39 @@ impl LeaderShared {
             "Regions in the store",
             self.store.read().len() as i64,
         );
-        m.gauge(
-            "history_first_index",
-            "Oldest index in the history ring",
-            ring.first_index as i64,
+        m.history(
+            ring.first_index,
+            ring.next_index,
+            ring.capacity,
+            ring_len as u64,
         );
-        m.gauge(
-            "history_next_index",
-            "Index of the next record",
-            ring.next_index as i64,
-        );
-        m.gauge(
-            "history_capacity",
-            "Records the ring can hold",
-            ring.capacity as i64,
-        );
-        m.gauge("history_length", "Records in the ring", ring_len as i64);
-        m.counter(
-            "heartbeats",
-            "Region heartbeats processed (rate() is the intake rate)",
-            load(&stats.heartbeats),
-        );
-        m.counter(
-            "heartbeats_accepted",
-            "Heartbeats that changed a region (one record each)",
-            load(&stats.accepted),
-        );
-        m.counter(
-            "heartbeats_stale",
-            "Heartbeats ignored as stale",
-            load(&stats.stale),
-        );
-        m.counter(
-            "heartbeats_refused",
-            "Malformed heartbeats refused",
-            load(&stats.refused),
-        );
-        m.counter(
-            "frames_sent",
-            "SyncRegions frames sent",
-            load(&stats.frames_sent),
-        );
-        m.counter(
-            "bytes_sent",
-            "SyncRegions bytes sent",
-            load(&stats.bytes_sent),
-        );
+        let counters = [
+            (
+                "heartbeats",
+                "Region heartbeats processed (rate() is the intake rate)",
+                &stats.heartbeats,
+            ),
+            (
+                "heartbeats_accepted",
+                "Heartbeats that changed a region (one record each)",
+                &stats.accepted,
+            ),
+            (
+                "heartbeats_stale",
+                "Heartbeats ignored as stale",
+                &stats.stale,
+            ),
+            (
+                "heartbeats_refused",
+                "Malformed heartbeats refused",
+                &stats.refused,
+            ),
+            ("frames_sent", "SyncRegions frames sent", &stats.frames_sent),
+            ("bytes_sent", "SyncRegions bytes sent", &stats.bytes_sent),
+        ];
+        for (name, help, counter) in counters {
+            m.counter(name, help, load(counter));
+        }
         m.counters(
             "full_syncs",
             "Full syncs by reason and outcome",

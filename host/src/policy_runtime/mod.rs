@@ -204,16 +204,17 @@ impl PolicyRuntime {
         Ok((old, new))
     }
 
-    /// Run one call on the active engine, check the answer, and fall back to
-    /// `safe` on any failure. Returns the answer and whether it is the
-    /// fallback.
-    fn decide<T>(
+    /// Run one call on the active engine, check the answer, and turn it into
+    /// what the host acts on (`accept`), or fall back to `safe` on any
+    /// failure.
+    fn decide<T, U>(
         &self,
         call: &'static str,
         ask: impl FnOnce(&Active) -> Result<T, PolicyError>,
         check: impl FnOnce(&T, &Active) -> Result<(), Rejection>,
-        safe: impl FnOnce() -> T,
-    ) -> (T, bool) {
+        accept: impl FnOnce(T) -> U,
+        safe: impl FnOnce() -> U,
+    ) -> U {
         // The guard keeps the engine this call started on alive across a
         // concurrent swap, and its limits with it.
         let active = self.active.load();
@@ -224,7 +225,7 @@ impl PolicyRuntime {
                 .map_err(PolicyError::Rejected)
         });
         match answer {
-            Ok(t) => (t, false),
+            Ok(t) => accept(t),
             Err(e) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -233,30 +234,26 @@ impl PolicyRuntime {
                     policy = %info.name, version = %info.version, call, error = %e,
                     "policy call failed; taking the safe decision"
                 );
-                (safe(), true)
+                safe()
             }
         }
     }
 
     /// Leader: route a request. Fallback: full sync.
     pub fn route_request(&self, start_index: u64, ring: RingView) -> Routed {
-        let (routing, fallback) = self.decide(
+        self.decide(
             "route-request",
             |a| a.engine.route_request(start_index, ring),
             |r, _| invariants::routing(start_index, ring, r),
-            || Routing {
+            |r| Routed {
+                action: r.action,
+                cause: RouteCause::Policy(r.reason),
+            },
+            || Routed {
                 action: RouteAction::FullSync,
-                reason: RouteReason::ZeroIndex, // not shown: the cause says fallback
+                cause: RouteCause::Fallback,
             },
-        );
-        Routed {
-            action: routing.action,
-            cause: if fallback {
-                RouteCause::Fallback
-            } else {
-                RouteCause::Policy(routing.reason)
-            },
-        }
+        )
     }
 
     /// Leader: what a stream sends next, within the active policy's frame
@@ -267,9 +264,9 @@ impl PolicyRuntime {
             "plan-send",
             |a| a.engine.plan_send(view),
             |s, a| invariants::send_step(view, a.limits, s),
+            |s| s,
             || SendStep::Exhausted,
         )
-        .0
     }
 
     /// Frame bounds of the active policy (checked when it was loaded).
@@ -284,9 +281,9 @@ impl PolicyRuntime {
             "admit-full-sync",
             |a| a.engine.admit_full_sync(running),
             |_, _| Ok(()),
+            |admit| admit,
             || true,
         )
-        .0
     }
 
     /// Follower: what to ask for on connect. Fallback: a full sync.
@@ -295,6 +292,7 @@ impl PolicyRuntime {
             "on-connect",
             |a| a.engine.on_connect(state),
             |plan, _| invariants::connect_plan(state, plan),
+            |plan| plan,
             || ConnectPlan {
                 start_index: 0,
                 state: FollowerState {
@@ -306,7 +304,6 @@ impl PolicyRuntime {
                 },
             },
         )
-        .0
     }
 
     /// Follower: what a frame means. Fallback: apply nothing, reconnect and
@@ -316,6 +313,7 @@ impl PolicyRuntime {
             "on-frame",
             |a| a.engine.on_frame(state, frame),
             |d, _| invariants::frame_decision(state, frame, d),
+            |d| d,
             || FrameDecision {
                 state: FollowerState {
                     force_full_sync: true,
@@ -329,19 +327,16 @@ impl PolicyRuntime {
                 reconnect: Some(ReconnectReason::UnexpectedFrame),
             },
         )
-        .0
     }
 
     /// Follower: delay before reconnect attempt `attempt`.
     pub fn backoff(&self, attempt: u32, seed: u64) -> Duration {
-        let ms = self
-            .decide(
-                "backoff",
-                |a| a.engine.backoff(attempt, seed),
-                |ms, _| invariants::backoff(*ms),
-                || FALLBACK_BACKOFF.as_millis() as u64,
-            )
-            .0;
-        Duration::from_millis(ms)
+        self.decide(
+            "backoff",
+            |a| a.engine.backoff(attempt, seed),
+            |ms, _| invariants::backoff(*ms),
+            Duration::from_millis,
+            || FALLBACK_BACKOFF,
+        )
     }
 }

@@ -58,20 +58,9 @@ pub fn show_key(k: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regionsync_proto::metapb::Peer;
 
     fn region(id: u64, start: &str, end: &str) -> Region {
-        Region {
-            id,
-            start_key: start.as_bytes().to_vec(),
-            end_key: end.as_bytes().to_vec(),
-            peers: vec![Peer {
-                id: id * 100,
-                store_id: 1,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
+        crate::region_store::tests::region(id, start, end, 1, 1)
     }
 
     #[test]

@@ -128,17 +128,7 @@ pub(super) fn leader_of(r: &Region, slot: u8) -> Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regionsync_proto::metapb::RegionEpoch;
-
-    fn region(id: u64, start: &str, end: &str, version: u64, conf_ver: u64) -> Region {
-        Region {
-            id,
-            start_key: start.as_bytes().to_vec(),
-            end_key: end.as_bytes().to_vec(),
-            region_epoch: Some(RegionEpoch { conf_ver, version }),
-            ..Default::default()
-        }
-    }
+    use crate::region_store::tests::region;
 
     #[test]
     fn fields_read_from_the_encoding_match_the_decoded_region() {

@@ -73,6 +73,18 @@ fn load_policy(
     Ok(Arc::new(runtime))
 }
 
+/// Serve the admin interface on `addr`, if one is given; where it listens.
+async fn serve_admin<N: regionsync::admin::AdminNode>(
+    addr: Option<&str>,
+    node: Arc<N>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    match addr {
+        // The task serves for the life of the process.
+        Some(addr) => Ok(Some(regionsync::admin::spawn(addr, node).await?.0)),
+        None => Ok(None),
+    }
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -99,13 +111,10 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     config.history_capacity = args.history_capacity;
     config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
     let leader = RunningLeader::start(config, policy, listener).await?;
-    let admin = match &node.admin {
-        Some(addr) => Some(regionsync::admin::spawn(addr, leader.shared().clone()).await?),
-        None => None,
-    };
+    let admin = serve_admin(node.admin.as_deref(), leader.shared().clone()).await?;
     tracing::info!(
         listen = %leader.server.local_addr(),
-        admin = ?admin.as_ref().map(|(a, _)| *a),
+        admin = ?admin,
         cluster_id = leader.shared().cluster_id,
         "leader running"
     );
@@ -142,13 +151,10 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
     let follower = RunningFollower::start(config, policy, listener).await?;
-    let admin = match &node.admin {
-        Some(addr) => Some(regionsync::admin::spawn(addr, follower.shared().clone()).await?),
-        None => None,
-    };
+    let admin = serve_admin(node.admin.as_deref(), follower.shared().clone()).await?;
     tracing::info!(
         listen = %follower.server.local_addr(),
-        admin = ?admin.as_ref().map(|(a, _)| *a),
+        admin = ?admin,
         leader = %args.leader,
         memory_only = args.memory_only,
         "follower running"
