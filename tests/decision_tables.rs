@@ -10,9 +10,10 @@
 use std::fmt::Write as _;
 
 use regionsync::policy_runtime::{
-    ConnectPlan, FollowerPhase, FollowerState, FrameDecision, FrameHeader, FrameKind, NativePolicy,
-    PolicyEngine, ReconnectReason, RingView, RouteAction, RouteReason, Routing, SendStep,
-    StreamPhase, StreamView, WasmRuntime, builtin,
+    AnnouncedSync, CatchUpStep, CatchUpView, ConnectPlan, DigestCheck, FollowerPhase,
+    FollowerState, FrameDecision, FrameHeader, FrameKind, NativePolicy, PolicyEngine,
+    ReconnectReason, RingView, RouteAction, RouteReason, Routing, SendStep, StreamPhase,
+    StreamView, SyncRequest, WasmRuntime, builtin,
 };
 
 /// The shipped policies, which `*` in a table stands for.
@@ -123,7 +124,8 @@ fn num(s: &str, at: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{at}: {s:?} is not a number"))
 }
 
-/// `FIRST..NEXT` (capacity does not change a decision; it is the span).
+/// `FIRST..NEXT` (capacity does not change a decision; it is the span);
+/// the store tracks changes from index 1 unless a `floor=N` says otherwise.
 fn ring(s: &str, at: &str) -> RingView {
     let (first, next) = s
         .split_once("..")
@@ -133,6 +135,7 @@ fn ring(s: &str, at: &str) -> RingView {
         first_index: first,
         next_index: next,
         capacity: next.saturating_sub(first).max(1),
+        delta_floor: 1,
     }
 }
 
@@ -147,6 +150,7 @@ fn state(s: &str, at: &str) -> FollowerState {
         "awaiting" => FollowerPhase::Awaiting,
         "snapshot" => FollowerPhase::Snapshot,
         "streaming" => FollowerPhase::Streaming,
+        "delta" => FollowerPhase::Delta,
         other => panic!("{at}: unknown phase {other:?}"),
     };
     let mut st = FollowerState::opened(num(next, at), false);
@@ -156,6 +160,7 @@ fn state(s: &str, at: &str) -> FollowerState {
             "complete" => st.complete = true,
             "ready" => st.ready = true,
             "force" => st.force_full_sync = true,
+            "resumable" => st.resumable = true,
             f if f.starts_with("snap=") => st.snapshot_regions = num(&f[5..], at),
             other => panic!("{at}: unknown state flag {other:?}"),
         }
@@ -171,6 +176,7 @@ fn render_state(s: &FollowerState) -> String {
         (s.complete, "complete"),
         (s.ready, "ready"),
         (s.force_full_sync, "force"),
+        (s.resumable, "resumable"),
     ] {
         if on {
             out.push(' ');
@@ -192,6 +198,7 @@ fn render_routing(r: &Routing) -> String {
         RouteAction::FullSync => "full-sync".to_string(),
         RouteAction::UpToDate => "up-to-date".to_string(),
         RouteAction::History(i) => format!("history({i})"),
+        RouteAction::Delta(i) => format!("delta({i})"),
     };
     format!("{action} {}", kebab(r.reason.as_str()))
 }
@@ -211,6 +218,9 @@ fn render_kind(k: FrameKind) -> &'static str {
         FrameKind::SnapshotStart => "snapshot-start",
         FrameKind::SnapshotData => "snapshot-data",
         FrameKind::Completion => "completion",
+        FrameKind::DeltaStart => "delta-start",
+        FrameKind::DeltaData => "delta-data",
+        FrameKind::VerifyFailed => "verify-failed",
         FrameKind::History => "history",
         FrameKind::Duplicate => "duplicate",
         FrameKind::Keepalive => "keepalive",
@@ -222,6 +232,9 @@ fn render_decision(d: &FrameDecision) -> String {
     let mut out = render_kind(d.kind).to_string();
     if d.reset_store {
         out.push_str(" reset");
+    }
+    if d.begin_delta {
+        out.push_str(" begin-delta");
     }
     if let Some(from) = d.apply_from {
         let _ = write!(out, " apply={from}");
@@ -239,7 +252,14 @@ fn render_decision(d: &FrameDecision) -> String {
 }
 
 fn render_plan(p: &ConnectPlan) -> String {
-    format!("ask {} -> {}", p.start_index, render_state(&p.state))
+    let mut out = format!("ask {}", p.start_index);
+    if p.ask_delta {
+        out.push_str(" delta");
+    }
+    if p.ask_verify {
+        out.push_str(" verify");
+    }
+    format!("{out} -> {}", render_state(&p.state))
 }
 
 // ----- the tables -----
@@ -247,11 +267,26 @@ fn render_plan(p: &ConnectPlan) -> String {
 #[test]
 fn routing_table() {
     let runs = run_table("routing", |engine, input, at| {
-        let [start, ring_span] = input.split_whitespace().collect::<Vec<_>>()[..] else {
-            panic!("{at}: expected START FIRST..NEXT, got {input:?}");
+        let words: Vec<&str> = input.split_whitespace().collect();
+        let [start, ring_span, flags @ ..] = &words[..] else {
+            panic!("{at}: expected START FIRST..NEXT [FLAGS], got {input:?}");
         };
+        let mut ring = ring(ring_span, at);
+        let mut request = SyncRequest {
+            start_index: num(start, at),
+            can_delta: false,
+            must_delta: false,
+        };
+        for flag in flags {
+            match *flag {
+                "can-delta" => request.can_delta = true,
+                "must-delta" => request.must_delta = true,
+                f if f.starts_with("floor=") => ring.delta_floor = num(&f[6..], at),
+                other => panic!("{at}: unknown routing flag {other:?}"),
+            }
+        }
         let routing = engine
-            .route_request(num(start, at), ring(ring_span, at))
+            .route_request(request, ring)
             .unwrap_or_else(|e| panic!("{at}: {e}"));
         render_routing(&routing)
     });
@@ -320,19 +355,30 @@ fn phase_machine_table() {
                     .unwrap_or_else(|e| panic!("{at}: {e}")),
             );
         }
-        let (error, span) = match event.split_once(' ') {
-            Some(("frame", span)) => (false, span),
-            Some(("error-frame", span)) => (true, span),
+        let words: Vec<&str> = event.split_whitespace().collect();
+        let (error, span, flags) = match &words[..] {
+            ["frame", span, flags @ ..] => (false, *span, flags),
+            ["error-frame", span, flags @ ..] => (true, *span, flags),
             _ => panic!("{at}: unknown event {event:?}"),
         };
         let (start, count) = span
             .split_once('+')
             .unwrap_or_else(|| panic!("{at}: {span:?} is not START+COUNT"));
-        let frame = FrameHeader {
+        let mut frame = FrameHeader::plain(
             error,
-            start_index: num(start, at),
-            region_count: u32::try_from(num(count, at)).expect("a u32 count"),
-        };
+            num(start, at),
+            u32::try_from(num(count, at)).expect("a u32 count"),
+        );
+        for flag in flags.iter() {
+            match *flag {
+                "full" => frame.announced = AnnouncedSync::Full,
+                "delta" => frame.announced = AnnouncedSync::Delta,
+                "history" => frame.announced = AnnouncedSync::History,
+                "digest=ok" => frame.digest = DigestCheck::Matched,
+                "digest=bad" => frame.digest = DigestCheck::Mismatched,
+                other => panic!("{at}: unknown frame flag {other:?}"),
+            }
+        }
         render_decision(
             &engine
                 .on_frame(st, frame)
@@ -350,4 +396,25 @@ fn phase_machine_table() {
             "no case of {reason:?}"
         );
     }
+}
+
+#[test]
+fn catch_up_table() {
+    let runs = run_table("catch_up", |engine, input, at| {
+        let [passes, pending] = input.split_whitespace().collect::<Vec<_>>()[..] else {
+            panic!("{at}: expected PASSES PENDING, got {input:?}");
+        };
+        let view = CatchUpView {
+            passes: u32::try_from(num(passes, at)).expect("a u32 pass count"),
+            pending: num(pending, at),
+        };
+        match engine
+            .plan_catch_up(view)
+            .unwrap_or_else(|e| panic!("{at}: {e}"))
+        {
+            CatchUpStep::AnotherPass => "another-pass".to_string(),
+            CatchUpStep::FinalPass => "final-pass".to_string(),
+        }
+    });
+    assert!(runs >= 20, "{runs} catch-up runs");
 }

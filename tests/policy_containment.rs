@@ -11,11 +11,21 @@ use std::time::{Duration, Instant};
 use regionsync::policy_runtime::wasm::{WasmConfig, contract_export};
 use regionsync::policy_runtime::{
     LoadError, PolicyEngine, PolicyError, PolicyRuntime, PolicySource, RingView, RouteAction,
-    RouteCause, RouteReason, WasmRuntime, builtin,
+    RouteCause, RouteReason, SyncRequest, WasmRuntime, builtin,
 };
 
 const TRIGGER: u64 = 0xDEAD_BEEF;
+/// A request from a follower that announced nothing.
+fn at(start_index: u64) -> SyncRequest {
+    SyncRequest {
+        start_index,
+        can_delta: false,
+        must_delta: false,
+    }
+}
+
 const RING: RingView = RingView {
+    delta_floor: 1,
     first_index: 100,
     next_index: 200,
     capacity: 100,
@@ -36,7 +46,7 @@ fn runtime() -> WasmRuntime {
 /// The component still answers ordinary calls after the failure.
 fn still_answers(policy: &dyn PolicyEngine) {
     let r = policy
-        .route_request(150, RING)
+        .route_request(at(150), RING)
         .expect("answers after a failure");
     assert_eq!(r.action, RouteAction::History(150));
     assert_eq!(policy.backoff(0, 1).unwrap(), policy.backoff(0, 1).unwrap());
@@ -71,7 +81,7 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
     let policy = rt.load_file(&fixture("hostile_loop")).unwrap();
     for _ in 0..3 {
         let t = Instant::now();
-        let err = policy.route_request(TRIGGER, RING).unwrap_err();
+        let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
         let took = t.elapsed();
         println!("endless loop stopped after {took:?}: {err}");
         assert!(
@@ -96,7 +106,7 @@ fn the_wall_clock_deadline_stops_a_loop_when_fuel_would_not() {
     .unwrap();
     let policy = rt.load_file(&fixture("hostile_loop")).unwrap();
     let t = Instant::now();
-    let err = policy.route_request(TRIGGER, RING).unwrap_err();
+    let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
     let took = t.elapsed();
     println!("endless loop with unlimited fuel stopped after {took:?}: {err}");
     assert_eq!(err, PolicyError::Deadline(Duration::from_millis(10)));
@@ -111,7 +121,7 @@ fn the_wall_clock_deadline_stops_a_loop_when_fuel_would_not() {
 fn unbounded_memory_growth_is_stopped_at_the_limit() {
     let rt = runtime();
     let policy = rt.load_file(&fixture("hostile_memory")).unwrap();
-    let err = policy.route_request(TRIGGER, RING).unwrap_err();
+    let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
     assert_eq!(err, PolicyError::Memory(8 << 20));
     still_answers(&policy);
 }
@@ -120,7 +130,7 @@ fn unbounded_memory_growth_is_stopped_at_the_limit() {
 fn a_trap_is_an_error_not_a_panic() {
     let rt = runtime();
     let policy = rt.load_file(&fixture("hostile_trap")).unwrap();
-    let err = policy.route_request(TRIGGER, RING).unwrap_err();
+    let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
     assert!(matches!(err, PolicyError::Trap(_)), "{err:?}");
     still_answers(&policy);
 }
@@ -129,23 +139,23 @@ fn a_trap_is_an_error_not_a_panic() {
 fn the_runtime_falls_back_to_a_full_sync_and_counts_it() {
     let runtime =
         PolicyRuntime::new(runtime(), PolicySource::File(fixture("hostile_trap"))).unwrap();
-    let routed = runtime.route_request(TRIGGER, RING);
+    let routed = runtime.route_request(at(TRIGGER), RING);
     assert_eq!(routed.cause, RouteCause::Fallback);
     assert_eq!(routed.action, RouteAction::FullSync);
     assert_eq!(routed.cause.as_str(), "policy_fallback");
     assert_eq!(runtime.stats().fallbacks.load(Ordering::Relaxed), 1);
-    let routed = runtime.route_request(150, RING);
+    let routed = runtime.route_request(at(150), RING);
     assert_eq!(routed.cause, RouteCause::Policy(RouteReason::InRing));
 }
 
-/// A component that exports the decisions interface at another version.
+/// A component built against the previous contract, 0.1.0.
 const OTHER_VERSION: &str = r#"
 (component
   (core module $m (func (export "describe") (result i32) i32.const 7))
   (core instance $i (instantiate $m))
   (func $describe (result u32) (canon lift (core func $i "describe")))
   (instance $decisions (export "describe" (func $describe)))
-  (export "regionsync:policy/decisions@0.0.9" (instance $decisions))
+  (export "regionsync:policy/decisions@0.1.0" (instance $decisions))
 )
 "#;
 
@@ -154,12 +164,12 @@ fn a_component_of_another_contract_version_is_refused_naming_both() {
     let bytes = wat::parse_str(OTHER_VERSION).unwrap();
     let err = runtime().load(&bytes).err().expect("refused");
     assert!(
-        matches!(&err, LoadError::ContractVersion { theirs, ours } if theirs == "0.0.9" && *ours == "0.1.0"),
+        matches!(&err, LoadError::ContractVersion { theirs, ours } if theirs == "0.1.0" && *ours == "0.2.0"),
         "{err}"
     );
     let said = err.to_string();
-    assert!(said.contains("regionsync:policy@0.0.9"), "{said}");
     assert!(said.contains("regionsync:policy@0.1.0"), "{said}");
+    assert!(said.contains("regionsync:policy@0.2.0"), "{said}");
 }
 
 #[test]
@@ -197,7 +207,7 @@ fn swap_changes_behaviour_and_a_refused_swap_keeps_the_old_policy() {
 
     let rt = PolicyRuntime::new(runtime(), PolicySource::Builtin("default")).unwrap();
     assert_eq!(
-        rt.route_request(150, RING).action,
+        rt.route_request(at(150), RING).action,
         RouteAction::History(150)
     );
 
@@ -206,7 +216,7 @@ fn swap_changes_behaviour_and_a_refused_swap_keeps_the_old_policy() {
         (old.name.as_str(), new.name.as_str()),
         ("default", "conservative")
     );
-    let r = rt.route_request(150, RING);
+    let r = rt.route_request(at(150), RING);
     assert_eq!(
         (r.action, r.cause),
         (
@@ -221,7 +231,7 @@ fn swap_changes_behaviour_and_a_refused_swap_keeps_the_old_policy() {
             if matches!(**source, LoadError::ContractVersion { .. })),
         "{err}"
     );
-    assert!(regionsync::error_chain(&err).contains("0.0.9"), "{err}");
+    assert!(regionsync::error_chain(&err).contains("0.1.0"), "{err}");
     assert_eq!(rt.info().name, "conservative");
     assert_eq!(rt.stats().failed_swaps.load(Ordering::Relaxed), 1);
 
@@ -243,7 +253,7 @@ fn calls_in_flight_during_swaps_never_fail() {
             std::thread::spawn(move || {
                 let mut calls = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let r = rt.route_request(150, RING);
+                    let r = rt.route_request(at(150), RING);
                     assert_ne!(r.cause, RouteCause::Fallback);
                     assert!(matches!(
                         r.action,
@@ -308,7 +318,7 @@ fn compiled_components_are_cached_in_memory_and_on_disk() {
     let (policy, outcome) = fresh.load_traced(builtin::DEFAULT).unwrap();
     assert_eq!(outcome, CacheOutcome::Compiled);
     assert_eq!(
-        policy.route_request(150, RING).unwrap().action,
+        policy.route_request(at(150), RING).unwrap().action,
         RouteAction::History(150)
     );
 }

@@ -3,8 +3,9 @@
 //! is what keeps the WIT conversions and the component build honest.
 
 use regionsync::policy_runtime::{
-    FollowerPhase, FollowerState, FrameHeader, NativePolicy, PolicyEngine, RingView, StreamPhase,
-    StreamView, WasmRuntime, builtin,
+    AnnouncedSync, CatchUpView, DigestCheck, FollowerPhase, FollowerState, FrameHeader,
+    NativePolicy, PolicyEngine, RingView, StreamPhase, StreamView, SyncRequest, WasmRuntime,
+    builtin,
 };
 use regionsync_tests::Rng;
 
@@ -17,13 +18,15 @@ fn ring(rng: &mut Rng) -> RingView {
         first_index: first,
         next_index: next,
         capacity: rng.near(&[1, 10, 10_000, 80_000]),
+        delta_floor: rng.near(&[0, 1, first]),
     }
 }
 
 fn follower_state(rng: &mut Rng) -> FollowerState {
-    let phase = match rng.below(3) {
+    let phase = match rng.below(4) {
         0 => FollowerPhase::Awaiting,
         1 => FollowerPhase::Snapshot,
+        2 => FollowerPhase::Delta,
         _ => FollowerPhase::Streaming,
     };
     FollowerState {
@@ -33,6 +36,7 @@ fn follower_state(rng: &mut Rng) -> FollowerState {
         complete: rng.bool(),
         ready: rng.bool(),
         force_full_sync: rng.below(4) == 0,
+        resumable: rng.bool(),
     }
 }
 
@@ -49,11 +53,25 @@ fn compare(name: &str, seed: u64) {
     let mut checked = 0u64;
     for case in 0..CASES {
         let r = ring(&mut rng);
-        let start = rng.near(&[0, r.first_index, r.next_index, u64::MAX]);
+        let request = SyncRequest {
+            start_index: rng.near(&[0, r.delta_floor, r.first_index, r.next_index, u64::MAX]),
+            can_delta: rng.bool(),
+            must_delta: rng.below(4) == 0,
+        };
         assert_eq!(
-            native.route_request(start, r),
-            wasm.route_request(start, r),
-            "{name} route-request case {case}: start {start} ring {r:?}"
+            native.route_request(request, r),
+            wasm.route_request(request, r),
+            "{name} route-request case {case}: {request:?} ring {r:?}"
+        );
+
+        let catch_up = CatchUpView {
+            passes: rng.near(&[0, 1, 15, 16, 17]) as u32,
+            pending: rng.near(&[0, 500, 1_000, 1_001, u64::MAX]),
+        };
+        assert_eq!(
+            native.plan_catch_up(catch_up),
+            wasm.plan_catch_up(catch_up),
+            "{name} plan-catch-up case {case}: {catch_up:?}"
         );
 
         let view = StreamView {
@@ -89,6 +107,17 @@ fn compare(name: &str, seed: u64) {
             error: rng.below(8) == 0,
             start_index: rng.near(&[0, state.next_index, u64::MAX]),
             region_count: rng.near(&[0, 1, 1_000]) as u32,
+            announced: [
+                AnnouncedSync::None,
+                AnnouncedSync::Full,
+                AnnouncedSync::Delta,
+                AnnouncedSync::History,
+            ][rng.below(4) as usize],
+            digest: [
+                DigestCheck::Absent,
+                DigestCheck::Matched,
+                DigestCheck::Mismatched,
+            ][rng.below(3) as usize],
         };
         assert_eq!(
             native.on_frame(state, frame),
@@ -103,7 +132,7 @@ fn compare(name: &str, seed: u64) {
             wasm.backoff(attempt, seed),
             "{name} backoff case {case}: attempt {attempt} seed {seed}"
         );
-        checked += 6;
+        checked += 7;
     }
     println!("{name}: {checked} decisions identical over {CASES} seeded cases (seed {seed})");
 }

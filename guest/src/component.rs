@@ -45,7 +45,13 @@ impl wit::Guest for Component {
         POLICY.describe().into()
     }
 
-    fn route_request(start_index: u64, ring: wit::RingView) -> wit::Routing {
+    fn route_request(request: wit::SyncRequest, ring: wit::RingView) -> wit::Routing {
+        #[cfg(any(
+            feature = "hostile-loop",
+            feature = "hostile-memory",
+            feature = "hostile-trap"
+        ))]
+        let start_index = request.start_index;
         #[cfg(feature = "hostile-loop")]
         if start_index == HOSTILE_TRIGGER {
             let mut spins = 0u64;
@@ -67,7 +73,11 @@ impl wit::Guest for Component {
         if start_index == HOSTILE_TRIGGER {
             core::arch::wasm32::unreachable();
         }
-        POLICY.route_request(start_index, ring.into()).into()
+        POLICY.route_request(request.into(), ring.into()).into()
+    }
+
+    fn plan_catch_up(view: wit::CatchUpView) -> wit::CatchUpStep {
+        POLICY.plan_catch_up(view.into()).into()
     }
 
     fn plan_send(view: wit::StreamView) -> wit::SendStep {

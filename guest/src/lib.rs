@@ -33,7 +33,7 @@ pub use types::*;
 
 /// The WIT package version this library implements; the host checks a
 /// component against it.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Frame bounds the protocol fixes as the ceiling for every policy: PD followers
 /// refuse messages over their receive limit, so no policy may exceed these.
@@ -71,7 +71,7 @@ impl Policy {
     pub const fn default_policy() -> Self {
         Policy {
             name: "default",
-            version: "0.1.0",
+            version: "0.2.0",
             gaps_mean_full_sync: false,
             max_concurrent_full_syncs: 4,
             backoff_base_ms: 1_000,
@@ -90,7 +90,7 @@ impl Policy {
     pub const fn conservative() -> Self {
         Policy {
             name: "conservative",
-            version: "0.1.0",
+            version: "0.2.0",
             gaps_mean_full_sync: true,
             max_concurrent_full_syncs: 1,
             backoff_base_ms: 2_000,

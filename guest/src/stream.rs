@@ -6,7 +6,7 @@
 //! looks at that cursor and the ring, so a slow stream can never make another
 //! skip or wait.
 
-use crate::{Policy, RecordRange, SendStep, StreamPhase, StreamView};
+use crate::{CatchUpStep, CatchUpView, Policy, RecordRange, SendStep, StreamPhase, StreamView};
 
 impl Policy {
     /// The next step for one stream.
@@ -32,6 +32,26 @@ impl Policy {
     }
 }
 
+/// Passes after which a catch-up takes what is left at one index whatever
+/// its size, so that a sync under any churn ends.
+pub const MAX_CATCH_UP_PASSES: u32 = 16;
+
+impl Policy {
+    /// The next catch-up pass of a full or delta sync: take the rest at one
+    /// index once it fits in a frame, or after [`MAX_CATCH_UP_PASSES`]. Each
+    /// pass sends what changed during the previous one, so under a churn the
+    /// leader can stream faster than it happens, the passes shrink until one
+    /// is small enough to take while the intake waits.
+    pub fn plan_catch_up(&self, view: CatchUpView) -> CatchUpStep {
+        if view.pending <= u64::from(self.limits.max_regions) || view.passes >= MAX_CATCH_UP_PASSES
+        {
+            CatchUpStep::FinalPass
+        } else {
+            CatchUpStep::AnotherPass
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +65,7 @@ mod tests {
                 first_index: 10,
                 next_index: 2_511,
                 capacity: 10_000,
+                delta_floor: 1,
             },
         }
     }
@@ -99,6 +120,24 @@ mod tests {
                 start: 10,
                 count: 500
             })
+        );
+    }
+
+    #[test]
+    fn catch_up_passes_end_once_the_rest_fits_a_frame_or_after_the_cap() {
+        let p = Policy::default_policy();
+        let view = |passes, pending| CatchUpView { passes, pending };
+        assert_eq!(p.plan_catch_up(view(0, 50_000)), CatchUpStep::AnotherPass);
+        assert_eq!(p.plan_catch_up(view(3, 1_001)), CatchUpStep::AnotherPass);
+        assert_eq!(p.plan_catch_up(view(3, 1_000)), CatchUpStep::FinalPass);
+        assert_eq!(p.plan_catch_up(view(0, 0)), CatchUpStep::FinalPass);
+        assert_eq!(
+            p.plan_catch_up(view(MAX_CATCH_UP_PASSES, u64::MAX)),
+            CatchUpStep::FinalPass
+        );
+        assert_eq!(
+            Policy::conservative().plan_catch_up(view(1, 600)),
+            CatchUpStep::AnotherPass
         );
     }
 }

@@ -25,6 +25,20 @@ pub struct RingView {
     pub next_index: u64,
     /// Most records the ring can hold.
     pub capacity: u64,
+    /// Oldest index from which the leader's store can name every region
+    /// changed since (0: no delta is possible).
+    pub delta_floor: u64,
+}
+
+/// What a follower asked for when it opened a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// The request's start_index.
+    pub start_index: u64,
+    /// The follower announced that it takes delta syncs.
+    pub can_delta: bool,
+    /// The follower is part-way through a delta from start_index.
+    pub must_delta: bool,
 }
 
 /// Why the leader routed a request where it did.
@@ -42,17 +56,20 @@ pub enum RouteReason {
     AheadOfLeader,
     /// The index is in the ring, but the policy refuses partial replays.
     GapRefused,
+    /// The follower must finish a delta it began from this index.
+    DeltaResumed,
 }
 
 impl RouteReason {
     /// Every reason, for tests and tables that must cover them all.
-    pub const ALL: [RouteReason; 6] = [
+    pub const ALL: [RouteReason; 7] = [
         RouteReason::UpToDate,
         RouteReason::InRing,
         RouteReason::ZeroIndex,
         RouteReason::BehindRing,
         RouteReason::AheadOfLeader,
         RouteReason::GapRefused,
+        RouteReason::DeltaResumed,
     ];
 
     /// Stable label for logs, metrics and the status JSON.
@@ -64,6 +81,7 @@ impl RouteReason {
             RouteReason::BehindRing => "behind_ring",
             RouteReason::AheadOfLeader => "ahead_of_leader",
             RouteReason::GapRefused => "gap_refused",
+            RouteReason::DeltaResumed => "delta_resumed",
         }
     }
 }
@@ -77,6 +95,8 @@ pub enum RouteAction {
     History(u64),
     /// Snapshot, catch-up, completion, then live.
     FullSync,
+    /// Every region changed since this index, a completion, then live.
+    Delta(u64),
 }
 
 /// A routing decision and its reason.
@@ -130,6 +150,24 @@ pub enum SendStep {
     Exhausted,
 }
 
+/// A catch-up pass of a full or delta sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUpView {
+    /// Passes done so far in this sync.
+    pub passes: u32,
+    /// Changes made since the current mark.
+    pub pending: u64,
+}
+
+/// What the next catch-up pass is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpStep {
+    /// Send what changed since the mark without holding the intake off.
+    AnotherPass,
+    /// Take what is left consistently at one index, and complete there.
+    FinalPass,
+}
+
 /// Bounds of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLimits {
@@ -148,6 +186,8 @@ pub enum FollowerPhase {
     Snapshot,
     /// Applying history and live records.
     Streaming,
+    /// Receiving a delta sync; not ready.
+    Delta,
 }
 
 impl FollowerPhase {
@@ -157,6 +197,7 @@ impl FollowerPhase {
             FollowerPhase::Awaiting => "awaiting",
             FollowerPhase::Snapshot => "snapshot",
             FollowerPhase::Streaming => "streaming",
+            FollowerPhase::Delta => "delta",
         }
     }
 }
@@ -176,6 +217,8 @@ pub struct FollowerState {
     pub ready: bool,
     /// Ask for a full sync at the next connect even if complete.
     pub force_full_sync: bool,
+    /// Incomplete only because a delta from `next_index` was under way.
+    pub resumable: bool,
 }
 
 impl FollowerState {
@@ -189,6 +232,7 @@ impl FollowerState {
             complete,
             ready: false,
             force_full_sync: false,
+            resumable: false,
         }
     }
 }
@@ -202,6 +246,48 @@ pub struct FrameHeader {
     pub start_index: u64,
     /// Number of regions in the frame.
     pub region_count: u32,
+    /// What the leader announced for this stream.
+    pub announced: AnnouncedSync,
+    /// The frame's digest against the follower's store as it is now.
+    pub digest: DigestCheck,
+}
+
+impl FrameHeader {
+    /// A frame of a stream that announced nothing, without a digest: what a
+    /// PD leader sends.
+    pub const fn plain(error: bool, start_index: u64, region_count: u32) -> Self {
+        FrameHeader {
+            error,
+            start_index,
+            region_count,
+            announced: AnnouncedSync::None,
+            digest: DigestCheck::Absent,
+        }
+    }
+}
+
+/// The kind of sync the leader announced for the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncedSync {
+    /// Nothing announced: PD's protocol.
+    None,
+    /// A full sync.
+    Full,
+    /// A delta sync.
+    Delta,
+    /// History replay or up to date.
+    History,
+}
+
+/// How a completion's digest compares with the follower's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestCheck {
+    /// No digest in the frame.
+    Absent,
+    /// Equal.
+    Matched,
+    /// Different.
+    Mismatched,
 }
 
 /// What a received frame means.
@@ -213,8 +299,14 @@ pub enum FrameKind {
     SnapshotStart,
     /// Further snapshot or catch-up regions.
     SnapshotData,
-    /// End of a full sync: the index is the frame's start_index.
+    /// End of a full or delta sync: the index is the frame's start_index.
     Completion,
+    /// First frame of a delta sync.
+    DeltaStart,
+    /// Further regions of a delta sync.
+    DeltaData,
+    /// A completion whose digest differs from the follower's set.
+    VerifyFailed,
     /// History or live records.
     History,
     /// Records the follower already has.
@@ -227,11 +319,14 @@ pub enum FrameKind {
 
 impl FrameKind {
     /// Every kind, for tests and tables that must cover them all.
-    pub const ALL: [FrameKind; 8] = [
+    pub const ALL: [FrameKind; 11] = [
         FrameKind::Error,
         FrameKind::SnapshotStart,
         FrameKind::SnapshotData,
         FrameKind::Completion,
+        FrameKind::DeltaStart,
+        FrameKind::DeltaData,
+        FrameKind::VerifyFailed,
         FrameKind::History,
         FrameKind::Duplicate,
         FrameKind::Keepalive,
@@ -248,14 +343,17 @@ pub enum ReconnectReason {
     Gap,
     /// The frame does not fit the phase.
     UnexpectedFrame,
+    /// The leader's digest at completion differs from the follower's.
+    VerifyFailed,
 }
 
 impl ReconnectReason {
     /// Every reason, for tests and tables that must cover them all.
-    pub const ALL: [ReconnectReason; 3] = [
+    pub const ALL: [ReconnectReason; 4] = [
         ReconnectReason::ErrorHeader,
         ReconnectReason::Gap,
         ReconnectReason::UnexpectedFrame,
+        ReconnectReason::VerifyFailed,
     ];
 
     /// Stable label for logs and metrics.
@@ -264,6 +362,7 @@ impl ReconnectReason {
             ReconnectReason::ErrorHeader => "error_header",
             ReconnectReason::Gap => "gap",
             ReconnectReason::UnexpectedFrame => "unexpected_frame",
+            ReconnectReason::VerifyFailed => "verify_failed",
         }
     }
 }
@@ -277,6 +376,8 @@ pub struct FrameDecision {
     pub kind: FrameKind,
     /// Clear cache and durable storage (and mark it incomplete) first.
     pub reset_store: bool,
+    /// Mark the store incomplete but resumable, keeping its regions, first.
+    pub begin_delta: bool,
     /// Apply the frame's regions from this offset on; `None` applies nothing.
     pub apply_from: Option<u32>,
     /// Record the applied regions in the follower's history ring.
@@ -294,4 +395,8 @@ pub struct ConnectPlan {
     pub start_index: u64,
     /// The state for the new stream.
     pub state: FollowerState,
+    /// Announce that this follower takes delta syncs.
+    pub ask_delta: bool,
+    /// Announce that this follower checks completions against the digest.
+    pub ask_verify: bool,
 }

@@ -15,27 +15,40 @@ macro_rules! wit_conversions {
             use $($wit)::+ as wit;
             use $crate as plain;
             $crate::__wit_record!(wit, plain, PolicyInfo { name, version });
-            $crate::__wit_record!(wit, plain, RingView { first_index, next_index, capacity });
+            $crate::__wit_record!(wit, plain, RingView {
+                first_index, next_index, capacity, delta_floor
+            });
+            $crate::__wit_record!(wit, plain, SyncRequest { start_index, can_delta, must_delta });
+            $crate::__wit_record!(wit, plain, CatchUpView { passes, pending });
             $crate::__wit_record!(wit, plain, Routing { action, reason });
             $crate::__wit_record!(wit, plain, StreamView { phase, cursor, ring });
             $crate::__wit_record!(wit, plain, RecordRange { start, count });
             $crate::__wit_record!(wit, plain, FrameLimits { max_regions, max_bytes });
             $crate::__wit_record!(wit, plain, FollowerState {
-                phase, next_index, snapshot_regions, complete, ready, force_full_sync
+                phase, next_index, snapshot_regions, complete, ready, force_full_sync, resumable
             });
-            $crate::__wit_record!(wit, plain, FrameHeader { error, start_index, region_count });
-            $crate::__wit_record!(wit, plain, ConnectPlan { start_index, state });
+            $crate::__wit_record!(wit, plain, FrameHeader {
+                error, start_index, region_count, announced, digest
+            });
+            $crate::__wit_record!(wit, plain, ConnectPlan {
+                start_index, state, ask_delta, ask_verify
+            });
             $crate::__wit_enum!(wit, plain, RouteReason {
-                UpToDate, InRing, ZeroIndex, BehindRing, AheadOfLeader, GapRefused
+                UpToDate, InRing, ZeroIndex, BehindRing, AheadOfLeader, GapRefused, DeltaResumed
             });
+            $crate::__wit_enum!(wit, plain, CatchUpStep { AnotherPass, FinalPass });
+            $crate::__wit_enum!(wit, plain, AnnouncedSync { None, Full, Delta, History });
+            $crate::__wit_enum!(wit, plain, DigestCheck { Absent, Matched, Mismatched });
             $crate::__wit_enum!(wit, plain, StreamPhase { CatchingUp, Live });
-            $crate::__wit_enum!(wit, plain, FollowerPhase { Awaiting, Snapshot, Streaming });
+            $crate::__wit_enum!(wit, plain, FollowerPhase { Awaiting, Snapshot, Streaming, Delta });
             $crate::__wit_enum!(wit, plain, FrameKind {
-                Error, SnapshotStart, SnapshotData, Completion, History, Duplicate, Keepalive,
-                Unexpected
+                Error, SnapshotStart, SnapshotData, Completion, DeltaStart, DeltaData,
+                VerifyFailed, History, Duplicate, Keepalive, Unexpected
             });
-            $crate::__wit_enum!(wit, plain, ReconnectReason { ErrorHeader, Gap, UnexpectedFrame });
-            $crate::__wit_variant!(wit, plain, RouteAction { UpToDate, FullSync } { History });
+            $crate::__wit_enum!(wit, plain, ReconnectReason {
+                ErrorHeader, Gap, UnexpectedFrame, VerifyFailed
+            });
+            $crate::__wit_variant!(wit, plain, RouteAction { UpToDate, FullSync } { History, Delta });
             $crate::__wit_variant!(wit, plain, SendStep { Idle, Exhausted } { Records, CaughtUp });
 
             impl From<wit::FrameDecision> for plain::FrameDecision {
@@ -44,6 +57,7 @@ macro_rules! wit_conversions {
                         state: d.state.into(),
                         kind: d.kind.into(),
                         reset_store: d.reset_store,
+                        begin_delta: d.begin_delta,
                         apply_from: d.apply_from,
                         record_history: d.record_history,
                         claim_index: d.claim_index,
@@ -57,6 +71,7 @@ macro_rules! wit_conversions {
                         state: d.state.into(),
                         kind: d.kind.into(),
                         reset_store: d.reset_store,
+                        begin_delta: d.begin_delta,
                         apply_from: d.apply_from,
                         record_history: d.record_history,
                         claim_index: d.claim_index,

@@ -66,7 +66,7 @@ async fn main() {
         let before = rss_bytes();
         let mut store = regionsync::region_store::RegionStore::new();
         for r in &regions {
-            store.apply(r, r.peers[0].id, 0);
+            store.apply(r, r.peers[0].id, 0, 0);
         }
         let after = rss_bytes();
         println!(

@@ -9,14 +9,25 @@ use std::time::{Duration, Instant};
 
 use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync::policy_runtime::{
-    NativePolicy, PolicyEngine, PolicyRuntime, PolicySource, RingView, WasmRuntime, builtin,
+    NativePolicy, PolicyEngine, PolicyRuntime, PolicySource, RingView, SyncRequest, WasmRuntime,
+    builtin,
 };
 
 const RING: RingView = RingView {
     first_index: 100,
     next_index: 200,
     capacity: 100,
+    delta_floor: 1,
 };
+
+/// A request for `start_index` from a follower that takes deltas.
+fn at(start_index: u64) -> SyncRequest {
+    SyncRequest {
+        start_index,
+        can_delta: true,
+        must_delta: false,
+    }
+}
 
 /// Median per-call time over `samples` batches of `batch` calls.
 fn median_call(samples: usize, batch: usize, mut f: impl FnMut(u64)) -> Duration {
@@ -66,7 +77,7 @@ fn main() -> anyhow::Result<()> {
                 PolicySource::Builtin("default"),
             )
             .unwrap();
-            black_box(rt.route_request(150, RING));
+            black_box(rt.route_request(at(150), RING));
             t.elapsed()
         })
         .collect();
@@ -82,23 +93,19 @@ fn main() -> anyhow::Result<()> {
 
     for _ in 0..3 {
         let w = median_call(201, 1_000, |i| {
-            black_box(wasm.route_request(black_box(100 + i), RING).unwrap());
+            black_box(wasm.route_request(at(black_box(100 + i)), RING).unwrap());
         });
         let n = median_call(201, 1_000, |i| {
-            black_box(native.route_request(black_box(100 + i), RING).unwrap());
+            black_box(native.route_request(at(black_box(100 + i)), RING).unwrap());
         });
         let r = median_call(201, 1_000, |i| {
-            black_box(runtime.route_request(black_box(100 + i), RING));
+            black_box(runtime.route_request(at(black_box(100 + i)), RING));
         });
         let f = median_call(201, 1_000, |i| {
             black_box(
                 wasm.on_frame(
                     regionsync::policy_runtime::FollowerState::opened(150, true),
-                    regionsync::policy_runtime::FrameHeader {
-                        error: false,
-                        start_index: 100 + i,
-                        region_count: 10,
-                    },
+                    regionsync::policy_runtime::FrameHeader::plain(false, 100 + i, 10),
                 )
                 .unwrap(),
             );

@@ -51,6 +51,11 @@ impl SetDigest {
     pub fn hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+
+    /// The digest as a number, as a completion frame carries it.
+    pub fn value(&self) -> u128 {
+        self.0
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The history ring: the last N accepted region changes, numbered by a
 //! monotonically increasing index, readable as [first_index, next_index).
 //!
-//! Bounded in records (docs/protocol.md §2); each follower stream keeps its own cursor
+//! Bounded in records and in bytes (docs/protocol.md §2, §7): whichever bound
+//! is reached first evicts the oldest record. Each follower stream keeps its own cursor
 //! outside the ring (PD #10715 had one shared cursor). A full sync *pins* the
 //! ring from its start index: if the ring must overwrite a record a pin still
 //! needs, the pin is marked broken at once, so the stream learns immediately
@@ -12,11 +13,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use regionsync_guest::RingView;
 use regionsync_proto::metapb::{Peer, Region};
-use regionsync_proto::pdpb::{RegionHeartbeatRequest, RegionStat};
+use regionsync_proto::pdpb::{PeerStats, RegionHeartbeatRequest, RegionStat};
 
 /// One change: the region as it became, with its leader and flow. What a
 /// heartbeat proposes to the intake, and, once accepted, what the ring keeps
@@ -29,6 +31,10 @@ pub struct Record {
     pub leader: Peer,
     /// Its flow statistics.
     pub stats: RegionStat,
+    /// Its peers that are down, with for how long.
+    pub down_peers: Vec<PeerStats>,
+    /// Its peers that are behind.
+    pub pending_peers: Vec<Peer>,
 }
 
 impl Record {
@@ -44,32 +50,72 @@ impl Record {
             region: req.region?,
             leader: req.leader.unwrap_or_default(),
             stats,
+            down_peers: req.down_peers,
+            pending_peers: req.pending_peers,
         })
+    }
+
+    /// A record of just a region and its leader (no flow, no peer states).
+    pub fn bare(region: Region, leader: Peer) -> Self {
+        Record {
+            region,
+            leader,
+            stats: RegionStat::default(),
+            down_peers: Vec::new(),
+            pending_peers: Vec::new(),
+        }
     }
 
     /// Bytes this record adds to a frame (region, leader and stats).
     pub fn encoded_len(&self) -> usize {
-        self.region.encoded_len() + self.leader.encoded_len() + self.stats.encoded_len() + 8
+        let peers = |n: usize| n + 8;
+        self.region.encoded_len()
+            + self.leader.encoded_len()
+            + self.stats.encoded_len()
+            + self
+                .down_peers
+                .iter()
+                .map(|p| peers(p.encoded_len()))
+                .sum::<usize>()
+            + self
+                .pending_peers
+                .iter()
+                .map(|p| peers(p.encoded_len()))
+                .sum::<usize>()
+            + 16
     }
 }
 
-/// Fingerprint of what a change carries besides the region (its leader and
-/// flow), so that the region store can tell a leader or flow change from a
-/// repeat. Leader intake and follower apply must agree on it.
-pub fn fingerprint(leader: &Peer, stats: &RegionStat) -> u64 {
-    let fields = [
-        leader.id,
-        leader.store_id,
-        stats.bytes_written,
-        stats.bytes_read,
-        stats.keys_written,
-        stats.keys_read,
-    ];
-    let mut buf = [0u8; 48];
-    for (chunk, f) in buf.chunks_exact_mut(8).zip(fields) {
-        chunk.copy_from_slice(&f.to_le_bytes());
+/// Fingerprint of what a change carries besides the region, as far as it
+/// makes a record (PD's `needSync` rule): its leader, its down and pending
+/// peers, and its bytes written and read rounded half-up to multiples of
+/// `flow_divisor` (10^`--flow-round-digits`; 1 keeps them exact). Keys
+/// written/read, approximate size and keys make no record. Leader intake and
+/// follower apply use the same function.
+pub fn fingerprint(record: &Record, flow_divisor: u64) -> u64 {
+    let round = |v: u64| {
+        let d = flow_divisor.max(1);
+        (v.saturating_add(d / 2) / d).saturating_mul(d)
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for word in [
+        record.leader.id,
+        record.leader.store_id,
+        round(record.stats.bytes_written),
+        round(record.stats.bytes_read),
+    ] {
+        h.update(&word.to_le_bytes());
     }
-    xxhash_rust::xxh3::xxh3_64(&buf)
+    for d in &record.down_peers {
+        let p = d.peer.unwrap_or_default();
+        // Down time is not part of the state: it grows every heartbeat.
+        h.update(&p.id.to_le_bytes());
+    }
+    h.update(&[0xff]);
+    for p in &record.pending_peers {
+        h.update(&p.id.to_le_bytes());
+    }
+    h.digest()
 }
 
 /// Held by a full sync from its start until its catch-up is sent.
@@ -93,21 +139,35 @@ impl Pin {
 
 /// The ring of one node (leader or follower: both number like the leader).
 pub struct HistoryRing {
-    records: VecDeque<Arc<Record>>,
+    /// Each record with when it was pushed (for the change rate).
+    records: VecDeque<(Arc<Record>, Instant)>,
     first_index: u64,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     pins: Vec<Arc<Pin>>,
 }
+
+/// Records the change rate is measured over: enough to smooth a burst, few
+/// enough to follow a change of load within seconds.
+const RATE_WINDOW: usize = 4_096;
 
 impl HistoryRing {
     /// An empty ring whose next record gets `next_index` (after a restart,
     /// first_index == next_index, docs/protocol.md §2).
-    pub fn new(capacity: usize, next_index: u64) -> Self {
+    /// `max_bytes` bounds the records' encoded size (0: no bound).
+    pub fn new(capacity: usize, max_bytes: usize, next_index: u64) -> Self {
         let capacity = capacity.max(1);
         HistoryRing {
-            records: VecDeque::with_capacity(capacity.min(1 << 20)),
+            records: VecDeque::with_capacity(capacity.min(1 << 16)),
             first_index: next_index,
             capacity,
+            max_bytes: if max_bytes == 0 {
+                usize::MAX
+            } else {
+                max_bytes
+            },
+            bytes: 0,
             pins: Vec::new(),
         }
     }
@@ -138,20 +198,49 @@ impl HistoryRing {
     }
 
     /// The ring as the policy sees it.
+    /// Encoded bytes of the records held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The ring as the policy sees it, with no delta floor (the store, not
+    /// the ring, knows that; see `RegionStore::delta_floor`).
     pub fn view(&self) -> RingView {
         RingView {
             first_index: self.first_index,
             next_index: self.next_index(),
             capacity: self.capacity as u64,
+            delta_floor: 0,
         }
+    }
+
+    /// How long the ring would hold a record at the current change rate:
+    /// what it can hold (its record bound, or its byte bound at the current
+    /// record size) over the changes per second of the last few thousand
+    /// records. `None` before there is a rate to measure.
+    pub fn seconds_covered(&self, now: Instant) -> Option<f64> {
+        let n = self.records.len().min(RATE_WINDOW);
+        let (_, since) = self.records.get(self.records.len().checked_sub(n)?)?;
+        let span = now
+            .saturating_duration_since(*since)
+            .max(Duration::from_millis(1));
+        let rate = n as f64 / span.as_secs_f64();
+        let mean_bytes = self.bytes as f64 / self.records.len().max(1) as f64;
+        let holds = (self.capacity as f64).min(self.max_bytes as f64 / mean_bytes.max(1.0));
+        Some(holds / rate)
     }
 
     /// Append a record; returns its index. Overwrites the oldest when full,
     /// breaking any pin that still needed it.
     pub fn push(&mut self, record: Arc<Record>) -> u64 {
-        if self.records.len() == self.capacity {
+        self.bytes += record.encoded_len();
+        self.records.push_back((record, Instant::now()));
+        while self.records.len() > self.capacity
+            || (self.bytes > self.max_bytes && self.records.len() > 1)
+        {
             let evicted = self.first_index;
-            self.records.pop_front();
+            let (old, _) = self.records.pop_front().expect("more than one record");
+            self.bytes -= old.encoded_len();
             self.first_index += 1;
             self.pins.retain(|pin| {
                 // Only the ring holds it: the stream has let go.
@@ -165,7 +254,6 @@ impl HistoryRing {
                 true
             });
         }
-        self.records.push_back(record);
         self.next_index() - 1
     }
 
@@ -189,7 +277,7 @@ impl HistoryRing {
         let offset = (start - self.first_index) as usize;
         let mut bytes = 0;
         let mut out = Vec::with_capacity(count.min(self.records.len() - offset));
-        for r in self.records.iter().skip(offset).take(count) {
+        for (r, _) in self.records.iter().skip(offset).take(count) {
             let size = r.encoded_len();
             if !out.is_empty() && bytes + size > max_bytes {
                 break;
@@ -206,19 +294,18 @@ mod tests {
     use super::*;
 
     fn rec(id: u64) -> Arc<Record> {
-        Arc::new(Record {
-            region: Region {
+        Arc::new(Record::bare(
+            Region {
                 id,
                 ..Default::default()
             },
-            leader: Peer::default(),
-            stats: RegionStat::default(),
-        })
+            Peer::default(),
+        ))
     }
 
     #[test]
     fn indexes_continue_from_the_start_and_the_ring_stays_bounded() {
-        let mut ring = HistoryRing::new(3, 10);
+        let mut ring = HistoryRing::new(3, 0, 10);
         assert_eq!((ring.first_index(), ring.next_index()), (10, 10));
         for id in 0..5 {
             assert_eq!(ring.push(rec(id)), 10 + id);
@@ -240,7 +327,7 @@ mod tests {
 
     #[test]
     fn reads_respect_the_byte_bound_but_return_at_least_one() {
-        let mut ring = HistoryRing::new(10, 1);
+        let mut ring = HistoryRing::new(10, 0, 1);
         for id in 1..=5 {
             ring.push(rec(id));
         }
@@ -251,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_pin_breaks_when_its_records_are_overwritten() {
-        let mut ring = HistoryRing::new(3, 1);
+        let mut ring = HistoryRing::new(3, 0, 1);
         ring.push(rec(1));
         let pin = ring.pin();
         assert_eq!(pin.from(), 2);
@@ -265,12 +352,78 @@ mod tests {
 
     #[test]
     fn a_released_pin_is_forgotten() {
-        let mut ring = HistoryRing::new(2, 1);
+        let mut ring = HistoryRing::new(2, 0, 1);
         let pin = ring.pin();
         drop(pin);
         for id in 0..5 {
             ring.push(rec(id));
         }
         assert!(ring.pins.is_empty());
+    }
+
+    #[test]
+    fn a_byte_bound_evicts_like_a_record_bound_and_breaks_pins() {
+        let one = rec(1).encoded_len();
+        let mut ring = HistoryRing::new(1_000, one * 3, 1);
+        let pin = ring.pin();
+        for id in 1..=3 {
+            ring.push(rec(id));
+        }
+        assert_eq!((ring.first_index(), ring.len()), (1, 3));
+        assert!(!pin.is_broken());
+        ring.push(rec(4));
+        assert_eq!((ring.first_index(), ring.len()), (2, 3));
+        assert_eq!(ring.bytes(), one * 3);
+        assert!(pin.is_broken());
+        // A record larger than the bound is still kept, alone.
+        let mut tiny = HistoryRing::new(10, 1, 1);
+        tiny.push(rec(1));
+        tiny.push(rec(2));
+        assert_eq!((tiny.first_index(), tiny.len()), (2, 1));
+    }
+
+    #[test]
+    fn coverage_is_what_the_ring_holds_over_the_change_rate() {
+        let mut ring = HistoryRing::new(100, 0, 1);
+        assert_eq!(ring.seconds_covered(Instant::now()), None);
+        let start = Instant::now();
+        for id in 1..=10 {
+            ring.push(rec(id));
+        }
+        // 10 records over (at most) the time since `start`, a ring of 100:
+        // at least ten times that time.
+        let later = Instant::now() + Duration::from_secs(1);
+        let covered = ring.seconds_covered(later).unwrap();
+        let span = later.duration_since(start).as_secs_f64();
+        assert!(covered >= 10.0 * span * 0.99, "{covered} for {span}");
+    }
+
+    #[test]
+    fn flow_within_rounding_leaves_the_fingerprint_alone() {
+        let mut a = Record::bare(
+            Region::default(),
+            Peer {
+                id: 7,
+                store_id: 1,
+                ..Default::default()
+            },
+        );
+        a.stats.bytes_written = 12_345;
+        let mut b = a.clone();
+        b.stats.bytes_written = 12_499; // rounds to 12,000 with 3 digits
+        b.stats.keys_written = 99; // keys never count
+        assert_eq!(fingerprint(&a, 1_000), fingerprint(&b, 1_000));
+        assert_ne!(fingerprint(&a, 1), fingerprint(&b, 1));
+        b.stats.bytes_written = 12_500; // rounds to 13,000
+        assert_ne!(fingerprint(&a, 1_000), fingerprint(&b, 1_000));
+        let mut c = a.clone();
+        c.pending_peers.push(Peer {
+            id: 9,
+            ..Default::default()
+        });
+        assert_ne!(fingerprint(&a, 1_000), fingerprint(&c, 1_000));
+        let mut d = a.clone();
+        d.leader.id = 8;
+        assert_ne!(fingerprint(&a, 1_000), fingerprint(&d, 1_000));
     }
 }

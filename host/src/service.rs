@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::history::Record;
 use crate::region_store::{MalformedRegion, RegionStore, StoredRegion, check_region};
-use crate::wire::{MAX_MESSAGE_BYTES, ok_header};
+use crate::wire::{CAPABILITIES_HEADER, Capabilities, MAX_MESSAGE_BYTES, ROUTE_HEADER, ok_header};
 
 /// Budget of one ScanRegions answer.
 const SCAN_BYTES: usize = 4 << 20;
@@ -49,6 +49,15 @@ pub trait RegionReads: Send + Sync + 'static {
 /// A stream of sync frames for one follower.
 pub type FrameStream = Pin<Box<dyn Stream<Item = Result<SyncRegionResponse, Status>> + Send>>;
 
+/// A sync stream as the leader opened it.
+pub struct SyncStream {
+    /// The frames.
+    pub frames: FrameStream,
+    /// The kind of sync, announced in the response metadata to a follower
+    /// that announced its capabilities (`full-sync`, `delta`, ...).
+    pub route: Option<&'static str>,
+}
+
 /// What only a leader offers the service.
 pub trait Leading: Send + Sync + 'static {
     /// Queue a well-formed change for the intake, waiting while the intake is
@@ -58,8 +67,12 @@ pub trait Leading: Send + Sync + 'static {
     /// Count a heartbeat refused as malformed.
     fn count_refused(&self);
     /// Serve a follower's sync stream, whose first request passed the
-    /// cluster check.
-    fn open_sync(&self, request: SyncRegionRequest) -> Result<FrameStream, Status>;
+    /// cluster check, with what the follower announced in its metadata.
+    fn open_sync(
+        &self,
+        request: SyncRegionRequest,
+        caps: Capabilities,
+    ) -> Result<SyncStream, Status>;
 }
 
 /// The gRPC service of one node.
@@ -276,6 +289,12 @@ impl Pd for PdService {
         request: Request<Streaming<SyncRegionRequest>>,
     ) -> Result<Response<Self::SyncRegionsStream>, Status> {
         let leading = self.leading("this node is a follower; sync from the leader")?;
+        let caps = request
+            .metadata()
+            .get(CAPABILITIES_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(Capabilities::parse)
+            .unwrap_or_default();
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("SyncRegions stream closed before its request")
@@ -287,10 +306,17 @@ impl Pd for PdService {
             );
             return Err(status);
         }
-        let frames = leading.open_sync(first)?;
+        let opened = leading.open_sync(first, caps)?;
         // Later requests on the stream carry nothing we use; PD sends one.
         tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
-        Ok(Response::new(frames))
+        let mut response = Response::new(opened.frames);
+        if let Some(route) = opened.route.filter(|_| caps.any()) {
+            response.metadata_mut().insert(
+                ROUTE_HEADER,
+                tonic::metadata::MetadataValue::from_static(route),
+            );
+        }
+        Ok(response)
     }
 }
 

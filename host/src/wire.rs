@@ -29,3 +29,97 @@ pub fn member(name: &str, url: &str) -> Member {
         ..Default::default()
     }
 }
+
+/// gRPC request metadata in which a regionsync follower announces what it
+/// takes beyond PD's protocol (docs/protocol.md §7): a comma-separated list
+/// of [`Capabilities`] names. A PD follower sends none and gets exactly PD's
+/// frames.
+pub const CAPABILITIES_HEADER: &str = "regionsync-capabilities";
+
+/// gRPC response metadata in which the leader tells such a follower which
+/// sync the stream is: `full-sync`, `delta`, `history` or `up-to-date`.
+pub const ROUTE_HEADER: &str = "regionsync-route";
+
+/// What a follower announced it takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Delta syncs, and full syncs caught up from the store.
+    pub delta: bool,
+    /// A digest on completion frames, to check its copy against.
+    pub verify: bool,
+    /// Its store is part-way through a delta from the requested index: only
+    /// a delta from there, or a full sync, can complete it.
+    pub must_delta: bool,
+}
+
+impl Capabilities {
+    /// Parse the header's value; unknown names are ignored (a newer follower
+    /// may know more).
+    pub fn parse(value: &str) -> Self {
+        let mut caps = Capabilities::default();
+        for name in value.split(',').map(str::trim) {
+            match name {
+                "delta" => caps.delta = true,
+                "verify" => caps.verify = true,
+                "delta-resume" => caps.must_delta = true,
+                _ => {}
+            }
+        }
+        caps
+    }
+
+    /// The header's value; empty when there is nothing to announce.
+    pub fn to_header(self) -> String {
+        let names = [
+            (self.delta, "delta"),
+            (self.verify, "verify"),
+            (self.must_delta, "delta-resume"),
+        ];
+        names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The follower speaks regionsync's extensions at all.
+    pub fn any(self) -> bool {
+        self.delta || self.verify
+    }
+}
+
+/// The digest field of a completion frame, as bytes.
+pub fn digest_bytes(digest: u128) -> Vec<u8> {
+    digest.to_le_bytes().to_vec()
+}
+
+/// The digest a completion frame carries, if it carries a well-formed one.
+pub fn digest_of(bytes: &[u8]) -> Option<u128> {
+    Some(u128::from_le_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_round_trip_and_ignore_unknown_names() {
+        let caps = Capabilities {
+            delta: true,
+            verify: true,
+            must_delta: false,
+        };
+        assert_eq!(Capabilities::parse(&caps.to_header()), caps);
+        assert_eq!(
+            Capabilities::parse("verify, teleport"),
+            Capabilities {
+                verify: true,
+                ..Default::default()
+            }
+        );
+        assert!(!Capabilities::parse("").any());
+        assert_eq!(digest_of(&digest_bytes(42)), Some(42));
+        assert_eq!(digest_of(&[1, 2, 3]), None);
+    }
+}

@@ -267,7 +267,7 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        said.contains("default 0.1.0 -> conservative 0.1.0"),
+        said.contains("default 0.2.0 -> conservative 0.2.0"),
         "{said}"
     );
     assert_eq!(status(&fadmin)["policy"]["name"], "conservative");

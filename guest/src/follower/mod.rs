@@ -6,11 +6,13 @@
 //! leader had at `next_index` (`complete`) or it claims no index at all. A full
 //! sync therefore starts with a reset that marks the store incomplete, and only
 //! the completion frame claims an index again; a crash anywhere in between
-//! makes the next connect ask for index 0.
+//! makes the next connect ask for index 0. A delta sync keeps the store but
+//! marks it incomplete and *resumable* first: a crash part-way leaves a store
+//! that claims no index, and that a delta from the same index completes.
 
 use crate::{
-    ConnectPlan, FollowerPhase, FollowerState, FrameDecision, FrameHeader, FrameKind, Policy,
-    ReconnectReason,
+    AnnouncedSync, ConnectPlan, DigestCheck, FollowerPhase, FollowerState, FrameDecision,
+    FrameHeader, FrameKind, Policy, ReconnectReason,
 };
 
 /// A decision that changes nothing but the state (and maybe the kind).
@@ -19,6 +21,7 @@ fn keep(state: FollowerState, kind: FrameKind) -> FrameDecision {
         state,
         kind,
         reset_store: false,
+        begin_delta: false,
         apply_from: None,
         record_history: false,
         claim_index: None,
@@ -33,9 +36,13 @@ fn apply_all(count: u32) -> Option<u32> {
 
 impl Policy {
     /// What to send on (re)connect. An incomplete store, or one the policy
-    /// wants rebuilt, asks for index 0 and so always gets a full sync.
+    /// wants rebuilt, asks for index 0 and so always gets a full sync; a
+    /// store part-way through a delta asks to finish it, when the policy
+    /// takes deltas.
     pub fn on_connect(&self, state: FollowerState) -> ConnectPlan {
-        let full = !state.complete || state.force_full_sync;
+        let takes_delta = !self.gaps_mean_full_sync;
+        let resume = state.resumable && takes_delta;
+        let full = state.force_full_sync || (!state.complete && !resume);
         ConnectPlan {
             start_index: if full { 0 } else { state.next_index },
             state: FollowerState {
@@ -46,6 +53,10 @@ impl Policy {
                 ready: state.ready && state.complete,
                 ..state
             },
+            ask_delta: takes_delta,
+            // Checking a completion costs nothing and catches a copy that
+            // went wrong behind the follower's back.
+            ask_verify: true,
         }
     }
 
@@ -56,42 +67,40 @@ impl Policy {
             d.reconnect = Some(ReconnectReason::ErrorHeader);
             return d;
         }
+        let delta = frame.announced == AnnouncedSync::Delta;
         match state.phase {
-            FollowerPhase::Awaiting if frame.start_index == 0 => FrameDecision {
-                state: FollowerState {
-                    phase: FollowerPhase::Snapshot,
-                    next_index: 0,
-                    snapshot_regions: u64::from(frame.region_count),
-                    complete: false,
-                    ready: false,
-                    force_full_sync: false,
-                },
-                kind: FrameKind::SnapshotStart,
-                reset_store: true,
-                apply_from: apply_all(frame.region_count),
-                record_history: false,
-                claim_index: None,
-                reconnect: None,
-            },
-            FollowerPhase::Snapshot if frame.region_count == 0 => FrameDecision {
-                state: FollowerState {
-                    phase: FollowerPhase::Streaming,
-                    next_index: frame.start_index,
-                    complete: true,
-                    ready: true,
-                    ..state
-                },
-                kind: FrameKind::Completion,
-                reset_store: false,
-                apply_from: None,
-                record_history: false,
-                claim_index: Some(frame.start_index),
-                reconnect: None,
-            },
-            FollowerPhase::Snapshot => {
-                // Snapshot frames are positional and catch-up frames carry
-                // record indexes; both only add to the staged set and neither
-                // moves the index, so they need not be told apart.
+            FollowerPhase::Awaiting if delta => self.on_delta_start(state, frame),
+            FollowerPhase::Awaiting
+                if frame.start_index == 0 && frame.announced != AnnouncedSync::History =>
+            {
+                FrameDecision {
+                    state: FollowerState {
+                        phase: FollowerPhase::Snapshot,
+                        next_index: 0,
+                        snapshot_regions: u64::from(frame.region_count),
+                        complete: false,
+                        ready: false,
+                        force_full_sync: false,
+                        resumable: false,
+                    },
+                    kind: FrameKind::SnapshotStart,
+                    reset_store: true,
+                    apply_from: apply_all(frame.region_count),
+                    ..keep(state, FrameKind::SnapshotStart)
+                }
+            }
+            FollowerPhase::Snapshot | FollowerPhase::Delta if frame.region_count == 0 => {
+                self.on_completion(state, frame)
+            }
+            FollowerPhase::Snapshot | FollowerPhase::Delta => {
+                // Snapshot frames are positional, catch-up frames carry
+                // record indexes and delta frames their base; all only add
+                // to the set being built and none moves the index.
+                let kind = if state.phase == FollowerPhase::Delta {
+                    FrameKind::DeltaData
+                } else {
+                    FrameKind::SnapshotData
+                };
                 let mut d = keep(
                     FollowerState {
                         snapshot_regions: state
@@ -99,7 +108,7 @@ impl Policy {
                             .saturating_add(u64::from(frame.region_count)),
                         ..state
                     },
-                    FrameKind::SnapshotData,
+                    kind,
                 );
                 d.apply_from = apply_all(frame.region_count);
                 d
@@ -111,6 +120,76 @@ impl Policy {
                 },
                 frame,
             ),
+        }
+    }
+
+    /// The first frame of a stream the leader announced as a delta.
+    fn on_delta_start(&self, state: FollowerState, frame: FrameHeader) -> FrameDecision {
+        // A delta adds to a set the leader had at next_index: only a complete
+        // store, or one part-way through the same delta, has one.
+        if !(state.complete || state.resumable) || self.gaps_mean_full_sync {
+            let mut d = keep(
+                FollowerState {
+                    force_full_sync: true,
+                    ..state
+                },
+                FrameKind::Unexpected,
+            );
+            d.reconnect = Some(ReconnectReason::UnexpectedFrame);
+            return d;
+        }
+        if frame.region_count == 0 && state.complete {
+            // Nothing changed since our index: the completion comes at once.
+            return self.on_completion(state, frame);
+        }
+        FrameDecision {
+            state: FollowerState {
+                phase: FollowerPhase::Delta,
+                snapshot_regions: u64::from(frame.region_count),
+                complete: false,
+                ready: false,
+                force_full_sync: false,
+                resumable: true,
+                ..state
+            },
+            begin_delta: true,
+            apply_from: apply_all(frame.region_count),
+            ..keep(state, FrameKind::DeltaStart)
+        }
+    }
+
+    /// The end of a full or delta sync: claim its index, unless the leader's
+    /// digest says the set differs, in which case nothing of it can be
+    /// trusted: clear it and ask for a full sync.
+    fn on_completion(&self, state: FollowerState, frame: FrameHeader) -> FrameDecision {
+        if frame.digest == DigestCheck::Mismatched {
+            let mut d = keep(
+                FollowerState {
+                    phase: FollowerPhase::Awaiting,
+                    next_index: 0,
+                    snapshot_regions: 0,
+                    complete: false,
+                    ready: false,
+                    force_full_sync: true,
+                    resumable: false,
+                },
+                FrameKind::VerifyFailed,
+            );
+            d.reset_store = true;
+            d.reconnect = Some(ReconnectReason::VerifyFailed);
+            return d;
+        }
+        FrameDecision {
+            state: FollowerState {
+                phase: FollowerPhase::Streaming,
+                next_index: frame.start_index,
+                complete: true,
+                ready: true,
+                resumable: false,
+                ..state
+            },
+            claim_index: Some(frame.start_index),
+            ..keep(state, FrameKind::Completion)
         }
     }
 
@@ -169,12 +248,10 @@ impl Policy {
                 next_index: end,
                 ..state
             },
-            kind: FrameKind::History,
-            reset_store: false,
             apply_from: Some((next - start) as u32),
             record_history: true,
             claim_index: Some(end),
-            reconnect: None,
+            ..keep(state, FrameKind::History)
         }
     }
 }

@@ -1,10 +1,14 @@
 use super::*;
 
 fn frame(start_index: u64, region_count: u32) -> FrameHeader {
+    FrameHeader::plain(false, start_index, region_count)
+}
+
+fn delta_frame(start_index: u64, region_count: u32, digest: DigestCheck) -> FrameHeader {
     FrameHeader {
-        error: false,
-        start_index,
-        region_count,
+        announced: AnnouncedSync::Delta,
+        digest,
+        ..frame(start_index, region_count)
     }
 }
 
@@ -57,14 +61,7 @@ fn an_error_header_changes_nothing_and_reconnects() {
     ] {
         let mut s = complete_at(9);
         s.phase = phase;
-        let d = p.on_frame(
-            s,
-            FrameHeader {
-                error: true,
-                start_index: 0,
-                region_count: 3,
-            },
-        );
+        let d = p.on_frame(s, FrameHeader::plain(true, 0, 3));
         assert_eq!(d.state, s);
         assert_eq!(d.kind, FrameKind::Error);
         assert_eq!(d.reconnect, Some(ReconnectReason::ErrorHeader));
@@ -222,4 +219,68 @@ fn admission_and_limits_differ_between_policies() {
     assert!(c.admit_full_sync(0) && !c.admit_full_sync(1));
     assert_eq!(d.limits().max_regions, 1_000);
     assert!(c.limits().max_regions < d.limits().max_regions);
+}
+
+#[test]
+fn a_delta_keeps_the_store_marks_it_resumable_and_claims_only_at_completion() {
+    let p = Policy::default_policy();
+    let plan = p.on_connect(complete_at(40));
+    assert!(plan.ask_delta && plan.ask_verify);
+    assert_eq!(plan.start_index, 40);
+    let d = p.on_frame(plan.state, delta_frame(40, 700, DigestCheck::Absent));
+    assert_eq!(d.kind, FrameKind::DeltaStart);
+    assert!(d.begin_delta && !d.reset_store);
+    assert_eq!(d.apply_from, Some(0));
+    assert!(!d.record_history);
+    assert_eq!(d.claim_index, None);
+    assert_eq!(d.state.phase, FollowerPhase::Delta);
+    assert_eq!(
+        d.state.next_index, 40,
+        "a delta keeps its base until completion"
+    );
+    assert!(d.state.resumable && !d.state.complete && !d.state.ready);
+
+    let d = p.on_frame(d.state, delta_frame(40, 20, DigestCheck::Absent));
+    assert_eq!(d.kind, FrameKind::DeltaData);
+    assert_eq!(d.apply_from, Some(0));
+    let d = p.on_frame(d.state, delta_frame(900, 0, DigestCheck::Matched));
+    assert_eq!(d.kind, FrameKind::Completion);
+    assert_eq!(d.claim_index, Some(900));
+    assert!(d.state.complete && d.state.ready && !d.state.resumable);
+}
+
+#[test]
+fn a_store_part_way_through_a_delta_asks_to_finish_it() {
+    let p = Policy::default_policy();
+    let mut s = FollowerState::opened(40, false);
+    s.resumable = true;
+    let plan = p.on_connect(s);
+    assert_eq!(plan.start_index, 40);
+    assert!(plan.ask_delta);
+    // Conservative takes no deltas: the partial set can only be replaced.
+    assert_eq!(Policy::conservative().on_connect(s).start_index, 0);
+    // A delta offered to a store with no index to add to is refused.
+    let d = p.on_frame(
+        FollowerState::opened(40, false),
+        delta_frame(40, 3, DigestCheck::Absent),
+    );
+    assert_eq!(d.kind, FrameKind::Unexpected);
+    assert!(d.state.force_full_sync);
+}
+
+#[test]
+fn a_completion_whose_digest_differs_clears_the_store_and_asks_for_a_full_sync() {
+    let p = Policy::default_policy();
+    for before in [FollowerPhase::Snapshot, FollowerPhase::Delta] {
+        let mut s = FollowerState::opened(0, false);
+        s.phase = before;
+        s.resumable = before == FollowerPhase::Delta;
+        let d = p.on_frame(s, delta_frame(500, 0, DigestCheck::Mismatched));
+        assert_eq!(d.kind, FrameKind::VerifyFailed);
+        assert!(d.reset_store);
+        assert_eq!(d.claim_index, None);
+        assert_eq!(d.reconnect, Some(ReconnectReason::VerifyFailed));
+        assert!(!d.state.ready && !d.state.complete && d.state.force_full_sync);
+        assert_eq!(p.on_connect(d.state).start_index, 0);
+    }
 }

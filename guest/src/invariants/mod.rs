@@ -24,9 +24,9 @@ mod rejection;
 pub use rejection::Rejection;
 
 use crate::{
-    ConnectPlan, FollowerPhase, FollowerState, FrameDecision, FrameHeader, FrameLimits,
-    MAX_FRAME_BYTES, MAX_FRAME_REGIONS, RingView, RouteAction, Routing, SendStep, StreamPhase,
-    StreamView,
+    AnnouncedSync, ConnectPlan, DigestCheck, FollowerPhase, FollowerState, FrameDecision,
+    FrameHeader, FrameLimits, MAX_FRAME_BYTES, MAX_FRAME_REGIONS, RingView, RouteAction, Routing,
+    SendStep, StreamPhase, StreamView, SyncRequest,
 };
 
 /// The longest reconnect delay any policy may ask for, in milliseconds.
@@ -35,10 +35,31 @@ pub const MAX_BACKOFF_MS: u64 = 300_000;
 /// The smallest byte bound of a frame a policy may set.
 pub const MIN_FRAME_BYTES: u64 = 1024;
 
-/// A routing answer for a request at `start` against `ring`.
-pub fn routing(start: u64, ring: RingView, r: &Routing) -> Result<(), Rejection> {
+/// A routing answer for `request` against `ring`.
+pub fn routing(request: SyncRequest, ring: RingView, r: &Routing) -> Result<(), Rejection> {
+    let start = request.start_index;
+    if request.must_delta && !matches!(r.action, RouteAction::FullSync | RouteAction::Delta(_)) {
+        return Err(Rejection::ReplayOnPartialDelta { start });
+    }
     match r.action {
         RouteAction::FullSync => Ok(()),
+        RouteAction::Delta(from)
+            if from == start
+                && from != 0
+                && request.can_delta
+                && ring.delta_floor != 0
+                && ring.delta_floor <= from
+                && from < ring.next_index =>
+        {
+            Ok(())
+        }
+        RouteAction::Delta(from) => Err(Rejection::DeltaInfeasible {
+            from,
+            start,
+            can_delta: request.can_delta,
+            floor: ring.delta_floor,
+            next: ring.next_index,
+        }),
         RouteAction::UpToDate if start == ring.next_index && start != 0 => Ok(()),
         RouteAction::UpToDate => Err(Rejection::UpToDateNotAtNext {
             start,
@@ -129,13 +150,19 @@ pub fn connect_plan(before: FollowerState, plan: &ConnectPlan) -> Result<(), Rej
     if s.phase != FollowerPhase::Awaiting {
         return Err(Rejection::NewStreamNotAwaiting(s.phase));
     }
-    if s.next_index != before.next_index || s.complete != before.complete {
+    if s.next_index != before.next_index
+        || s.complete != before.complete
+        || s.resumable != before.resumable
+    {
         return Err(Rejection::ConnectChangedStore);
     }
     if s.ready && !s.complete {
         return Err(Rejection::ReadyWhileIncomplete);
     }
-    if plan.start_index != 0 && !(before.complete && plan.start_index == before.next_index) {
+    // A complete store resumes from its index; one part-way through a delta
+    // may ask to finish it, announcing that it takes deltas.
+    let holds = before.complete || (before.resumable && plan.ask_delta);
+    if plan.start_index != 0 && !(holds && plan.start_index == before.next_index) {
         return Err(Rejection::AsksForUnheldIndex {
             asked: plan.start_index,
             held: before.next_index,
@@ -164,6 +191,24 @@ pub fn frame_decision(
     if d.reset_store && after.complete {
         return Err(Rejection::ResetButComplete);
     }
+    if after.complete && after.resumable {
+        return Err(Rejection::ResumableButComplete);
+    }
+    if d.begin_delta {
+        // A delta keeps the store and adds to it: only onto a set the leader
+        // had at the index it keeps.
+        let base = before.complete || before.resumable;
+        if d.reset_store
+            || frame.error
+            || !base
+            || after.complete
+            || after.ready
+            || !after.resumable
+            || after.next_index != before.next_index
+        {
+            return Err(Rejection::DeltaBeginInvalid);
+        }
+    }
     if after.ready && !after.complete {
         return Err(Rejection::ReadyWhileIncomplete);
     }
@@ -174,12 +219,13 @@ pub fn frame_decision(
     // that claims no index (a full sync in progress); otherwise the
     // follower's numbering would silently diverge from the leader's.
     let full_sync = d.reset_store || (before.phase == FollowerPhase::Snapshot && !before.complete);
-    if d.apply_from.is_some() && !d.record_history && !full_sync {
+    let delta = d.begin_delta || (before.phase == FollowerPhase::Delta && !before.complete);
+    if d.apply_from.is_some() && !d.record_history && !full_sync && !delta {
         return Err(Rejection::UnrecordedApply);
     }
     if d.record_history {
         let from = d.apply_from.ok_or(Rejection::RecordWithoutApply)?;
-        if !before.complete || d.reset_store {
+        if !before.complete || d.reset_store || d.begin_delta {
             return Err(Rejection::HistoryWithoutIndex);
         }
         let numbered_from = frame.start_index.saturating_add(u64::from(from));
@@ -202,12 +248,35 @@ pub fn frame_decision(
                 complete: after.complete,
             });
         }
-        let completion = before.phase == FollowerPhase::Snapshot && frame.region_count == 0;
+        // A completion ends a full sync or a delta (one that had nothing to
+        // send completes at once), at the frame's index, and only when the
+        // leader's digest, if any, matched.
+        let syncing = matches!(before.phase, FollowerPhase::Snapshot | FollowerPhase::Delta)
+            || (before.phase == FollowerPhase::Awaiting
+                && frame.announced == AnnouncedSync::Delta
+                && before.complete);
+        let completion = syncing && frame.region_count == 0 && !frame.error;
         if !(d.record_history || completion) {
             return Err(Rejection::ClaimWithoutCause);
         }
-    } else if after.next_index != before.next_index && !d.reset_store {
-        return Err(Rejection::IndexMovedUnclaimed);
+        if completion && !d.record_history {
+            if claim != frame.start_index {
+                return Err(Rejection::ClaimNotAtCompletion {
+                    claim,
+                    frame: frame.start_index,
+                });
+            }
+            if frame.digest == DigestCheck::Mismatched {
+                return Err(Rejection::ClaimDespiteMismatch);
+            }
+        }
+    } else {
+        if after.next_index != before.next_index && !d.reset_store {
+            return Err(Rejection::IndexMovedUnclaimed);
+        }
+        if after.complete && !before.complete {
+            return Err(Rejection::CompleteWithoutClaim);
+        }
     }
     Ok(())
 }

@@ -30,6 +30,25 @@ pub enum Rejection {
         /// The ring's next index.
         next: u64,
     },
+    /// Routing: a delta the follower cannot take or the store cannot give.
+    DeltaInfeasible {
+        /// Where the delta would start.
+        from: u64,
+        /// The requested index.
+        start: u64,
+        /// Whether the follower takes deltas.
+        can_delta: bool,
+        /// The leader's delta floor.
+        floor: u64,
+        /// The leader's next index.
+        next: u64,
+    },
+    /// Routing: history or "up to date" for a follower part-way through a
+    /// delta, whose store claims no index.
+    ReplayOnPartialDelta {
+        /// The requested index.
+        start: u64,
+    },
     /// Plan-send: records that do not start at the stream's cursor.
     RecordsNotAtCursor {
         /// First record of the planned frame.
@@ -110,6 +129,23 @@ pub enum Rejection {
     },
     /// On-frame: a reset store cannot be complete at once.
     ResetButComplete,
+    /// On-frame: a complete store cannot also be part-way through a delta.
+    ResumableButComplete,
+    /// On-frame: a delta begun on a store that has no index to add to, or
+    /// that leaves the state anything but incomplete, resumable and at the
+    /// same index.
+    DeltaBeginInvalid,
+    /// On-frame: a completion claiming another index than the frame's.
+    ClaimNotAtCompletion {
+        /// The claimed index.
+        claim: u64,
+        /// The completion frame's index.
+        frame: u64,
+    },
+    /// On-frame: an index claimed although the leader's digest differs.
+    ClaimDespiteMismatch,
+    /// On-frame: an incomplete store made complete without a claim.
+    CompleteWithoutClaim,
     /// On-frame: a frame that ends the stream must not change the store.
     ReconnectChangesStore,
     /// On-frame: regions applied outside a full sync without being recorded
@@ -164,6 +200,21 @@ impl fmt::Display for Rejection {
             } => write!(
                 f,
                 "history from {from} for a request at {start}, ring holds [{first}, {next})"
+            ),
+            DeltaInfeasible {
+                from,
+                start,
+                can_delta,
+                floor,
+                next,
+            } => write!(
+                f,
+                "delta from {from} for a request at {start} (takes deltas: {can_delta}), \
+                 the store names changes from {floor}, the leader is at {next}"
+            ),
+            ReplayOnPartialDelta { start } => write!(
+                f,
+                "replay or up-to-date for a follower part-way through a delta from {start}"
             ),
             RecordsNotAtCursor { start, cursor } => {
                 write!(f, "records from {start} but the cursor is {cursor}")
@@ -225,6 +276,20 @@ impl fmt::Display for Rejection {
                 write!(f, "apply from {from} in a frame of {count} regions")
             }
             ResetButComplete => f.write_str("a reset store cannot be complete before completion"),
+            ResumableButComplete => f.write_str("complete and part-way through a delta at once"),
+            DeltaBeginInvalid => f.write_str(
+                "a delta must begin on a store with an index, and leave it incomplete, \
+                 resumable, not ready, at the same index",
+            ),
+            ClaimNotAtCompletion { claim, frame } => {
+                write!(f, "claims index {claim} at a completion frame for {frame}")
+            }
+            ClaimDespiteMismatch => {
+                f.write_str("claims an index although the leader's digest differs")
+            }
+            CompleteWithoutClaim => {
+                f.write_str("an incomplete store made complete without a claim")
+            }
             ReconnectChangesStore => {
                 f.write_str("a frame that ends the stream must not change the store")
             }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::splitmix::SplitMix64;
-use crate::{FrameKind, Policy};
+use crate::{AnnouncedSync, DigestCheck, FrameKind, Policy};
 
 fn near(rng: &mut SplitMix64, anchors: &[u64]) -> u64 {
     if rng.below(4) == 0 {
@@ -20,6 +20,15 @@ fn ring(rng: &mut SplitMix64) -> RingView {
         first_index: first,
         next_index: first.saturating_add(near(rng, &[0, 1, 999, 1_000, 1_001])),
         capacity: near(rng, &[1, 10_000]),
+        delta_floor: near(rng, &[0, 1, first]),
+    }
+}
+
+fn request(rng: &mut SplitMix64, r: RingView) -> SyncRequest {
+    SyncRequest {
+        start_index: near(rng, &[0, r.delta_floor, r.first_index, r.next_index]),
+        can_delta: rng.below(2) == 0,
+        must_delta: rng.below(4) == 0,
     }
 }
 
@@ -28,10 +37,15 @@ fn state(rng: &mut SplitMix64) -> FollowerState {
         FollowerPhase::Awaiting,
         FollowerPhase::Snapshot,
         FollowerPhase::Streaming,
-    ][rng.below(3) as usize];
-    // Only states the phase machine can reach: a full sync in progress
-    // never claims an index.
-    let complete = phase != FollowerPhase::Snapshot && rng.below(2) == 0;
+        FollowerPhase::Delta,
+    ][rng.below(4) as usize];
+    // Only states the phase machine can reach: a full sync or a delta in
+    // progress never claims an index, and only a delta leaves a store
+    // resumable.
+    let syncing = matches!(phase, FollowerPhase::Snapshot | FollowerPhase::Delta);
+    let complete = !syncing && rng.below(2) == 0;
+    let resumable = phase == FollowerPhase::Delta
+        || (!complete && phase != FollowerPhase::Snapshot && rng.below(2) == 0);
     FollowerState {
         phase,
         next_index: near(rng, &[0, 1, 500, u64::MAX]),
@@ -39,6 +53,7 @@ fn state(rng: &mut SplitMix64) -> FollowerState {
         complete,
         ready: complete && rng.below(2) == 0,
         force_full_sync: rng.below(4) == 0,
+        resumable,
     }
 }
 
@@ -47,13 +62,13 @@ fn every_answer_of_the_shipped_policies_keeps_the_invariants() {
     for policy in [Policy::default_policy(), Policy::conservative()] {
         let mut rng = SplitMix64::new(7);
         limits(&policy.limits()).unwrap();
-        let mut kinds = [0u32; 8];
+        let mut kinds = [0u32; FrameKind::ALL.len()];
         for case in 0..20_000 {
             let r = ring(&mut rng);
-            let start = near(&mut rng, &[0, r.first_index, r.next_index]);
-            let routed = policy.route_request(start, r);
-            routing(start, r, &routed)
-                .unwrap_or_else(|e| panic!("{} case {case}: {e}", policy.name));
+            let req = request(&mut rng, r);
+            let routed = policy.route_request(req, r);
+            routing(req, r, &routed)
+                .unwrap_or_else(|e| panic!("{} case {case} {req:?} {r:?}: {e}", policy.name));
 
             let view = StreamView {
                 phase: if rng.below(2) == 0 {
@@ -74,6 +89,17 @@ fn every_answer_of_the_shipped_policies_keeps_the_invariants() {
                 error: rng.below(8) == 0,
                 start_index: near(&mut rng, &[0, s.next_index]),
                 region_count: near(&mut rng, &[0, 1, 1_000]) as u32,
+                announced: [
+                    AnnouncedSync::None,
+                    AnnouncedSync::Full,
+                    AnnouncedSync::Delta,
+                    AnnouncedSync::History,
+                ][rng.below(4) as usize],
+                digest: [
+                    DigestCheck::Absent,
+                    DigestCheck::Matched,
+                    DigestCheck::Mismatched,
+                ][rng.below(3) as usize],
             };
             let d = policy.on_frame(s, frame);
             frame_decision(s, frame, &d)
@@ -83,6 +109,9 @@ fn every_answer_of_the_shipped_policies_keeps_the_invariants() {
         }
         // The inputs must reach every kind of frame, or the test proves little.
         for kind in FrameKind::ALL {
+            if kind == FrameKind::DeltaStart && policy.gaps_mean_full_sync {
+                continue; // such a policy never begins a delta
+            }
             assert!(
                 kinds[kind as usize] > 0,
                 "{}: no {kind:?} frame",
@@ -98,13 +127,19 @@ fn infeasible_answers_are_named() {
         first_index: 100,
         next_index: 200,
         capacity: 100,
+        delta_floor: 1,
+    };
+    let at = |start_index| SyncRequest {
+        start_index,
+        can_delta: false,
+        must_delta: false,
     };
     let history = |from| Routing {
         action: RouteAction::History(from),
         reason: crate::RouteReason::InRing,
     };
     assert_eq!(
-        routing(50, ring, &history(50)),
+        routing(at(50), ring, &history(50)),
         Err(Rejection::HistoryOutsideRing {
             from: 50,
             start: 50,
@@ -125,16 +160,86 @@ fn infeasible_answers_are_named() {
     );
     let mut s = FollowerState::opened(10, true);
     s.phase = FollowerPhase::Streaming;
-    let frame = FrameHeader {
-        error: false,
-        start_index: 10,
-        region_count: 3,
-    };
+    let frame = FrameHeader::plain(false, 10, 3);
     let mut d = Policy::default_policy().on_frame(s, frame);
     assert_eq!(frame_decision(s, frame, &d), Ok(()));
     d.record_history = false;
     assert_eq!(
         frame_decision(s, frame, &d),
         Err(Rejection::UnrecordedApply)
+    );
+}
+
+#[test]
+fn deltas_and_claims_are_held_to_what_the_follower_and_the_store_can_take() {
+    let ring = RingView {
+        first_index: 100,
+        next_index: 200,
+        capacity: 100,
+        delta_floor: 10,
+    };
+    let delta = |from| Routing {
+        action: RouteAction::Delta(from),
+        reason: crate::RouteReason::BehindRing,
+    };
+    let req = |start_index, can_delta, must_delta| SyncRequest {
+        start_index,
+        can_delta,
+        must_delta,
+    };
+    assert_eq!(routing(req(50, true, false), ring, &delta(50)), Ok(()));
+    for (r, why) in [
+        (req(50, false, false), "a follower that did not ask"),
+        (req(5, true, false), "below the floor"),
+        (req(200, true, false), "at the next index"),
+    ] {
+        assert!(
+            matches!(
+                routing(r, ring, &delta(r.start_index)),
+                Err(Rejection::DeltaInfeasible { .. })
+            ),
+            "{why}"
+        );
+    }
+    let history = Routing {
+        action: RouteAction::History(150),
+        reason: crate::RouteReason::InRing,
+    };
+    assert_eq!(
+        routing(req(150, true, true), ring, &history),
+        Err(Rejection::ReplayOnPartialDelta { start: 150 })
+    );
+
+    // A completion claims the frame's index, never another, and never when
+    // the digest differs.
+    let mut s = FollowerState::opened(0, false);
+    s.phase = FollowerPhase::Snapshot;
+    let frame = FrameHeader::plain(false, 500, 0);
+    let mut d = Policy::default_policy().on_frame(s, frame);
+    assert_eq!(frame_decision(s, frame, &d), Ok(()));
+    d.claim_index = Some(499);
+    d.state.next_index = 499;
+    assert_eq!(
+        frame_decision(s, frame, &d),
+        Err(Rejection::ClaimNotAtCompletion {
+            claim: 499,
+            frame: 500
+        })
+    );
+    let mismatched = FrameHeader {
+        digest: DigestCheck::Mismatched,
+        ..frame
+    };
+    let mut d = Policy::default_policy().on_frame(s, frame);
+    assert_eq!(
+        frame_decision(s, mismatched, &d),
+        Err(Rejection::ClaimDespiteMismatch)
+    );
+    // Complete without a claim.
+    d.claim_index = None;
+    d.state.next_index = 0;
+    assert_eq!(
+        frame_decision(s, FrameHeader::plain(false, 0, 0), &d),
+        Err(Rejection::CompleteWithoutClaim)
     );
 }

@@ -2,15 +2,20 @@
 //! of raft-rs's `on_ready`: the decision's fields are handled one by one, in
 //! a fixed order, each step commented with why it comes where it does.
 //!
-//! 1. **reset**: a full sync starts; cache and store are cleared and the
-//!    store marked incomplete, durably, before anything of the snapshot lands.
+//! 1. **reset**: a full sync starts (or a completion failed its check);
+//!    cache and store are cleared and the store marked incomplete, durably,
+//!    before anything of the snapshot lands. **begin-delta** instead keeps
+//!    them and marks the store incomplete but resumable, durably, before
+//!    anything of the delta lands.
 //! 2. **apply**: the frame's regions from the decided offset go into the
 //!    cache and into the write batch.
 //! 3. **record**: history frames also go into the follower's own ring, with
 //!    the leader's numbering.
 //! 4. **claim**: the batch carries the claimed index and the complete marker,
 //!    and is committed (durably for a completion, at least every
-//!    `durable_every` for history).
+//!    `durable_every` for history). A completion's digest was compared with
+//!    the store before the policy decided, so a claim is only ever made for a
+//!    set the leader vouched for (when it sent a digest).
 //! 5. **reconnect**: only after the state is stored does a decision to
 //!    reconnect end the session.
 //!
@@ -26,8 +31,8 @@ use regionsync_proto::pdpb::{ErrorType, SyncRegionResponse};
 
 use super::stream::{EndReason, Ended};
 use super::{FollowerShared, FullSyncTrigger};
-use crate::history::{HistoryRing, Record, fingerprint};
-use crate::policy_runtime::{FrameDecision, FrameHeader, FrameKind};
+use crate::history::{Record, fingerprint};
+use crate::policy_runtime::{AnnouncedSync, DigestCheck, FrameDecision, FrameHeader, FrameKind};
 use crate::region_store::{Outcome, RegionStore, check_region};
 use crate::storage::{StorageError, WriteBatch};
 
@@ -37,6 +42,7 @@ pub(super) fn on_frame(
     shared: &FollowerShared,
     frame: SyncRegionResponse,
     asked: u64,
+    announced: AnnouncedSync,
 ) -> Result<Option<Ended>, StorageError> {
     let stats = &shared.stats;
     stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -44,10 +50,19 @@ pub(super) fn on_frame(
         .bytes
         .fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
     let header_error = header_error(shared, &frame);
+    // Only this task writes the store, so its digest now is the digest the
+    // policy's decision will act on.
+    let digest = match crate::wire::digest_of(&frame.regionsync_digest) {
+        None => DigestCheck::Absent,
+        Some(d) if d == shared.store.read().digest().value() => DigestCheck::Matched,
+        Some(_) => DigestCheck::Mismatched,
+    };
     let header = FrameHeader {
         error: header_error.is_some(),
         start_index: frame.start_index,
         region_count: u32::try_from(frame.regions.len()).unwrap_or(u32::MAX),
+        announced,
+        digest,
     };
     let before = *shared.state.lock();
     let d = shared.policy.on_frame(before, header);
@@ -56,8 +71,27 @@ pub(super) fn on_frame(
     if !d.state.ready {
         shared.ready.store(false, Ordering::Release);
     }
-    if d.kind == FrameKind::SnapshotStart {
-        note_full_sync(shared, asked);
+    match d.kind {
+        FrameKind::SnapshotStart => note_full_sync(shared, asked),
+        FrameKind::DeltaStart => {
+            stats.deltas.fetch_add(1, Ordering::Relaxed);
+            stats.snapshot_progress.store(0, Ordering::Relaxed);
+            tracing::info!(
+                follower = %shared.config.name, from = before.next_index,
+                "delta sync started: the leader sends what changed since our index"
+            );
+        }
+        FrameKind::VerifyFailed => {
+            stats.verify_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                follower = %shared.config.name, completion_index = frame.start_index,
+                ours = %store.digest().hex(),
+                theirs = %crate::wire::digest_of(&frame.regionsync_digest).map_or(String::new(), |d| format!("{d:032x}")),
+                "the leader's digest differs from this follower's regions; \
+                 they are dropped and a full sync replaces them"
+            );
+        }
+        _ => {}
     }
     let mut ready = Ready {
         shared,
@@ -65,9 +99,14 @@ pub(super) fn on_frame(
         batch: WriteBatch::default(),
     };
     // 1. reset: before any region of the snapshot, so that a crash after it
-    //    leaves an incomplete store, never a mix of old and new.
+    //    leaves an incomplete store, never a mix of old and new. Or
+    //    begin-delta: the store stops claiming its index before the delta's
+    //    regions land, but a delta from that index still completes it.
     if d.reset_store {
         ready.reset()?;
+    }
+    if d.begin_delta {
+        ready.begin_delta(before.next_index)?;
     }
     // 2. apply, and 3. record what was applied, numbered from where the
     //    policy says the new records start.
@@ -82,8 +121,8 @@ pub(super) fn on_frame(
     if d.kind == FrameKind::Completion {
         let claim = d.claim_index.unwrap_or(frame.start_index);
         // The ring starts afresh at the completed index: what came before it
-        // was a snapshot, not numbered records.
-        *shared.ring.write() = HistoryRing::new(shared.config.history_capacity, claim);
+        // was a snapshot or a delta, not numbered records.
+        *shared.ring.write() = shared.new_ring(claim);
         tracing::info!(
             follower = %shared.config.name, regions = store.len(), next_index = claim,
             digest = %store.digest().hex(), "full sync complete; follower is ready"
@@ -158,7 +197,18 @@ impl Ready<'_> {
         self.shared.persist(&WriteBatch {
             reset: true,
             complete: Some(false),
+            resumable: Some(false),
             next_index: Some(0),
+            durable: true,
+            ..Default::default()
+        })
+    }
+
+    fn begin_delta(&mut self, base: u64) -> Result<(), StorageError> {
+        self.shared.persist(&WriteBatch {
+            complete: Some(false),
+            resumable: Some(true),
+            next_index: Some(base),
             durable: true,
             ..Default::default()
         })
@@ -174,23 +224,40 @@ impl Ready<'_> {
     ) -> Vec<Arc<Record>> {
         let count = frame.regions.len();
         // The parallel arrays count only when as long as the regions.
-        let leaders = (frame.region_leaders.len() == count).then_some(&frame.region_leaders);
-        let flows = (frame.region_stats.len() == count).then_some(&frame.region_stats);
+        let aligned = |n: usize| n == count;
+        let leaders = aligned(frame.region_leaders.len()).then_some(&frame.region_leaders);
+        let flows = aligned(frame.region_stats.len()).then_some(&frame.region_stats);
+        let downs = aligned(frame.down_peers.len()).then_some(&frame.down_peers);
+        let pendings = aligned(frame.pending_peers.len()).then_some(&frame.pending_peers);
         let mut records = Vec::new();
         for (i, region) in frame.regions.iter().enumerate().skip(from as usize) {
-            let leader = leaders.map(|l| l[i]).unwrap_or_default();
-            let flow = flows.map(|s| s[i]).unwrap_or_default();
+            let record = Record {
+                region: region.clone(),
+                leader: leaders.map(|l| l[i]).unwrap_or_default(),
+                stats: flows.map(|s| s[i]).unwrap_or_default(),
+                down_peers: downs.map(|d| d[i].peers.clone()).unwrap_or_default(),
+                pending_peers: pendings.map(|p| p[i].peers.clone()).unwrap_or_default(),
+            };
+            // History records carry their index; a snapshot's or a delta's
+            // regions are only known to be older than the completion, which
+            // becomes the store's delta floor.
+            let changed = if d.record_history {
+                frame.start_index + i as u64
+            } else {
+                0
+            };
+            let leader_id = record.leader.id;
             match check_region(region) {
                 Ok(()) => {
                     if let Outcome::Applied { removed } =
                         self.store
-                            .apply(region, leader.id, fingerprint(&leader, &flow))
+                            .apply(region, leader_id, fingerprint(&record, 1), changed)
                     {
                         for id in removed {
                             self.batch.delete(id);
                         }
                         let blob = self.store.encoded(region.id).expect("just applied");
-                        self.batch.put_encoded(region.id, leader.id, blob);
+                        self.batch.put_encoded(region.id, leader_id, changed, blob);
                     }
                 }
                 Err(why) => {
@@ -198,14 +265,16 @@ impl Ready<'_> {
                 }
             }
             if d.record_history {
-                records.push(Arc::new(Record {
-                    region: region.clone(),
-                    leader,
-                    stats: flow,
-                }));
+                records.push(Arc::new(record));
             }
         }
-        if matches!(d.kind, FrameKind::SnapshotStart | FrameKind::SnapshotData) {
+        if matches!(
+            d.kind,
+            FrameKind::SnapshotStart
+                | FrameKind::SnapshotData
+                | FrameKind::DeltaStart
+                | FrameKind::DeltaData
+        ) {
             self.shared
                 .stats
                 .snapshot_progress
@@ -220,7 +289,7 @@ impl Ready<'_> {
         if ring.next_index() != first {
             // The ring starts where the store's index is; anything else means
             // the numbering would diverge from the leader's.
-            *ring = HistoryRing::new(self.shared.config.history_capacity, first);
+            *ring = self.shared.new_ring(first);
         }
         for r in records {
             ring.push(r);
@@ -232,6 +301,14 @@ impl Ready<'_> {
         if let Some(claim) = d.claim_index {
             self.batch.next_index = Some(claim);
             self.batch.complete = Some(true);
+            self.store.set_applied_next(claim);
+            if d.kind == FrameKind::Completion {
+                // What a snapshot or a delta brought has no change index of
+                // its own: changes are tracked from the completion on.
+                self.batch.resumable = Some(false);
+                self.batch.delta_floor = Some(claim);
+                self.store.set_delta_floor(claim);
+            }
             let mut last = self.shared.last_durable.lock();
             // A completion is the moment the store becomes usable: always
             // durable. History may lag by `durable_every` and replay.

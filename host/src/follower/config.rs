@@ -17,6 +17,8 @@ pub struct FollowerConfig {
     pub name: String,
     /// Records kept in the follower's own history ring.
     pub history_capacity: usize,
+    /// Encoded bytes kept in that ring (0: no bound).
+    pub history_bytes: usize,
     /// The leader's keepalive interval; three without a frame end the stream.
     pub keepalive: Duration,
     /// Bound on connecting to the leader.
@@ -36,6 +38,7 @@ impl FollowerConfig {
             cluster_id: None,
             name: "follower".into(),
             history_capacity: 10_000,
+            history_bytes: 64 << 20,
             keepalive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             durable_every: Duration::from_millis(500),

@@ -93,6 +93,10 @@ pub struct FollowerStats {
     pub reconnects: Mutex<BTreeMap<&'static str, u64>>,
     /// Regions received so far in the running full sync.
     pub snapshot_progress: AtomicU64,
+    /// Delta syncs begun.
+    pub deltas: AtomicU64,
+    /// Completions whose digest differed from the follower's set.
+    pub verify_failures: AtomicU64,
 }
 
 /// Everything the follower's tasks share.
@@ -121,6 +125,10 @@ pub struct FollowerShared {
     /// When history was last committed durably (see `durable_every`).
     last_durable: Mutex<std::time::Instant>,
     stopping: watch::Sender<bool>,
+}
+
+fn new_ring(config: &FollowerConfig, next_index: u64) -> HistoryRing {
+    HistoryRing::new(config.history_capacity, config.history_bytes, next_index)
 }
 
 /// A running follower: the sync task plus its shared state.
@@ -170,9 +178,13 @@ impl FollowerShared {
                 let storage = Storage::open(dir)?;
                 let meta = storage.meta()?;
                 let mut complete = meta.complete;
-                if complete {
+                // A store part-way through a delta keeps its regions: a delta
+                // from its index completes it.
+                let mut resumable = meta.resumable && !complete;
+                if complete || resumable {
                     let mut loader = Loader::default();
-                    let loaded = storage.load_regions(|r, leader| loader.add(&r, leader));
+                    let loaded =
+                        storage.load_regions(|r, leader, changed| loader.add(&r, leader, changed));
                     store = loader.finish();
                     if let Err(e) = loaded {
                         // A damaged store is not an outage: forget it and
@@ -180,20 +192,21 @@ impl FollowerShared {
                         tracing::warn!(error = %crate::error_chain(&e), "stored regions are unreadable; a full sync will replace them");
                         store.clear();
                         complete = false;
+                        resumable = false;
                     }
                 }
-                if !complete {
+                if !complete && !resumable {
                     store.clear();
                 }
+                store.set_applied_next(meta.next_index);
+                store.set_delta_floor(meta.delta_floor.unwrap_or(0));
                 tracing::info!(
                     data_dir = %dir.display(), regions = store.len(), next_index = meta.next_index,
-                    complete, "follower store opened"
+                    complete, resumable, "follower store opened"
                 );
-                (
-                    Some(storage),
-                    FollowerState::opened(meta.next_index, complete),
-                    meta.cluster_id,
-                )
+                let mut state = FollowerState::opened(meta.next_index, complete);
+                state.resumable = resumable;
+                (Some(storage), state, meta.cluster_id)
             }
         };
         let cluster_id = match (kept_cluster, config.cluster_id) {
@@ -202,7 +215,7 @@ impl FollowerShared {
             }
             (kept, flag) => kept.or(flag).unwrap_or(0),
         };
-        let ring = HistoryRing::new(config.history_capacity, state.next_index);
+        let ring = new_ring(&config, state.next_index);
         Ok(FollowerShared {
             ready: AtomicBool::new(state.ready),
             state: Mutex::new(state),
@@ -217,6 +230,11 @@ impl FollowerShared {
             stopping: watch::channel(false).0,
             config,
         })
+    }
+
+    /// An empty ring whose next record gets `next_index`.
+    fn new_ring(&self, next_index: u64) -> HistoryRing {
+        new_ring(&self.config, next_index)
     }
 
     /// Reads may be served.

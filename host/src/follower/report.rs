@@ -31,6 +31,11 @@ impl FollowerShared {
             "snapshot_regions".into(),
             stats.snapshot_progress.load(Ordering::Relaxed),
         );
+        details.insert("deltas".into(), stats.deltas.load(Ordering::Relaxed));
+        details.insert(
+            "verify_failures".into(),
+            stats.verify_failures.load(Ordering::Relaxed),
+        );
         for (reason, n) in stats.reconnects.lock().iter() {
             details.insert(format!("reconnects_{reason}"), *n);
         }
@@ -83,6 +88,12 @@ impl FollowerShared {
                 &stats.frames,
             ),
             ("bytes_received", "SyncRegions bytes received", &stats.bytes),
+            ("delta_syncs", "Delta syncs begun", &stats.deltas),
+            (
+                "sync_verify_failures",
+                "Completions whose leader digest differed from this follower's regions",
+                &stats.verify_failures,
+            ),
         ] {
             m.counter(name, help, load(counter));
         }

@@ -15,9 +15,9 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 
 use super::{FollowerShared, apply};
-use crate::policy_runtime::ReconnectReason;
+use crate::policy_runtime::{AnnouncedSync, ConnectPlan, ReconnectReason};
 use crate::storage::WriteBatch;
-use crate::wire::MAX_MESSAGE_BYTES;
+use crate::wire::{CAPABILITIES_HEADER, Capabilities, MAX_MESSAGE_BYTES, ROUTE_HEADER};
 
 /// Why a session with the leader ended: the policy's reconnect reasons, and
 /// the host's own.
@@ -101,7 +101,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
         shared.set_state(plan.state);
         shared.stats.connects.fetch_add(1, Ordering::Relaxed);
         let ended = tokio::select! {
-            ended = session(&shared, plan.start_index) => ended,
+            ended = session(&shared, &plan) => ended,
             _ = stopping.wait_for(|s| *s) => return,
         };
         *shared
@@ -131,8 +131,9 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
     }
 }
 
-async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
+async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
     let config = &shared.config;
+    let start_index = plan.start_index;
     let endpoint = match Endpoint::from_shared(config.leader.clone()) {
         Ok(e) => e
             .connect_timeout(config.connect_timeout)
@@ -189,9 +190,34 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
         }),
         start_index,
     };
-    tracing::info!(follower = %config.name, leader = %config.leader, start_index, "asking the leader to sync");
-    let mut frames = match client.sync_regions(tokio_stream::iter(vec![request])).await {
-        Ok(r) => r.into_inner(),
+    // What this follower takes beyond PD's protocol travels in metadata, so
+    // that the request's body is PD's byte for byte.
+    let caps = Capabilities {
+        delta: plan.ask_delta,
+        verify: plan.ask_verify,
+        must_delta: plan.ask_delta
+            && start_index != 0
+            && plan.state.resumable
+            && !plan.state.complete,
+    };
+    tracing::info!(
+        follower = %config.name, leader = %config.leader, start_index,
+        capabilities = %caps.to_header(), "asking the leader to sync"
+    );
+    let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
+    if let Some(value) = caps.any().then(|| caps.to_header().parse().ok()).flatten() {
+        call.metadata_mut().insert(CAPABILITIES_HEADER, value);
+    }
+    let (announced, mut frames) = match client.sync_regions(call).await {
+        Ok(r) => {
+            let announced = match r.metadata().get(ROUTE_HEADER).and_then(|v| v.to_str().ok()) {
+                Some("full-sync") => AnnouncedSync::Full,
+                Some("delta") => AnnouncedSync::Delta,
+                Some("history" | "up-to-date") => AnnouncedSync::History,
+                _ => AnnouncedSync::None,
+            };
+            (announced, r.into_inner())
+        }
         Err(status) => return Ended::new(EndReason::SyncRefused, status.to_string(), false),
     };
     let silence = config.keepalive * 3;
@@ -218,8 +244,10 @@ async fn session(shared: &Arc<FollowerShared>, start_index: u64) -> Ended {
         };
         progressed = true;
         let worker = shared.clone();
-        let applied =
-            tokio::task::spawn_blocking(move || apply::on_frame(&worker, frame, start_index)).await;
+        let applied = tokio::task::spawn_blocking(move || {
+            apply::on_frame(&worker, frame, start_index, announced)
+        })
+        .await;
         match applied {
             Ok(Ok(None)) => {}
             Ok(Ok(Some(ended))) => return ended,

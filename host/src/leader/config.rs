@@ -13,6 +13,11 @@ pub struct LeaderConfig {
     pub cluster_id: Option<u64>,
     /// Records kept in the history ring.
     pub history_capacity: usize,
+    /// Encoded bytes kept in the history ring (0: no bound).
+    pub history_bytes: usize,
+    /// Flow (bytes written and read) makes a record only when it changes
+    /// after rounding to this many digits (PD's `flow-round-by-digit`).
+    pub flow_round_digits: u32,
     /// Name shown to followers and in logs.
     pub name: String,
     /// Bound on one frame's send to one follower (PD: 10 s).
@@ -36,6 +41,8 @@ impl LeaderConfig {
             data_dir: data_dir.into(),
             cluster_id: None,
             history_capacity: 10_000,
+            history_bytes: 64 << 20,
+            flow_round_digits: 3,
             name: "leader".into(),
             send_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(10),

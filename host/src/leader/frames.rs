@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use regionsync_proto::pdpb::{ErrorType, ResponseHeader, SyncRegionResponse};
+use regionsync_proto::pdpb::{ErrorType, Peers, PeersStats, ResponseHeader, SyncRegionResponse};
 
 use crate::history::Record;
 use crate::region_store::StoredRegion;
@@ -47,5 +47,28 @@ pub fn records(cluster_id: u64, start_index: u64, records: &[Arc<Record>]) -> Sy
     frame.regions = records.iter().map(|r| r.region.clone()).collect();
     frame.region_leaders = records.iter().map(|r| r.leader).collect();
     frame.region_stats = records.iter().map(|r| r.stats).collect();
+    frame.down_peers = records
+        .iter()
+        .map(|r| PeersStats {
+            peers: r.down_peers.clone(),
+        })
+        .collect();
+    frame.pending_peers = records
+        .iter()
+        .map(|r| Peers {
+            peers: r.pending_peers.clone(),
+        })
+        .collect();
+    frame
+}
+
+/// The end of a full or delta sync at `index`, with the leader's region-set
+/// digest at that index for a follower that verifies (regionsync's field
+/// 1001, which PD decoders skip).
+pub fn completion(cluster_id: u64, index: u64, digest: Option<u128>) -> SyncRegionResponse {
+    let mut frame = empty(cluster_id, index);
+    if let Some(d) = digest {
+        frame.regionsync_digest = crate::wire::digest_bytes(d);
+    }
     frame
 }

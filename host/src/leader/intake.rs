@@ -83,15 +83,19 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
     };
     {
         let mut store = shared.store.write();
+        // The intake is the only writer, and publishes every batch before it
+        // takes the next: the store's applied index is the ring's next index.
+        let base = store.applied_next();
         for change in batch.drain(..) {
-            let extra = fingerprint(&change.leader, &change.stats);
-            match store.apply(&change.region, change.leader.id, extra) {
+            let extra = fingerprint(&change, shared.flow_divisor);
+            let index = base + records.len() as u64;
+            match store.apply(&change.region, change.leader.id, extra, index) {
                 Outcome::Applied { removed } => {
                     for id in removed {
                         write.delete(id);
                     }
                     let blob = store.encoded(change.region.id).expect("just applied");
-                    write.put_encoded(change.region.id, change.leader.id, blob);
+                    write.put_encoded(change.region.id, change.leader.id, index, blob);
                     records.push(Arc::new(change));
                 }
                 Outcome::Stale => {
@@ -102,6 +106,7 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
                 }
             }
         }
+        store.set_applied_next(base + records.len() as u64);
     }
     if records.is_empty() {
         stats.heartbeats.fetch_add(taken, Ordering::Relaxed);

@@ -83,6 +83,8 @@ pub struct LeaderShared {
     pub next_stream_id: AtomicU64,
     /// The intake failed to persist; the leader no longer accepts changes.
     pub failed: AtomicBool,
+    /// 10^`flow_round_digits`: flow is compared in multiples of this.
+    pub flow_divisor: u64,
     intake: mpsc::Sender<Record>,
 }
 
@@ -119,27 +121,39 @@ impl Leader {
             (None, flag) => flag.unwrap_or_else(new_cluster_id),
         };
         let mut loader = Loader::default();
-        let loaded = storage.load_regions(|region, leader| loader.add(&region, leader))?;
-        let store = loader.finish();
+        let loaded =
+            storage.load_regions(|region, leader, changed| loader.add(&region, leader, changed))?;
+        let mut store = loader.finish();
         // A fresh leader numbers from 1, so that index 0 always means "I have
         // nothing" on the wire.
         let next_index = meta.next_index.max(1);
+        // Changes are tracked from the floor on: from the first index for a
+        // new store; an older store's floor was set when it was upgraded.
+        let delta_floor = meta.delta_floor.unwrap_or(next_index).max(1);
+        store.set_applied_next(next_index);
+        store.set_delta_floor(delta_floor);
         storage.write(&WriteBatch {
             next_index: Some(next_index),
             cluster_id: Some(cluster_id),
             complete: Some(true),
+            delta_floor: Some(delta_floor),
             durable: true,
             ..Default::default()
         })?;
         tracing::info!(
-            cluster_id, regions = loaded, next_index, data_dir = %config.data_dir.display(),
+            cluster_id, regions = loaded, next_index, delta_floor, data_dir = %config.data_dir.display(),
             "leader store opened"
         );
         let (intake, rx) = mpsc::channel(config.intake_queue.max(1));
         let shared = Arc::new(LeaderShared {
             cluster_id,
             store: RwLock::new(store),
-            ring: RwLock::new(HistoryRing::new(config.history_capacity, next_index)),
+            ring: RwLock::new(HistoryRing::new(
+                config.history_capacity,
+                config.history_bytes,
+                next_index,
+            )),
+            flow_divisor: 10u64.saturating_pow(config.flow_round_digits),
             storage,
             policy,
             stats: LeaderStats::default(),

@@ -26,6 +26,17 @@ impl LeaderShared {
         details.insert("refused".into(), stats.refused.load(Ordering::Relaxed));
         details.insert("streams".into(), self.streams.lock().len() as u64);
         details.insert("history_capacity".into(), ring.capacity);
+        details.insert("unchanged".into(), stats.unchanged.load(Ordering::Relaxed));
+        details.insert("deltas".into(), stats.deltas.load(Ordering::Relaxed));
+        details.insert("delta_floor".into(), self.store.read().delta_floor());
+        {
+            let ring = self.ring.read();
+            details.insert("history_bytes".into(), ring.bytes() as u64);
+            if let Some(s) = ring.seconds_covered(std::time::Instant::now()) {
+                // How long a follower may be away and still resume by history.
+                details.insert("history_seconds".into(), s.min(u64::MAX as f64) as u64);
+            }
+        }
         crate::status::Status {
             role: "leader".into(),
             name: self.config.name.clone(),
@@ -65,6 +76,21 @@ impl LeaderShared {
             ring.capacity,
             ring_len as u64,
         );
+        {
+            let ring = self.ring.read();
+            m.gauge(
+                "history_bytes",
+                "Encoded bytes of the records in the ring",
+                ring.bytes() as i64,
+            );
+            if let Some(s) = ring.seconds_covered(std::time::Instant::now()) {
+                m.gauge(
+                    "history_seconds",
+                    "Seconds of changes the ring holds at the current change rate",
+                    s.min(i64::MAX as f64) as i64,
+                );
+            }
+        }
         let counters = [
             (
                 "heartbeats",
@@ -88,6 +114,12 @@ impl LeaderShared {
             ),
             ("frames_sent", "SyncRegions frames sent", &stats.frames_sent),
             ("bytes_sent", "SyncRegions bytes sent", &stats.bytes_sent),
+            (
+                "heartbeats_unchanged",
+                "Heartbeats that changed nothing worth a record",
+                &stats.unchanged,
+            ),
+            ("delta_syncs", "Delta syncs served", &stats.deltas),
         ];
         for (name, help, counter) in counters {
             m.counter(name, help, load(counter));

@@ -51,6 +51,8 @@ pub struct LeaderStats {
     pub frames_sent: AtomicU64,
     /// Sync frame bytes sent.
     pub bytes_sent: AtomicU64,
+    /// Delta syncs served.
+    pub deltas: AtomicU64,
     /// (cause, outcome) -> count.
     pub full_syncs: Mutex<BTreeMap<(RouteCause, FullSyncOutcome), u64>>,
 }

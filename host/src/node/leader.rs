@@ -15,10 +15,12 @@ use crate::admin::AdminNode;
 use crate::history::Record;
 use crate::leader::{Leader, LeaderConfig, LeaderShared};
 use crate::policy_runtime::PolicyRuntime;
+use crate::policy_runtime::RouteAction;
 use crate::region_store::RegionStore;
 use crate::server::GrpcServer;
-use crate::service::{FrameStream, Leading, PdService, RegionReads};
+use crate::service::{Leading, PdService, RegionReads, SyncStream};
 use crate::status::Status as NodeStatus;
+use crate::wire::Capabilities;
 
 /// The leader as the gRPC service and the admin interface see it.
 pub struct LeaderNode {
@@ -60,9 +62,22 @@ impl Leading for LeaderNode {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn open_sync(&self, request: SyncRegionRequest) -> Result<FrameStream, Status> {
-        let frames = crate::leader::sync_stream::open(&self.shared, request)?;
-        Ok(Box::pin(frames))
+    fn open_sync(
+        &self,
+        request: SyncRegionRequest,
+        caps: Capabilities,
+    ) -> Result<SyncStream, Status> {
+        let opened = crate::leader::sync_stream::open(&self.shared, request, caps)?;
+        let route = match opened.routed.action {
+            RouteAction::FullSync => "full-sync",
+            RouteAction::Delta(_) => "delta",
+            RouteAction::History(_) => "history",
+            RouteAction::UpToDate => "up-to-date",
+        };
+        Ok(SyncStream {
+            frames: Box::pin(opened.frames),
+            route: Some(route),
+        })
     }
 }
 

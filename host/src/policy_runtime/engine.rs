@@ -10,8 +10,8 @@ use std::time::Duration;
 use regionsync_guest::invariants::Rejection;
 
 use super::{
-    ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits, PolicyInfo, RingView,
-    Routing, SendStep, StreamView,
+    CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits,
+    PolicyInfo, RingView, Routing, SendStep, StreamView, SyncRequest,
 };
 
 /// Why a policy call gave no usable answer.
@@ -116,8 +116,10 @@ pub enum LoadError {
 pub trait PolicyEngine: Send + Sync {
     /// Name and version, as `describe` answered when the engine was built.
     fn info(&self) -> &PolicyInfo;
-    /// Leader: route a request for `start_index`.
-    fn route_request(&self, start_index: u64, ring: RingView) -> Result<Routing, PolicyError>;
+    /// Leader: route a request.
+    fn route_request(&self, request: SyncRequest, ring: RingView) -> Result<Routing, PolicyError>;
+    /// Leader: the next catch-up pass of a full or delta sync.
+    fn plan_catch_up(&self, view: CatchUpView) -> Result<CatchUpStep, PolicyError>;
     /// Leader: what a stream sends next.
     fn plan_send(&self, view: StreamView) -> Result<SendStep, PolicyError>;
     /// Bounds of one frame.

@@ -30,9 +30,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use regionsync_guest::invariants::{self, Rejection};
 pub use regionsync_guest::{
-    ConnectPlan, FollowerPhase, FollowerState, FrameDecision, FrameHeader, FrameKind, FrameLimits,
-    PolicyInfo, ReconnectReason, RecordRange, RingView, RouteAction, RouteReason, Routing,
-    SendStep, StreamPhase, StreamView,
+    AnnouncedSync, CatchUpStep, CatchUpView, ConnectPlan, DigestCheck, FollowerPhase,
+    FollowerState, FrameDecision, FrameHeader, FrameKind, FrameLimits, PolicyInfo, ReconnectReason,
+    RecordRange, RingView, RouteAction, RouteReason, Routing, SendStep, StreamPhase, StreamView,
+    SyncRequest,
 };
 
 pub use engine::{LoadError, PolicyEngine, PolicyError};
@@ -240,11 +241,11 @@ impl PolicyRuntime {
     }
 
     /// Leader: route a request. Fallback: full sync.
-    pub fn route_request(&self, start_index: u64, ring: RingView) -> Routed {
+    pub fn route_request(&self, request: SyncRequest, ring: RingView) -> Routed {
         self.decide(
             "route-request",
-            |a| a.engine.route_request(start_index, ring),
-            |r, _| invariants::routing(start_index, ring, r),
+            |a| a.engine.route_request(request, ring),
+            |r, _| invariants::routing(request, ring, r),
             |r| Routed {
                 action: r.action,
                 cause: RouteCause::Policy(r.reason),
@@ -266,6 +267,18 @@ impl PolicyRuntime {
             |s, a| invariants::send_step(view, a.limits, s),
             |s| s,
             || SendStep::Exhausted,
+        )
+    }
+
+    /// Leader: the next catch-up pass. Fallback: the final pass (it always
+    /// ends the sync, holding the intake off for one read of the store).
+    pub fn plan_catch_up(&self, view: CatchUpView) -> CatchUpStep {
+        self.decide(
+            "plan-catch-up",
+            |a| a.engine.plan_catch_up(view),
+            |_, _| Ok(()),
+            |step| step,
+            || CatchUpStep::FinalPass,
         )
     }
 
@@ -302,6 +315,8 @@ impl PolicyRuntime {
                     ready: state.ready && state.complete,
                     ..state
                 },
+                ask_delta: false,
+                ask_verify: true,
             },
         )
     }
@@ -321,6 +336,7 @@ impl PolicyRuntime {
                 },
                 kind: FrameKind::Unexpected,
                 reset_store: false,
+                begin_delta: false,
                 apply_from: None,
                 record_history: false,
                 claim_index: None,

@@ -4,8 +4,8 @@
 //! wanted. It cannot trap or overrun, so every call succeeds.
 
 use super::{
-    ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits, PolicyEngine, PolicyError,
-    PolicyInfo, RingView, Routing, SendStep, StreamView,
+    CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits,
+    PolicyEngine, PolicyError, PolicyInfo, RingView, Routing, SendStep, StreamView, SyncRequest,
 };
 use regionsync_guest::Policy;
 
@@ -32,8 +32,11 @@ impl PolicyEngine for NativePolicy {
     fn info(&self) -> &PolicyInfo {
         &self.info
     }
-    fn route_request(&self, start_index: u64, ring: RingView) -> Result<Routing, PolicyError> {
-        Ok(self.policy.route_request(start_index, ring))
+    fn route_request(&self, request: SyncRequest, ring: RingView) -> Result<Routing, PolicyError> {
+        Ok(self.policy.route_request(request, ring))
+    }
+    fn plan_catch_up(&self, view: CatchUpView) -> Result<CatchUpStep, PolicyError> {
+        Ok(self.policy.plan_catch_up(view))
     }
     fn plan_send(&self, view: StreamView) -> Result<SendStep, PolicyError> {
         Ok(self.policy.plan_send(view))

@@ -10,7 +10,9 @@
 
 use regionsync_guest::invariants;
 
-use super::{FollowerState, FrameHeader, LoadError, PolicyEngine, RingView, RouteAction};
+use super::{
+    FollowerState, FrameHeader, LoadError, PolicyEngine, RingView, RouteAction, SyncRequest,
+};
 
 /// Refuse an engine that gets a required decision wrong.
 pub fn run(engine: &dyn PolicyEngine) -> Result<(), LoadError> {
@@ -23,6 +25,7 @@ pub fn run(engine: &dyn PolicyEngine) -> Result<(), LoadError> {
         first_index: 100,
         next_index: 200,
         capacity: 100,
+        delta_floor: 1,
     };
     let required = [
         (0, RouteAction::FullSync, "index 0 must be a full sync"),
@@ -39,21 +42,23 @@ pub fn run(engine: &dyn PolicyEngine) -> Result<(), LoadError> {
         ),
     ];
     for (start, want, what) in required {
+        // A follower that announced nothing: a PD follower.
+        let request = SyncRequest {
+            start_index: start,
+            can_delta: false,
+            must_delta: false,
+        };
         let r = engine
-            .route_request(start, ring)
+            .route_request(request, ring)
             .map_err(|e| fail(format!("route-request({start}) {e}")))?;
         if r.action != want {
             return Err(fail(format!("{what}, got {:?}", r.action)));
         }
-        invariants::routing(start, ring, &r).map_err(|e| fail(e.to_string()))?;
+        invariants::routing(request, ring, &r).map_err(|e| fail(e.to_string()))?;
     }
     let limits = engine.limits().map_err(|e| fail(format!("limits {e}")))?;
     invariants::limits(&limits).map_err(|e| fail(e.to_string()))?;
-    let error_frame = FrameHeader {
-        error: true,
-        start_index: 200,
-        region_count: 0,
-    };
+    let error_frame = FrameHeader::plain(true, 200, 0);
     let state = FollowerState::opened(200, true);
     let d = engine
         .on_frame(state, error_frame)

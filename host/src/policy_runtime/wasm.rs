@@ -19,8 +19,9 @@ use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 use super::cache::{CacheOutcome, ComponentCache};
 use super::{
-    ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits, LoadError, PolicyEngine,
-    PolicyError, PolicyInfo, RingView, Routing, SendStep, StreamView,
+    CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits,
+    LoadError, PolicyEngine, PolicyError, PolicyInfo, RingView, Routing, SendStep, StreamView,
+    SyncRequest,
 };
 use regionsync_guest::CONTRACT_VERSION;
 
@@ -362,8 +363,12 @@ impl PolicyEngine for WasmPolicy {
     fn info(&self) -> &PolicyInfo {
         &self.info
     }
-    fn route_request(&self, start_index: u64, ring: RingView) -> Result<Routing, PolicyError> {
-        self.call(|s, g| g.call_route_request(s, start_index, ring.into()))
+    fn route_request(&self, request: SyncRequest, ring: RingView) -> Result<Routing, PolicyError> {
+        self.call(|s, g| g.call_route_request(s, request.into(), ring.into()))
+            .map(Into::into)
+    }
+    fn plan_catch_up(&self, view: CatchUpView) -> Result<CatchUpStep, PolicyError> {
+        self.call(|s, g| g.call_plan_catch_up(s, view.into()))
             .map(Into::into)
     }
     fn plan_send(&self, view: StreamView) -> Result<SendStep, PolicyError> {

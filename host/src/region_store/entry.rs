@@ -15,15 +15,19 @@ pub(super) struct Entry {
     /// Fingerprint of what a heartbeat carries besides the region (leader,
     /// flow statistics), so that a change there counts as a change.
     pub(super) extra: u32,
+    /// Index of the record that last changed the region (0: unknown, older
+    /// than the store's delta floor). What a catch-up or a delta reads.
+    pub(super) changed: u64,
 }
 
 impl Entry {
     /// The stored form of a region with its leader and heartbeat fingerprint.
-    pub(super) fn new(region: &Region, leader_id: u64, extra: u64) -> Self {
+    pub(super) fn new(region: &Region, leader_id: u64, extra: u64, changed: u64) -> Self {
         Entry {
             blob: region.encode_to_vec().into_boxed_slice(),
             leader: leader_slot(region, leader_id),
             extra: extra as u32,
+            changed,
         }
     }
 
@@ -134,12 +138,12 @@ mod tests {
     fn fields_read_from_the_encoding_match_the_decoded_region() {
         let mut r = region(3, "abc", "xyz", 17, 4);
         r.flashback_start_ts = 99;
-        let e = Entry::new(&r, 0, 0);
+        let e = Entry::new(&r, 0, 0, 0);
         assert_eq!(e.epoch(), (17, 4));
         assert_eq!(e.end_key(), b"xyz");
         assert_eq!(e.start_key(), b"abc");
         assert_eq!(e.decode(), r);
-        let open = Entry::new(&region(4, "a", "", 0, 0), 0, 0);
+        let open = Entry::new(&region(4, "a", "", 0, 0), 0, 0, 0);
         assert_eq!((open.epoch(), open.end_key()), ((0, 0), &b""[..]));
     }
 }

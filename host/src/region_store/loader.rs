@@ -20,9 +20,10 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Add one region with its leader peer id.
-    pub fn add(&mut self, region: &Region, leader_id: u64) {
-        let entry = Entry::new(region, leader_id, 0);
+    /// Add one region with its leader peer id and the index of its last
+    /// change.
+    pub fn add(&mut self, region: &Region, leader_id: u64, changed: u64) {
+        let entry = Entry::new(region, leader_id, 0, changed);
         self.encoded_bytes += entry.blob.len();
         self.digest.add(region);
         self.entries.push((region.id, entry));
@@ -53,6 +54,7 @@ impl Loader {
                     by_id,
                     digest: self.digest,
                     encoded_bytes: self.encoded_bytes,
+                    ..RegionStore::default()
                 };
             }
             self.entries = by_id.into_iter().collect();

@@ -60,6 +60,13 @@ pub struct RegionStore {
     by_start: BTreeMap<KeyRef, u64>,
     digest: SetDigest,
     encoded_bytes: usize,
+    /// The index after the last change applied: the store is the leader's
+    /// set at this index (it may run ahead of what is durable; see
+    /// `leader::intake`).
+    applied_next: u64,
+    /// Oldest index from which `changed_since` names every changed region
+    /// (0: none; the changes before it are not tracked).
+    delta_floor: u64,
 }
 
 impl RegionStore {
@@ -93,12 +100,60 @@ impl RegionStore {
         *self = Self::default();
     }
 
+    /// The index after the last change applied.
+    pub fn applied_next(&self) -> u64 {
+        self.applied_next
+    }
+
+    /// Say that the store is now the leader's set at `next`.
+    pub fn set_applied_next(&mut self, next: u64) {
+        self.applied_next = next;
+    }
+
+    /// Oldest index from which [`Self::changed_since`] is complete.
+    pub fn delta_floor(&self) -> u64 {
+        self.delta_floor
+    }
+
+    /// Set the delta floor (see [`Self::delta_floor`]).
+    pub fn set_delta_floor(&mut self, floor: u64) {
+        self.delta_floor = floor;
+    }
+
+    /// Ids of regions changed at or after `from`, in id order, scanning at
+    /// most `max_scan` regions after id `after` (none: from the first).
+    /// Returns them and where to go on (none: the scan reached the end).
+    /// Callers scan in slices so that no read lock is held for long.
+    pub fn changed_since(
+        &self,
+        from: u64,
+        after: Option<u64>,
+        max_scan: usize,
+    ) -> (Vec<u64>, Option<u64>) {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut found = Vec::new();
+        let mut last = None;
+        for (scanned, (&id, entry)) in self.by_id.range((lower, Bound::Unbounded)).enumerate() {
+            if scanned == max_scan {
+                return (found, last);
+            }
+            last = Some(id);
+            if entry.changed >= from {
+                found.push(id);
+            }
+        }
+        (found, None)
+    }
+
     /// Apply a region update under the epoch rules: stale by id or by an
     /// overlapping region with a newer version is ignored; otherwise the
     /// region replaces its old copy and every region it overlaps.
-    pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64) -> Outcome {
+    ///
+    /// `changed` is the index of the record this change becomes (an upper
+    /// bound where the exact index is unknown); `changed_since` reads it.
+    pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64, changed: u64) -> Outcome {
         let (version, conf_ver) = epoch(region);
-        let entry = Entry::new(region, leader_id, extra);
+        let entry = Entry::new(region, leader_id, extra, changed);
         if let Some(old) = self.by_id.get(&region.id) {
             let (old_version, old_conf_ver) = old.epoch();
             if version < old_version || conf_ver < old_conf_ver {

@@ -25,23 +25,23 @@ fn ids(s: &RegionStore) -> Vec<u64> {
 fn split_replaces_the_parent_and_merge_removes_the_children() {
     let mut s = RegionStore::new();
     assert_eq!(
-        s.apply(&region(1, "", "", 1, 1), 0, 0),
+        s.apply(&region(1, "", "", 1, 1), 0, 0, 0),
         Outcome::Applied { removed: vec![] }
     );
     // Split: 1 keeps [a.., m), 2 takes [m, ..).
     assert!(matches!(
-        s.apply(&region(2, "m", "", 2, 1), 0, 0),
+        s.apply(&region(2, "m", "", 2, 1), 0, 0, 0),
         Outcome::Applied { .. }
     ));
     assert_eq!(ids(&s), vec![2], "the parent overlapped the new right half");
     assert!(matches!(
-        s.apply(&region(1, "", "m", 2, 1), 0, 0),
+        s.apply(&region(1, "", "m", 2, 1), 0, 0, 0),
         Outcome::Applied { .. }
     ));
     assert_eq!(ids(&s), vec![1, 2]);
     // Merge: 1 absorbs 2.
     assert_eq!(
-        s.apply(&region(1, "", "", 3, 1), 0, 0),
+        s.apply(&region(1, "", "", 3, 1), 0, 0, 0),
         Outcome::Applied { removed: vec![2] }
     );
     assert_eq!(ids(&s), vec![1]);
@@ -51,11 +51,11 @@ fn split_replaces_the_parent_and_merge_removes_the_children() {
 #[test]
 fn stale_updates_are_ignored() {
     let mut s = RegionStore::new();
-    s.apply(&region(1, "a", "m", 5, 5), 0, 0);
-    assert_eq!(s.apply(&region(1, "a", "m", 4, 5), 0, 0), Outcome::Stale);
-    assert_eq!(s.apply(&region(1, "a", "m", 5, 4), 0, 0), Outcome::Stale);
+    s.apply(&region(1, "a", "m", 5, 5), 0, 0, 0);
+    assert_eq!(s.apply(&region(1, "a", "m", 4, 5), 0, 0, 0), Outcome::Stale);
+    assert_eq!(s.apply(&region(1, "a", "m", 5, 4), 0, 0, 0), Outcome::Stale);
     // An overlapping region with an older version than what it overlaps.
-    assert_eq!(s.apply(&region(9, "b", "c", 3, 9), 0, 0), Outcome::Stale);
+    assert_eq!(s.apply(&region(9, "b", "c", 3, 9), 0, 0, 0), Outcome::Stale);
     assert_eq!(ids(&s), vec![1]);
 }
 
@@ -63,19 +63,19 @@ fn stale_updates_are_ignored() {
 fn unchanged_unless_region_leader_or_flow_changes() {
     let mut s = RegionStore::new();
     let r = region(1, "a", "m", 1, 1);
-    s.apply(&r, 100, 7);
-    assert_eq!(s.apply(&r, 100, 7), Outcome::Unchanged);
-    assert!(matches!(s.apply(&r, 0, 7), Outcome::Applied { .. }));
-    assert!(matches!(s.apply(&r, 0, 8), Outcome::Applied { .. }));
+    s.apply(&r, 100, 7, 0);
+    assert_eq!(s.apply(&r, 100, 7, 0), Outcome::Unchanged);
+    assert!(matches!(s.apply(&r, 0, 7, 0), Outcome::Applied { .. }));
+    assert!(matches!(s.apply(&r, 0, 8, 0), Outcome::Applied { .. }));
     assert_eq!(s.len(), 1);
 }
 
 #[test]
 fn lookups_by_key_and_scans_respect_ranges() {
     let mut s = RegionStore::new();
-    s.apply(&region(1, "", "g", 1, 1), 100, 0);
-    s.apply(&region(2, "g", "p", 1, 1), 0, 0);
-    s.apply(&region(3, "p", "", 1, 1), 0, 0);
+    s.apply(&region(1, "", "g", 1, 1), 100, 0, 0);
+    s.apply(&region(2, "g", "p", 1, 1), 0, 0, 0);
+    s.apply(&region(3, "p", "", 1, 1), 0, 0, 0);
     assert_eq!(s.get_by_key(b"a").unwrap().region.id, 1);
     assert_eq!(s.get_by_key(b"g").unwrap().region.id, 2);
     assert_eq!(s.get_by_key(b"zzz").unwrap().region.id, 3);
@@ -85,7 +85,7 @@ fn lookups_by_key_and_scans_respect_ranges() {
     assert_eq!(scanned, vec![2, 3]);
     assert_eq!(s.scan(b"", b"", 2).len(), 2);
     let mut gap = RegionStore::new();
-    gap.apply(&region(1, "a", "c", 1, 1), 0, 0);
+    gap.apply(&region(1, "a", "c", 1, 1), 0, 0, 0);
     assert!(gap.get_by_key(b"d").is_none());
 }
 
@@ -94,7 +94,7 @@ fn chunks_cover_the_set_once_in_key_order() {
     let mut s = RegionStore::new();
     for i in 0..25u64 {
         let (a, b) = (format!("k{i:03}"), format!("k{:03}", i + 1));
-        s.apply(&region(i + 1, &a, &b, 1, 1), 0, 0);
+        s.apply(&region(i + 1, &a, &b, 1, 1), 0, 0, 0);
     }
     let mut seen = Vec::new();
     let mut after: Option<Vec<u8>> = None;
@@ -114,17 +114,17 @@ fn chunks_cover_the_set_once_in_key_order() {
 #[test]
 fn digest_and_size_follow_the_set() {
     let mut a = RegionStore::new();
-    a.apply(&region(1, "", "m", 1, 1), 0, 0);
-    a.apply(&region(2, "m", "", 1, 1), 0, 0);
+    a.apply(&region(1, "", "m", 1, 1), 0, 0, 0);
+    a.apply(&region(2, "m", "", 1, 1), 0, 0, 0);
     let mut b = RegionStore::new();
-    b.apply(&region(1, "", "", 1, 1), 0, 0);
-    b.apply(&region(2, "m", "", 2, 1), 0, 0);
-    b.apply(&region(1, "", "m", 2, 1), 0, 0);
-    b.apply(&region(2, "m", "", 1, 1), 0, 0); // stale: ignored
+    b.apply(&region(1, "", "", 1, 1), 0, 0, 0);
+    b.apply(&region(2, "m", "", 2, 1), 0, 0, 0);
+    b.apply(&region(1, "", "m", 2, 1), 0, 0, 0);
+    b.apply(&region(2, "m", "", 1, 1), 0, 0, 0); // stale: ignored
     assert_ne!(a.digest(), b.digest(), "versions differ");
     let mut c = RegionStore::new();
-    c.apply(&region(2, "m", "", 2, 1), 0, 0);
-    c.apply(&region(1, "", "m", 2, 1), 0, 0);
+    c.apply(&region(2, "m", "", 2, 1), 0, 0, 0);
+    c.apply(&region(1, "", "m", 2, 1), 0, 0, 0);
     assert_eq!(b.digest(), c.digest());
     assert_eq!(b.encoded_bytes(), c.encoded_bytes());
     c.clear();
@@ -147,8 +147,8 @@ fn a_bulk_load_equals_one_by_one_inserts_and_tolerates_collisions() {
     let mut loader = Loader::default();
     let mut one_by_one = RegionStore::new();
     for r in &regions {
-        loader.add(r, r.peers[0].id);
-        one_by_one.apply(r, r.peers[0].id, 0);
+        loader.add(r, r.peers[0].id, 0);
+        one_by_one.apply(r, r.peers[0].id, 0, 0);
     }
     let bulk = loader.finish();
     assert_eq!(bulk.digest(), one_by_one.digest());
@@ -158,8 +158,8 @@ fn a_bulk_load_equals_one_by_one_inserts_and_tolerates_collisions() {
 
     // Two regions claiming one start key: the later one stays.
     let mut loader = Loader::default();
-    loader.add(&region(1, "a", "b", 1, 1), 0);
-    loader.add(&region(2, "a", "c", 1, 1), 0);
+    loader.add(&region(1, "a", "b", 1, 1), 0, 0);
+    loader.add(&region(2, "a", "c", 1, 1), 0, 0);
     let store = loader.finish();
     assert_eq!(store.len(), 1);
     assert_eq!(store.get_by_key(b"a").unwrap().region.id, 2);

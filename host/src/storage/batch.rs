@@ -16,6 +16,11 @@ pub struct WriteBatch {
     pub complete: Option<bool>,
     /// Keep this cluster id.
     pub cluster_id: Option<u64>,
+    /// Set the oldest index from which the regions' change indexes are
+    /// complete.
+    pub delta_floor: Option<u64>,
+    /// Set or clear the resumable marker (a delta is under way).
+    pub resumable: Option<bool>,
     /// fsync before returning. Without it the batch may be lost in a crash,
     /// never torn; use it only where a lost batch is harmless (a full sync's
     /// data, which an incomplete marker already disowns).
@@ -25,16 +30,17 @@ pub struct WriteBatch {
 /// One region write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegionOp {
-    /// (id, leader peer id, region encoding).
-    Put(u64, u64, Vec<u8>),
+    /// (id, leader peer id, index of its last change, region encoding).
+    Put(u64, u64, u64, Vec<u8>),
     /// Remove the region with this id.
     Delete(u64),
 }
 
 impl WriteBatch {
     /// Put a region already encoded (as the region store keeps it).
-    pub fn put_encoded(&mut self, id: u64, leader_id: u64, blob: &[u8]) {
-        self.ops.push(RegionOp::Put(id, leader_id, blob.to_vec()));
+    pub fn put_encoded(&mut self, id: u64, leader_id: u64, changed: u64, blob: &[u8]) {
+        self.ops
+            .push(RegionOp::Put(id, leader_id, changed, blob.to_vec()));
     }
 
     /// Remove region `id`.
@@ -49,5 +55,7 @@ impl WriteBatch {
             && self.next_index.is_none()
             && self.complete.is_none()
             && self.cluster_id.is_none()
+            && self.delta_floor.is_none()
+            && self.resumable.is_none()
     }
 }

@@ -25,18 +25,26 @@ pub use error::StorageError;
 
 type Result<T> = std::result::Result<T, StorageError>;
 
-/// id -> leader peer id (8 bytes, little endian) then the region's encoding.
+/// id -> leader peer id (8 bytes, little endian), the index of the region's
+/// last change (8 bytes, little endian; layout 2 on), then its encoding.
 const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Bump when the meaning of the tables changes; an older store is refused
 /// with a clear error rather than misread.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
+
+/// The oldest layout this build still reads; it upgrades it in place at the
+/// first write (never at open: a node that refuses to sync must leave its
+/// store as it was).
+pub const OLDEST_LAYOUT: u64 = 1;
 
 const KEY_LAYOUT: &str = "layout_version";
 const KEY_NEXT_INDEX: &str = "next_index";
 const KEY_CLUSTER_ID: &str = "cluster_id";
 const KEY_COMPLETE: &str = "complete";
+const KEY_DELTA_FLOOR: &str = "delta_floor";
+const KEY_RESUMABLE: &str = "resumable";
 
 /// The store's file name inside the data directory.
 pub const FILE_NAME: &str = "regionsync.redb";
@@ -50,6 +58,11 @@ pub struct Meta {
     pub cluster_id: Option<u64>,
     /// The regions form a complete set for `next_index`.
     pub complete: bool,
+    /// Oldest index from which the regions' change indexes are complete,
+    /// once set.
+    pub delta_floor: Option<u64>,
+    /// Incomplete only because a delta from `next_index` was under way.
+    pub resumable: bool,
 }
 
 /// An existing store is opened read-only and reopened for writing only at
@@ -67,6 +80,8 @@ enum Handle {
 pub struct Storage {
     handle: Mutex<Handle>,
     path: PathBuf,
+    /// The layout the file has (an older one is upgraded at the first write).
+    layout: Mutex<u64>,
 }
 
 /// Regions live in memory already; redb's page cache only needs to carry
@@ -105,6 +120,7 @@ impl Storage {
         let storage = Storage {
             handle: Mutex::new(handle),
             path,
+            layout: Mutex::new(LAYOUT_VERSION),
         };
         storage.check_layout()?;
         Ok(storage)
@@ -170,7 +186,10 @@ impl Storage {
             want: LAYOUT_VERSION,
         };
         match found {
-            (Some(LAYOUT_VERSION), _) => Ok(()),
+            (Some(v), _) if (OLDEST_LAYOUT..=LAYOUT_VERSION).contains(&v) => {
+                *self.layout.lock() = v;
+                Ok(())
+            }
             (Some(other), _) => Err(refuse(Some(other))),
             (None, true) => Err(refuse(None)),
             (None, false) => self.with_writer(|db| {
@@ -197,12 +216,16 @@ impl Storage {
             next_index: get(KEY_NEXT_INDEX)?.unwrap_or(0),
             cluster_id: get(KEY_CLUSTER_ID)?,
             complete: get(KEY_COMPLETE)? == Some(1),
+            delta_floor: get(KEY_DELTA_FLOOR)?,
+            resumable: get(KEY_RESUMABLE)? == Some(1),
         })
     }
 
-    /// Every stored region with its leader peer id. A record that does not
+    /// Every stored region with its leader peer id and the index of its last
+    /// change (0 where the layout did not keep it). A record that does not
     /// decode is an error naming it, not a panic.
-    pub fn load_regions(&self, mut f: impl FnMut(Region, u64)) -> Result<usize> {
+    pub fn load_regions(&self, mut f: impl FnMut(Region, u64, u64)) -> Result<usize> {
+        let layout = *self.layout.lock();
         let txn = self.begin_read()?;
         let table = txn
             .open_table(REGIONS)
@@ -216,10 +239,9 @@ impl Storage {
         for entry in iter {
             let (id, value) = entry.map_err(|e| self.fail("read the regions", e))?;
             let (id, value) = (id.value(), value.value());
-            let Some((leader, encoded)) = value.split_first_chunk::<8>() else {
+            let Some((leader, changed, encoded)) = split_value(value, layout) else {
                 return Err(damaged(format!("region {id} is truncated")));
             };
-            let leader = u64::from_le_bytes(*leader);
             let region = Region::decode(encoded)
                 .map_err(|e| damaged(format!("region {id} does not decode: {e}")))?;
             if region.id != id {
@@ -228,7 +250,7 @@ impl Storage {
                     region.id
                 )));
             }
-            f(region, leader);
+            f(region, leader, changed);
             n += 1;
         }
         Ok(n)
@@ -261,6 +283,9 @@ impl Storage {
                 Durability::None
             })?;
             {
+                if *self.layout.lock() < LAYOUT_VERSION {
+                    upgrade(&txn)?;
+                }
                 if batch.reset {
                     txn.delete_table(REGIONS)?;
                 }
@@ -268,9 +293,10 @@ impl Storage {
                 let mut value = Vec::new();
                 for op in &batch.ops {
                     match op {
-                        RegionOp::Put(id, leader, blob) => {
+                        RegionOp::Put(id, leader, changed, blob) => {
                             value.clear();
                             value.extend_from_slice(&leader.to_le_bytes());
+                            value.extend_from_slice(&changed.to_le_bytes());
                             value.extend_from_slice(blob);
                             regions.insert(*id, value.as_slice())?;
                         }
@@ -289,11 +315,78 @@ impl Storage {
                 if let Some(id) = batch.cluster_id {
                     meta.insert(KEY_CLUSTER_ID, id)?;
                 }
+                if let Some(floor) = batch.delta_floor {
+                    meta.insert(KEY_DELTA_FLOOR, floor)?;
+                }
+                if let Some(r) = batch.resumable {
+                    meta.insert(KEY_RESUMABLE, u64::from(r))?;
+                }
             }
             txn.commit()?;
             Ok(())
-        })
+        })?;
+        *self.layout.lock() = LAYOUT_VERSION;
+        Ok(())
     }
+}
+
+/// (leader peer id, change index, encoding) of a stored value in `layout`.
+fn split_value(value: &[u8], layout: u64) -> Option<(u64, u64, &[u8])> {
+    let (leader, rest) = value.split_first_chunk::<8>()?;
+    let leader = u64::from_le_bytes(*leader);
+    if layout < 2 {
+        return Some((leader, 0, rest));
+    }
+    let (changed, encoded) = rest.split_first_chunk::<8>()?;
+    Some((leader, u64::from_le_bytes(*changed), encoded))
+}
+
+/// Rewrite a layout-1 store as layout 2, inside the caller's transaction:
+/// every value gains a change index of 0 ("older than the delta floor"), and
+/// the floor becomes the store's next index, since nothing before it was
+/// tracked. Done in slices so that the upgrade holds little memory.
+fn upgrade(txn: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
+    const SLICE: usize = 10_000;
+    let mut regions = txn.open_table(REGIONS)?;
+    let mut after: Option<u64> = None;
+    loop {
+        let slice: Vec<(u64, Vec<u8>)> = {
+            let range = match after {
+                Some(a) => regions.range((a + 1)..)?,
+                None => regions.range(0..)?,
+            };
+            let mut out = Vec::with_capacity(SLICE);
+            for entry in range.take(SLICE) {
+                let (id, value) = entry?;
+                out.push((id.value(), value.value().to_vec()));
+            }
+            out
+        };
+        let Some(&(last, _)) = slice.last() else {
+            break;
+        };
+        let mut value = Vec::new();
+        for (id, old) in slice {
+            let (leader, _, encoded) = split_value(&old, 1)
+                .ok_or_else(|| redb::Error::Corrupted(format!("region {id} is truncated")))?;
+            value.clear();
+            value.extend_from_slice(&leader.to_le_bytes());
+            value.extend_from_slice(&0u64.to_le_bytes());
+            value.extend_from_slice(encoded);
+            regions.insert(id, value.as_slice())?;
+        }
+        if last == u64::MAX {
+            break;
+        }
+        after = Some(last);
+    }
+    let mut meta = txn.open_table(META)?;
+    let next = meta.get(KEY_NEXT_INDEX)?.map_or(0, |v| v.value());
+    if meta.get(KEY_DELTA_FLOOR)?.is_none() {
+        meta.insert(KEY_DELTA_FLOOR, next)?;
+    }
+    meta.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
+    Ok(())
 }
 
 #[cfg(test)]

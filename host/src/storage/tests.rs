@@ -1,7 +1,7 @@
 use super::*;
 
 fn put(batch: &mut WriteBatch, region: &Region, leader_id: u64) {
-    batch.put_encoded(region.id, leader_id, &region.encode_to_vec());
+    batch.put_encoded(region.id, leader_id, 0, &region.encode_to_vec());
 }
 
 fn region(id: u64) -> Region {
@@ -45,11 +45,13 @@ fn batches_survive_reopen_and_reset_clears_everything() {
         Meta {
             next_index: 7,
             cluster_id: Some(42),
-            complete: true
+            complete: true,
+            delta_floor: None,
+            resumable: false,
         }
     );
     let mut got = Vec::new();
-    s.load_regions(|r, l| got.push((r.id, l))).unwrap();
+    s.load_regions(|r, l, _| got.push((r.id, l))).unwrap();
     assert_eq!(got, vec![(1, 10), (3, 30)]);
     s.write(&WriteBatch {
         reset: true,
@@ -59,7 +61,7 @@ fn batches_survive_reopen_and_reset_clears_everything() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(s.load_regions(|_, _| {}).unwrap(), 0);
+    assert_eq!(s.load_regions(|_, _, _| {}).unwrap(), 0);
     assert!(!s.meta().unwrap().complete);
     assert_eq!(s.meta().unwrap().cluster_id, Some(42));
 }
@@ -82,7 +84,7 @@ fn opening_and_reading_leave_the_file_unchanged() {
     {
         let s = Storage::open(dir.path()).unwrap();
         s.meta().unwrap();
-        s.load_regions(|_, _| {}).unwrap();
+        s.load_regions(|_, _, _| {}).unwrap();
     }
     assert!(std::fs::read(&file).unwrap() == before);
 }
@@ -143,9 +145,60 @@ fn another_layout_is_refused_and_garbage_is_an_error() {
         .unwrap();
     }
     let s = Storage::open(dir.path()).unwrap();
-    let err = s.load_regions(|_, _| {}).unwrap_err();
+    let err = s.load_regions(|_, _, _| {}).unwrap_err();
     assert!(
         matches!(&err, StorageError::Damaged { detail, .. } if detail == "region 5 is truncated"),
         "{err}"
     );
+}
+
+#[test]
+fn a_layout_1_store_is_read_as_is_and_upgraded_at_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    {
+        // A store as layout 1 wrote it: leader id, then the encoding.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(KEY_LAYOUT, 1).unwrap();
+            meta.insert(KEY_NEXT_INDEX, 40).unwrap();
+            meta.insert(KEY_COMPLETE, 1).unwrap();
+            let mut regions = txn.open_table(REGIONS).unwrap();
+            for id in 1..=3u64 {
+                let mut value = (id * 10).to_le_bytes().to_vec();
+                value.extend_from_slice(&region(id).encode_to_vec());
+                regions.insert(id, value.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let s = Storage::open(dir.path()).unwrap();
+    let mut got = Vec::new();
+    s.load_regions(|r, l, changed| got.push((r.id, l, changed)))
+        .unwrap();
+    assert_eq!(got, vec![(1, 10, 0), (2, 20, 0), (3, 30, 0)]);
+    assert_eq!(s.meta().unwrap().delta_floor, None);
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "reading changed the file"
+    );
+    // The first write upgrades: every region keeps its leader, gains change
+    // index 0, and changes are tracked from the store's index on.
+    let mut b = WriteBatch {
+        durable: true,
+        ..Default::default()
+    };
+    b.put_encoded(4, 40, 41, &region(4).encode_to_vec());
+    s.write(&b).unwrap();
+    drop(s);
+    let s = Storage::open(dir.path()).unwrap();
+    let mut got = Vec::new();
+    s.load_regions(|r, l, changed| got.push((r.id, l, changed)))
+        .unwrap();
+    assert_eq!(got, vec![(1, 10, 0), (2, 20, 0), (3, 30, 0), (4, 40, 41)]);
+    let meta = s.meta().unwrap();
+    assert_eq!((meta.delta_floor, meta.next_index), (Some(40), 40));
 }

@@ -8,7 +8,17 @@
 //! region with its new leader or peers, a flow update reports new stats.
 //! Because the model follows the epoch rules, every heartbeat it sends is
 //! one the leader must accept, so "accepted" can be checked exactly.
+//!
+//! Built for a million regions: the model is ordered by start key with an
+//! index for picking a region at random, so a split or a merge costs
+//! O(log n); heartbeats are generated as they are sent ([`Generator::stream`]),
+//! never gathered into a list first. Flow moves as a cluster's does: most
+//! heartbeats move it a little (below PD's rounding, so they make no record),
+//! a minority by more.
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -46,6 +56,8 @@ struct ModelRegion {
     conf_ver: u64,
     peers: Vec<Peer>,
     leader: usize,
+    /// Bytes written in the last interval.
+    flow: u64,
 }
 
 impl ModelRegion {
@@ -89,7 +101,12 @@ pub struct ChurnCounts {
 /// The model cluster and the heartbeats that describe its changes.
 pub struct Generator {
     cluster_id: u64,
-    regions: Vec<ModelRegion>,
+    /// The model, by start key.
+    regions: BTreeMap<u64, ModelRegion>,
+    /// Every start key, for picking a region at random in O(1).
+    starts: Vec<u64>,
+    /// Where each start key is in `starts`.
+    slot: HashMap<u64, usize>,
     next_id: u64,
     next_peer: u64,
     rng: Rng,
@@ -100,31 +117,39 @@ pub struct Generator {
 const STORES: u64 = 5;
 
 impl Generator {
-    /// A model of `n` regions evenly splitting the key space.
-    pub fn new(cluster_id: u64, n: u64, seed: u64) -> Self {
-        let n = n.max(1);
-        let step = u64::MAX / 4 / n;
-        let mut g = Generator {
+    fn empty(cluster_id: u64, seed: u64) -> Self {
+        Generator {
             cluster_id,
-            regions: Vec::with_capacity(n as usize),
+            regions: BTreeMap::new(),
+            starts: Vec::new(),
+            slot: HashMap::new(),
             next_id: 1,
             next_peer: 1_000_000_000,
             rng: Rng::new(seed),
             counts: ChurnCounts::default(),
-        };
+        }
+    }
+
+    /// A model of `n` regions evenly splitting the key space.
+    pub fn new(cluster_id: u64, n: u64, seed: u64) -> Self {
+        let n = n.max(1);
+        let step = u64::MAX / 4 / n;
+        let mut g = Self::empty(cluster_id, seed);
         for i in 0..n {
             let peers = g.new_peers(i);
-            let r = ModelRegion {
-                id: g.next_id,
+            let flow = g.rng.below(1 << 20);
+            let id = g.next_id;
+            g.next_id += 1;
+            g.insert(ModelRegion {
+                id,
                 start: i * step,
                 end: if i + 1 == n { 0 } else { (i + 1) * step },
                 version: 1,
                 conf_ver: 1,
                 peers,
                 leader: 0,
-            };
-            g.next_id += 1;
-            g.regions.push(r);
+                flow,
+            });
         }
         g
     }
@@ -132,10 +157,15 @@ impl Generator {
     /// A model that continues from the regions a leader holds (a second run
     /// on the same data), or `None` if they are not this generator's.
     pub fn resume(cluster_id: u64, existing: Vec<(Region, Peer)>, seed: u64) -> Option<Self> {
-        let mut regions = Vec::with_capacity(existing.len());
+        let mut g = Self::empty(cluster_id, seed);
         for (r, leader) in existing {
             let epoch = r.region_epoch.unwrap_or_default();
-            regions.push(ModelRegion {
+            g.next_id = g.next_id.max(r.id + 1);
+            for p in &r.peers {
+                g.next_peer = g.next_peer.max(p.id + 1);
+            }
+            let flow = g.rng.below(1 << 20);
+            g.insert(ModelRegion {
                 id: r.id,
                 start: parse_key(&r.start_key)?,
                 end: if r.end_key.is_empty() {
@@ -147,24 +177,28 @@ impl Generator {
                 conf_ver: epoch.conf_ver,
                 leader: r.peers.iter().position(|p| p.id == leader.id).unwrap_or(0),
                 peers: r.peers,
+                flow,
             });
         }
-        regions.sort_by_key(|r| r.start);
-        let next_id = regions.iter().map(|r| r.id).max().unwrap_or(0) + 1;
-        let next_peer = regions
-            .iter()
-            .flat_map(|r| r.peers.iter().map(|p| p.id))
-            .max()
-            .unwrap_or(1_000_000_000)
-            + 1;
-        Some(Generator {
-            cluster_id,
-            regions,
-            next_id,
-            next_peer,
-            rng: Rng::new(seed),
-            counts: ChurnCounts::default(),
-        })
+        Some(g)
+    }
+
+    fn insert(&mut self, r: ModelRegion) {
+        if !self.regions.contains_key(&r.start) {
+            self.slot.insert(r.start, self.starts.len());
+            self.starts.push(r.start);
+        }
+        self.regions.insert(r.start, r);
+    }
+
+    fn remove(&mut self, start: u64) -> Option<ModelRegion> {
+        let r = self.regions.remove(&start)?;
+        let at = self.slot.remove(&start).expect("indexed");
+        self.starts.swap_remove(at);
+        if let Some(&moved) = self.starts.get(at) {
+            self.slot.insert(moved, at);
+        }
+        Some(r)
     }
 
     /// Regions in the model.
@@ -190,7 +224,7 @@ impl Generator {
             .collect()
     }
 
-    fn heartbeat(&self, r: &ModelRegion, bytes_written: u64) -> RegionHeartbeatRequest {
+    fn heartbeat(&self, r: &ModelRegion) -> RegionHeartbeatRequest {
         let region = r.region();
         RegionHeartbeatRequest {
             header: Some(RequestHeader {
@@ -199,62 +233,74 @@ impl Generator {
             }),
             leader: region.peers.get(r.leader).copied(),
             region: Some(region),
-            bytes_written,
-            keys_written: bytes_written / 64,
+            bytes_written: r.flow,
+            keys_written: r.flow / 64,
             approximate_size: 96 << 20,
             ..Default::default()
         }
     }
 
-    /// One heartbeat per region of the model, with fresh flow figures.
+    /// One heartbeat per region of the model, in key order.
     pub fn all(&mut self) -> Vec<RegionHeartbeatRequest> {
-        let flows: Vec<u64> = (0..self.regions.len())
-            .map(|_| self.rng.below(1 << 20))
-            .collect();
-        self.regions
-            .iter()
-            .zip(flows)
-            .map(|(r, f)| self.heartbeat(r, f))
-            .collect()
+        self.regions.values().map(|r| self.heartbeat(r)).collect()
+    }
+
+    /// A region's flow moves: mostly by a little (under a thousand bytes,
+    /// which PD's rounding to three digits mostly hides), sometimes a lot.
+    fn move_flow(&mut self, start: u64) {
+        let big = self.rng.below(5) == 0;
+        let delta = if big {
+            1_000 + self.rng.below(1 << 16)
+        } else {
+            self.rng.below(400)
+        };
+        let r = self.regions.get_mut(&start).expect("in the model");
+        r.flow = if self.rng.below(2) == 0 {
+            r.flow.saturating_add(delta)
+        } else {
+            r.flow.saturating_sub(delta)
+        };
     }
 
     /// One churn operation, as the heartbeats it causes.
     pub fn churn(&mut self) -> Vec<RegionHeartbeatRequest> {
-        let i = self.rng.below(self.regions.len() as u64) as usize;
+        let pick = self.rng.below(self.starts.len() as u64) as usize;
+        let start = self.starts[pick];
         let roll = self.rng.below(100);
-        let flow = self.rng.below(1 << 24);
+        self.move_flow(start);
         if roll < 5 {
-            if let Some(out) = self.split(i, flow) {
+            if let Some(out) = self.split(start) {
                 return out;
             }
         } else if roll < 10 && self.regions.len() > 1 {
-            let i = i.min(self.regions.len() - 2);
-            return self.merge(i, flow);
+            if let Some(out) = self.merge(start) {
+                return out;
+            }
         } else if roll < 35 {
-            let r = &mut self.regions[i];
+            let r = self.regions.get_mut(&start).expect("picked");
             r.leader = (r.leader + 1) % r.peers.len();
             self.counts.leader_transfers += 1;
-            return vec![self.heartbeat(&self.regions[i], flow)];
         } else if roll < 40 {
             self.next_peer += 1;
             let store = 1 + self.rng.below(STORES);
-            let r = &mut self.regions[i];
+            let next_peer = self.next_peer;
+            let r = self.regions.get_mut(&start).expect("picked");
             let slot = (r.leader + 1) % r.peers.len();
             r.peers[slot] = Peer {
-                id: self.next_peer,
+                id: next_peer,
                 store_id: store,
                 ..Default::default()
             };
             r.conf_ver += 1;
             self.counts.conf_changes += 1;
-            return vec![self.heartbeat(&self.regions[i], flow)];
+        } else {
+            self.counts.flow_updates += 1;
         }
-        self.counts.flow_updates += 1;
-        vec![self.heartbeat(&self.regions[i], flow)]
+        vec![self.heartbeat(&self.regions[&start])]
     }
 
-    fn split(&mut self, i: usize, flow: u64) -> Option<Vec<RegionHeartbeatRequest>> {
-        let r = self.regions[i].clone();
+    fn split(&mut self, start: u64) -> Option<Vec<RegionHeartbeatRequest>> {
+        let r = self.regions[&start].clone();
         let end = if r.end == 0 { u64::MAX / 2 } else { r.end };
         if end - r.start < 2 {
             return None;
@@ -272,28 +318,99 @@ impl Generator {
             conf_ver: 1,
             peers,
             leader: 0,
+            flow: r.flow / 2,
         };
         self.next_id += 1;
-        let out = vec![self.heartbeat(&right, flow), self.heartbeat(&left, flow)];
-        self.regions[i] = left;
-        self.regions.insert(i + 1, right);
+        let out = vec![self.heartbeat(&right), self.heartbeat(&left)];
+        self.insert(left);
+        self.insert(right);
         self.counts.splits += 1;
         Some(out)
     }
 
-    fn merge(&mut self, i: usize, flow: u64) -> Vec<RegionHeartbeatRequest> {
-        let gone = self.regions.remove(i + 1);
-        let survivor = &mut self.regions[i];
+    /// The region at `start` absorbs its right neighbour.
+    fn merge(&mut self, start: u64) -> Option<Vec<RegionHeartbeatRequest>> {
+        let (&next, _) = self.regions.range((start + 1)..).next()?;
+        let gone = self.remove(next).expect("just found");
+        let survivor = self.regions.get_mut(&start).expect("picked");
         survivor.end = gone.end;
         survivor.version = survivor.version.max(gone.version) + 1;
         self.counts.merges += 1;
-        vec![self.heartbeat(&self.regions[i], flow)]
+        Some(vec![self.heartbeat(&self.regions[&start])])
     }
 
     /// The model's regions, for checking a node against it.
     pub fn regions(&self) -> Vec<Region> {
-        self.regions.iter().map(ModelRegion::region).collect()
+        self.regions.values().map(ModelRegion::region).collect()
     }
+
+    /// Heartbeats generated as they are sent: first one per region of the
+    /// model if `seed_all`, then churn until `limit` operations or the
+    /// deadline, at most `rate` per second (0: as fast as the leader takes
+    /// them). `sent` counts what left.
+    pub fn stream(
+        generator: Arc<parking_lot::Mutex<Generator>>,
+        seed_all: bool,
+        limit: Limit,
+        rate: u64,
+        sent: Arc<AtomicU64>,
+    ) -> impl tokio_stream::Stream<Item = RegionHeartbeatRequest> + Send + 'static {
+        let started = Instant::now();
+        let mut queue: VecDeque<RegionHeartbeatRequest> = VecDeque::new();
+        let mut seeding = if seed_all {
+            generator.lock().regions.keys().next().copied().map(|k| k..)
+        } else {
+            None
+        };
+        let mut ops = 0u64;
+        futures::stream::unfold((), move |()| {
+            let generator = generator.clone();
+            let sent = sent.clone();
+            let next = (|| {
+                if let Some(hb) = queue.pop_front() {
+                    return Some(hb);
+                }
+                let mut g = generator.lock();
+                if let Some(range) = seeding.take() {
+                    let mut it = g.regions.range(range);
+                    if let Some((_, r)) = it.next() {
+                        let hb = g.heartbeat(r);
+                        seeding = it.next().map(|(k, _)| *k..);
+                        return Some(hb);
+                    }
+                }
+                let done = match limit {
+                    Limit::Operations(n) => ops >= n,
+                    Limit::Duration(d) => started.elapsed() >= d,
+                };
+                if done {
+                    return None;
+                }
+                ops += 1;
+                queue.extend(g.churn());
+                queue.pop_front()
+            })();
+            let i = sent.load(Ordering::Relaxed);
+            async move {
+                let hb = next?;
+                if rate > 0 {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                Some((hb, ()))
+            }
+        })
+    }
+}
+
+/// How long a load runs after seeding the regions.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    /// This many churn operations.
+    Operations(u64),
+    /// For this long.
+    Duration(Duration),
 }
 
 /// Connect to a leader with a clear error.
@@ -361,8 +478,17 @@ pub async fn send(
             hb
         },
     );
+    send_stream(client, paced).await
+}
+
+/// Send a stream of heartbeats on one RegionHeartbeat call, until it ends
+/// and the leader has read it all; a refusal is an error.
+pub async fn send_stream(
+    client: &mut PdClient<Channel>,
+    heartbeats: impl tokio_stream::Stream<Item = RegionHeartbeatRequest> + Send + 'static,
+) -> anyhow::Result<()> {
     let mut responses = client
-        .region_heartbeat(paced)
+        .region_heartbeat(heartbeats)
         .await
         .context("opening a RegionHeartbeat stream")?
         .into_inner();

@@ -109,6 +109,15 @@ pub struct LeaderArgs {
     /// Records kept in the history ring.
     #[arg(long, default_value_t = 10_000)]
     pub history_capacity: usize,
+    /// Encoded bytes kept in the history ring (0: no bound); whichever of
+    /// this and --history-capacity is reached first evicts the oldest
+    /// record. Status shows how many seconds of changes the ring holds.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub history_bytes: usize,
+    /// A heartbeat whose flow (bytes written/read) changes only below this
+    /// many digits makes no record (PD's flow-round-by-digit).
+    #[arg(long, default_value_t = 3)]
+    pub flow_round_digits: u32,
     /// Limit on a full sync's snapshot, in bytes per second (0: none).
     #[arg(long, default_value_t = 0)]
     pub full_sync_rate: u64,
@@ -125,6 +134,9 @@ pub struct LoadArgs {
     /// Churn operations after the regions.
     #[arg(long, default_value_t = 0)]
     pub updates: u64,
+    /// Churn for this many seconds instead of --updates operations.
+    #[arg(long)]
+    pub duration: Option<f64>,
     /// Heartbeats per second (0: as fast as the leader takes them).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,

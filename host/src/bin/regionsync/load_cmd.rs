@@ -1,6 +1,10 @@
 //! `regionsync load`: feed a leader, then check that it holds exactly what
 //! the generator's model says, so that "accepted" is a measured fact.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, bail};
 use regionsync::tools::load;
 
@@ -16,24 +20,48 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         .into_inner();
     let cluster_id = members.header.map_or(0, |h| h.cluster_id);
     let existing = load::scan_all(&mut client, cluster_id).await?;
-    let mut generator = if existing.is_empty() {
+    // A leader that holds regions already gets churn at once; a new one
+    // gets every region first.
+    let seed_all = existing.is_empty();
+    let generator = if seed_all {
         load::Generator::new(cluster_id, args.regions, args.seed)
     } else {
         load::Generator::resume(cluster_id, existing, args.seed)
             .context("the leader holds regions this generator did not write")?
     };
-    let started = std::time::Instant::now();
-    let mut heartbeats = generator.all();
-    for _ in 0..args.updates {
-        heartbeats.extend(generator.churn());
+    let generator = Arc::new(parking_lot::Mutex::new(generator));
+    let limit = match args.duration {
+        Some(secs) if secs > 0.0 => load::Limit::Duration(Duration::from_secs_f64(secs)),
+        Some(secs) => bail!("--duration must be positive, not {secs}"),
+        None => load::Limit::Operations(args.updates),
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        .then(|| tokio::spawn(show_progress(sent.clone())));
+    let heartbeats =
+        load::Generator::stream(generator.clone(), seed_all, limit, args.rate, sent.clone());
+    let result = load::send_stream(&mut client, heartbeats).await;
+    if let Some(p) = progress {
+        p.abort();
     }
-    let sent = heartbeats.len();
-    load::send(&mut client, heartbeats, args.rate).await?;
+    result?;
     let took = started.elapsed();
+    let sent = sent.load(Ordering::Relaxed);
+    let generator = std::mem::replace(
+        &mut *generator.lock(),
+        load::Generator::new(cluster_id, 1, 0),
+    );
+    let counts = generator.counts;
     println!(
-        "sent {sent} heartbeats ({} regions, {} churn operations) in {took:.2?}: {:.0}/s",
+        "sent {sent} heartbeats ({} regions; {} splits, {} merges, {} leader transfers, \
+         {} conf changes, {} flow updates) in {took:.2?}: {:.0}/s",
         generator.len(),
-        args.updates,
+        counts.splits,
+        counts.merges,
+        counts.leader_transfers,
+        counts.conf_changes,
+        counts.flow_updates,
         sent as f64 / took.as_secs_f64()
     );
     // Acceptance: the leader must hold exactly the model's regions.
@@ -59,5 +87,22 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A progress line on a terminal: heartbeats sent and the rate. The leader
+/// answers only refusals, which end the run, so every heartbeat sent so far
+/// was accepted into its intake; whether each change landed is checked
+/// exactly against the model at the end.
+async fn show_progress(sent: Arc<AtomicU64>) {
+    let bar = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} load: {pos} heartbeats sent and accepted ({per_sec}, {elapsed})",
+        )
+        .expect("a valid template"),
+    );
+    loop {
+        bar.set_position(sent.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -109,6 +109,8 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
     config.history_capacity = args.history_capacity;
+    config.history_bytes = args.history_bytes;
+    config.flow_round_digits = args.flow_round_digits;
     config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
     let leader = RunningLeader::start(config, policy, listener).await?;
     let admin = serve_admin(node.admin.as_deref(), leader.shared().clone()).await?;

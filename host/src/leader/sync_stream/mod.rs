@@ -9,11 +9,18 @@
 //! for one chunk at a time.
 //!
 //! Every step the stream takes comes from the policy runtime: routing,
-//! admission, and `plan-send` for each frame after the snapshot.
+//! admission, catch-up passes, and `plan-send` for each frame after the
+//! snapshot. The full sync's snapshot is `snapshot`; the catch-up read from
+//! the store (for full syncs of followers that announced regionsync's
+//! extensions, and for deltas) is `catch_up`. A follower that announced
+//! nothing gets PD's protocol unchanged: a snapshot, the ring's catch-up
+//! under a pin, and the completion.
+
+mod catch_up;
+mod snapshot;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use regionsync_proto::pdpb::{SyncRegionRequest, SyncRegionResponse};
 use tokio::sync::mpsc;
@@ -24,8 +31,10 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::frames;
 use super::{FullSyncOutcome, LeaderShared, StreamEntry};
-use crate::history::Pin;
-use crate::policy_runtime::{RouteAction, RouteCause, SendStep, StreamPhase, StreamView};
+use crate::policy_runtime::{
+    RingView, RouteAction, Routed, SendStep, StreamPhase, StreamView, SyncRequest,
+};
+use crate::wire::Capabilities;
 
 /// Where a stream's task puts its frames; gRPC takes them from the other end.
 pub type FrameSender = mpsc::Sender<Result<SyncRegionResponse, Status>>;
@@ -35,18 +44,65 @@ pub type FrameSender = mpsc::Sender<Result<SyncRegionResponse, Status>>;
 /// holds little memory.
 const QUEUED_FRAMES: usize = 4;
 
-/// Start serving a follower whose request passed the cluster check; the
-/// frames come out of the returned stream.
+/// A stream being served: its frames, and how it was routed (which the
+/// service announces to a follower that announced its capabilities).
+pub struct Opened {
+    /// The frames, as the stream's task sends them.
+    pub frames: ReceiverStream<Result<SyncRegionResponse, Status>>,
+    /// The routing decision.
+    pub routed: Routed,
+}
+
+/// Route a follower whose request passed the cluster check, and start
+/// serving it; the frames come out of the returned stream.
 pub fn open(
     shared: &Arc<LeaderShared>,
     request: SyncRegionRequest,
-) -> Result<ReceiverStream<Result<SyncRegionResponse, Status>>, Status> {
+    caps: Capabilities,
+) -> Result<Opened, Status> {
     if shared.is_stopping() {
         return Err(Status::unavailable("the leader is stopping"));
     }
+    let ring = shared.routing_view();
+    let sync = SyncRequest {
+        start_index: request.start_index,
+        can_delta: caps.delta,
+        must_delta: caps.must_delta,
+    };
+    let routed = shared.policy.route_request(sync, ring);
+    tracing::info!(
+        follower = %follower_name(&request), start_index = request.start_index,
+        first_index = ring.first_index, next_index = ring.next_index,
+        delta_floor = ring.delta_floor, capabilities = %caps.to_header(),
+        action = ?routed.action, reason = routed.cause.as_str(),
+        "routing a follower stream"
+    );
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
-    tokio::spawn(run(shared.clone(), request, tx));
-    Ok(ReceiverStream::new(rx))
+    tokio::spawn(run(shared.clone(), request, caps, routed, ring, tx));
+    Ok(Opened {
+        frames: ReceiverStream::new(rx),
+        routed,
+    })
+}
+
+impl LeaderShared {
+    /// The ring as routing sees it: with the store's delta floor.
+    pub fn routing_view(&self) -> RingView {
+        let ring = self.ring.read().view();
+        RingView {
+            delta_floor: self.store.read().delta_floor(),
+            ..ring
+        }
+    }
+}
+
+fn follower_name(request: &SyncRegionRequest) -> String {
+    request
+        .member
+        .as_ref()
+        .map(|m| m.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "(unnamed)".into())
 }
 
 /// Why a stream ended, for the log line that says so.
@@ -77,30 +133,24 @@ impl Drop for Registered {
     }
 }
 
-/// Counts a running full sync for admission while it lives.
-struct FullSyncSlot(Arc<LeaderShared>);
-
-impl Drop for FullSyncSlot {
-    fn drop(&mut self) {
-        self.0.full_syncs_running.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 struct Stream {
     shared: Arc<LeaderShared>,
     tx: FrameSender,
     follower: String,
     reg: Registered,
+    caps: Capabilities,
 }
 
 /// Serve one stream until it ends; logs how it ended.
-async fn run(shared: Arc<LeaderShared>, request: SyncRegionRequest, tx: FrameSender) {
-    let follower = request
-        .member
-        .as_ref()
-        .map(|m| m.name.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "(unnamed)".into());
+async fn run(
+    shared: Arc<LeaderShared>,
+    request: SyncRegionRequest,
+    caps: Capabilities,
+    routed: Routed,
+    ring: RingView,
+    tx: FrameSender,
+) {
+    let follower = follower_name(&request);
     let id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
     let entry = Arc::new(StreamEntry {
         follower: follower.clone(),
@@ -116,8 +166,9 @@ async fn run(shared: Arc<LeaderShared>, request: SyncRegionRequest, tx: FrameSen
         shared,
         tx,
         follower,
+        caps,
     };
-    let end = stream.serve(request.start_index).await;
+    let end = stream.serve(routed, ring).await;
     let cursor = stream.reg.entry.cursor.load(Ordering::Relaxed);
     match &end {
         End::Gone => {
@@ -174,8 +225,8 @@ impl Stream {
             .await;
     }
 
-    async fn serve(&mut self, start_index: u64) -> End {
-        let end = match self.stream(start_index).await {
+    async fn serve(&mut self, routed: Routed, ring: RingView) -> End {
+        let end = match self.stream(routed, ring).await {
             Ok(never) => match never {},
             Err(end) => end,
         };
@@ -204,15 +255,12 @@ impl Stream {
     }
 
     /// The stream's life; only ever returns how it ended.
-    async fn stream(&mut self, start_index: u64) -> Result<std::convert::Infallible, End> {
+    async fn stream(
+        &mut self,
+        routed: Routed,
+        ring: RingView,
+    ) -> Result<std::convert::Infallible, End> {
         let shared = self.shared.clone();
-        let ring = shared.ring.read().view();
-        let routed = shared.policy.route_request(start_index, ring);
-        tracing::info!(
-            follower = %self.follower, start_index, first_index = ring.first_index,
-            next_index = ring.next_index, action = ?routed.action, reason = routed.cause.as_str(),
-            "routing a follower stream"
-        );
         let (mut phase, mut cursor, mut pin) = match routed.action {
             RouteAction::UpToDate => {
                 self.send(frames::empty(self.cluster_id(), ring.next_index))
@@ -220,9 +268,28 @@ impl Stream {
                 (StreamPhase::Live, ring.next_index, None)
             }
             RouteAction::History(from) => (StreamPhase::CatchingUp, from, None),
+            // A follower that speaks regionsync's extensions is caught up
+            // from the store, so that its sync ends under any churn.
+            RouteAction::FullSync if self.caps.any() => {
+                let slot = self.admit(routed.cause)?;
+                let mark = self.snapshot(routed.cause, None).await?;
+                let completed = self.catch_up(mark, None).await?;
+                drop(slot);
+                shared
+                    .stats
+                    .count_full_sync(routed.cause, FullSyncOutcome::Completed);
+                (StreamPhase::Live, completed, None)
+            }
             RouteAction::FullSync => {
-                let (pin, slot) = self.full_sync(routed.cause).await?;
+                let slot = self.admit(routed.cause)?;
+                let pin = shared.ring.write().pin();
+                self.snapshot(routed.cause, Some(&pin)).await?;
                 (StreamPhase::CatchingUp, pin.from(), Some((pin, slot)))
+            }
+            RouteAction::Delta(from) => {
+                shared.stats.deltas.fetch_add(1, Ordering::Relaxed);
+                let completed = self.catch_up(from, Some(from)).await?;
+                (StreamPhase::Live, completed, None)
             }
         };
         self.set_cursor(cursor);
@@ -294,68 +361,5 @@ impl Stream {
              (capacity {}); reconnect for a full sync",
             ring.first_index, ring.next_index, ring.capacity
         ))
-    }
-
-    /// Admission, pin, snapshot frames. Returns the pin (held until the
-    /// catch-up is sent) and the admission slot.
-    async fn full_sync(&mut self, cause: RouteCause) -> Result<(Arc<Pin>, FullSyncSlot), End> {
-        let shared = self.shared.clone();
-        let running = shared.full_syncs_running.fetch_add(1, Ordering::AcqRel);
-        let slot = FullSyncSlot(shared.clone());
-        if !shared.policy.admit_full_sync(running) {
-            shared
-                .stats
-                .count_full_sync(cause, FullSyncOutcome::Refused);
-            return Err(End::Refused);
-        }
-        shared
-            .stats
-            .count_full_sync(cause, FullSyncOutcome::Started);
-        let pin = shared.ring.write().pin();
-        let limits = shared.policy.limits();
-        let started = Instant::now();
-        let mut position = 0u64;
-        let mut bytes = 0u64;
-        let mut after: Option<Vec<u8>> = None;
-        let mut stopping = shared.stopping.subscribe();
-        loop {
-            let chunk = shared.store.read().chunk_after(
-                after.as_deref(),
-                limits.max_regions as usize,
-                limits.max_bytes as usize,
-            );
-            if chunk.is_empty() && position > 0 {
-                break;
-            }
-            let n = chunk.len() as u64;
-            after = chunk.last().map(|r| r.region.start_key.clone());
-            let frame = frames::snapshot(self.cluster_id(), position, chunk);
-            bytes += prost::Message::encoded_len(&frame) as u64;
-            self.send(frame).await?;
-            position += n;
-            if n == 0 {
-                break; // the one empty frame of an empty snapshot
-            }
-            if *stopping.borrow_and_update() {
-                return Err(End::Stopped);
-            }
-            if pin.is_broken() {
-                shared
-                    .stats
-                    .count_full_sync(cause, FullSyncOutcome::Exhausted);
-                return Err(self.catch_up_lost(pin.from()));
-            }
-            if let Some(rate) = shared.config.full_sync_rate.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        tracing::info!(
-            follower = %self.follower, regions = position, bytes, pinned_from = pin.from(),
-            took = ?started.elapsed(), "full sync snapshot sent; catching up"
-        );
-        Ok((pin, slot))
     }
 }

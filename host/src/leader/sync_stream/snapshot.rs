@@ -1,0 +1,108 @@
+//! A full sync's admission and snapshot: every region in key order, in
+//! bounded frames positioned 0, 1000, 2000, ... (docs/protocol.md §2), each
+//! chunk read under a short read lock so that the intake never waits long.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{End, LeaderShared, Stream, frames};
+use crate::history::Pin;
+use crate::leader::FullSyncOutcome;
+use crate::policy_runtime::RouteCause;
+
+/// Counts a running full sync for admission while it lives.
+pub(super) struct FullSyncSlot(Arc<LeaderShared>);
+
+impl Drop for FullSyncSlot {
+    fn drop(&mut self) {
+        self.0.full_syncs_running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Where a snapshot ended: the index from which the store's changes must be
+/// caught up, and how many positions its frames used.
+pub(super) struct Mark {
+    /// Changes at or after this index may be missing from the snapshot.
+    pub from: u64,
+    /// Regions sent (the next frame's position).
+    pub position: u64,
+}
+
+impl Stream {
+    /// Ask the policy whether another full sync may start.
+    pub(super) fn admit(&self, cause: RouteCause) -> Result<FullSyncSlot, End> {
+        let shared = &self.shared;
+        let running = shared.full_syncs_running.fetch_add(1, Ordering::AcqRel);
+        let slot = FullSyncSlot(shared.clone());
+        if !shared.policy.admit_full_sync(running) {
+            shared
+                .stats
+                .count_full_sync(cause, FullSyncOutcome::Refused);
+            return Err(End::Refused);
+        }
+        shared
+            .stats
+            .count_full_sync(cause, FullSyncOutcome::Started);
+        Ok(slot)
+    }
+
+    /// Stream the snapshot. With a `pin` (PD's protocol), a broken pin ends
+    /// the stream at once: the ring lost the catch-up. Returns the mark a
+    /// catch-up from the store starts at.
+    pub(super) async fn snapshot(
+        &mut self,
+        cause: RouteCause,
+        pin: Option<&Arc<Pin>>,
+    ) -> Result<Mark, End> {
+        let shared = self.shared.clone();
+        // Every change applied after this point may be missing from, or only
+        // partly in, the snapshot: the catch-up starts here.
+        let from = shared.store.read().applied_next();
+        let limits = shared.policy.limits();
+        let started = Instant::now();
+        let mut position = 0u64;
+        let mut bytes = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        let mut stopping = shared.stopping.subscribe();
+        loop {
+            let chunk = shared.store.read().chunk_after(
+                after.as_deref(),
+                limits.max_regions as usize,
+                limits.max_bytes as usize,
+            );
+            if chunk.is_empty() && position > 0 {
+                break;
+            }
+            let n = chunk.len() as u64;
+            after = chunk.last().map(|r| r.region.start_key.clone());
+            let frame = frames::snapshot(self.cluster_id(), position, chunk);
+            bytes += prost::Message::encoded_len(&frame) as u64;
+            self.send(frame).await?;
+            position += n;
+            if n == 0 {
+                break; // the one empty frame of an empty snapshot
+            }
+            if *stopping.borrow_and_update() {
+                return Err(End::Stopped);
+            }
+            if let Some(pin) = pin.filter(|p| p.is_broken()) {
+                shared
+                    .stats
+                    .count_full_sync(cause, FullSyncOutcome::Exhausted);
+                return Err(self.catch_up_lost(pin.from()));
+            }
+            if let Some(rate) = shared.config.full_sync_rate.filter(|r| *r > 0) {
+                let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        tracing::info!(
+            follower = %self.follower, regions = position, bytes, catch_up_from = from,
+            took = ?started.elapsed(), "full sync snapshot sent; catching up"
+        );
+        Ok(Mark { from, position })
+    }
+}

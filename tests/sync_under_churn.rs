@@ -1,0 +1,370 @@
+//! Sync under churn (docs/protocol.md §7), over real gRPC with real stores:
+//! a full sync that completes while changes overwrite the ring many times,
+//! a delta resume that costs what changed, a completion that catches a copy
+//! changed behind the follower's back, and a PD follower that still gets
+//! exactly PD's frames.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use regionsync::node::RunningLeader;
+use regionsync::storage::{Storage, WriteBatch};
+use regionsync::wire::{CAPABILITIES_HEADER, ROUTE_HEADER};
+use regionsync_proto::metapb::{Peer, Region};
+use regionsync_proto::pdpb::{Member, SyncRegionRequest};
+use regionsync_tests::cluster::*;
+use regionsync_tests::followers::*;
+use tokio::sync::mpsc;
+
+/// Heartbeats sent as fast as the leader takes them, until stopped: each
+/// round bumps the version of a slice of the regions.
+struct Churn {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Churn {
+    fn start(leader: &RunningLeader, regions: Vec<Region>) -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (url, cluster_id) = (leader.url(), leader.shared().cluster_id);
+        let task = tokio::spawn({
+            let (stop, sent) = (stop.clone(), sent.clone());
+            async move {
+                let (tx, rx) = mpsc::channel(1_024);
+                let mut c = client(&url).await;
+                let call = tokio::spawn(async move {
+                    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+                    let responses = c.region_heartbeat(stream).await.unwrap().into_inner();
+                    drop(responses);
+                });
+                let mut version = 2;
+                'rounds: loop {
+                    for chunk in bumped(&regions, version).chunks(500) {
+                        for r in chunk {
+                            if stop.load(Ordering::Relaxed)
+                                || tx.send(heartbeat(cluster_id, r)).await.is_err()
+                            {
+                                break 'rounds;
+                            }
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    version += 1;
+                }
+                drop(tx);
+                let _ = call.await;
+            }
+        });
+        Churn { stop, sent, task }
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+fn next_index(leader: &RunningLeader) -> u64 {
+    leader.shared().ring.read().next_index()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_sync_completes_while_churn_overwrites_a_tiny_ring_many_times() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = leader_config(ldir.path());
+    config.history_capacity = 100;
+    let leader = start_leader(config).await;
+    let set = regions(1, 50_000, 24);
+    feed(&leader, &set).await;
+
+    let churn = Churn::start(&leader, set.clone());
+    // Churn first, so that the ring is overwritten before the snapshot begins.
+    eventually("churn to start", Duration::from_secs(10), || {
+        churn.sent.load(Ordering::Relaxed) > 5_000
+    })
+    .await;
+    let at_start = next_index(&leader);
+    let started = Instant::now();
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    let shared = f.shared().clone();
+    eventually(
+        "the follower to become ready under churn",
+        Duration::from_secs(60),
+        || shared.is_ready(),
+    )
+    .await;
+    let ready_after = started.elapsed();
+    let churned = next_index(&leader) - at_start;
+    let still_churning = !churn.task.is_finished();
+    let sent = churn.stop().await;
+    assert!(
+        still_churning,
+        "the churn stopped before the follower was ready"
+    );
+    assert!(
+        churned > 10 * 100,
+        "only {churned} records while syncing: the ring of 100 was not overwritten many times"
+    );
+    // One full sync did it. (Once live, a follower this far behind a ring
+    // of 100 may fall off it again; it then resumes by delta, never by
+    // another snapshot.)
+    converged(&leader, &f).await;
+    let status = f.shared().status();
+    assert_eq!(status.full_syncs.len(), 1, "{status:?}");
+    assert_eq!(status.full_syncs.get("requested"), Some(&1), "{status:?}");
+    println!(
+        "ready after {ready_after:?} with {churned} records written meanwhile (ring 100), \
+         {sent} churn heartbeats sent; {status:?}"
+    );
+    f.shutdown().await;
+    leader.shutdown().await;
+}
+
+/// A follower's store: its regions by id.
+fn stored(dir: &std::path::Path) -> std::collections::BTreeMap<u64, Region> {
+    let storage = Storage::open(dir).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    storage
+        .load_regions(|r, _, _| {
+            out.insert(r.id, r);
+        })
+        .unwrap();
+    out
+}
+
+/// Start a leader with a ring of 100 records and `n` regions, and a
+/// follower that syncs from it and stops cleanly.
+async fn leader_and_a_follower_that_left(
+    ldir: &std::path::Path,
+    fdir: &std::path::Path,
+    n: u64,
+) -> (RunningLeader, Vec<Region>, u64) {
+    let mut config = leader_config(ldir);
+    config.history_capacity = 100;
+    let leader = start_leader(config).await;
+    let set = regions(1, n, 24);
+    feed(&leader, &set).await;
+    let f = start_follower(follower_config(&leader, Some(fdir))).await;
+    converged(&leader, &f).await;
+    let snapshot_bytes = f.shared().stats.bytes.load(Ordering::Relaxed);
+    f.shutdown().await;
+    (leader, set, snapshot_bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_away_resumes_by_delta_at_the_cost_of_what_changed() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, set, snapshot_bytes) =
+        leader_and_a_follower_that_left(ldir.path(), fdir.path(), 10_000).await;
+    let left_at = next_index(&leader);
+
+    // While it is away: 2% of the regions change, and region 2 is merged
+    // into region 1; far more records than the ring of 100 holds.
+    let changed: Vec<Region> = bumped(&set[100..300], 5);
+    feed(&leader, &changed).await;
+    let mut merged = set[0].clone();
+    merged.end_key = set[1].end_key.clone();
+    merged.region_epoch.as_mut().unwrap().version = 9;
+    feed(&leader, &[merged.clone()]).await;
+    assert!(leader.shared().store.read().get(2).is_none());
+    assert!(
+        leader.shared().ring.read().first_index() > left_at,
+        "the follower's index must be behind the ring"
+    );
+
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    let status = f.shared().status();
+    let resume_bytes = f.shared().stats.bytes.load(Ordering::Relaxed);
+    assert!(status.full_syncs.is_empty(), "no snapshot: {status:?}");
+    assert_eq!(status.details.get("deltas"), Some(&1), "{status:?}");
+    assert_eq!(leader.shared().stats.deltas.load(Ordering::Relaxed), 1);
+    assert!(
+        resume_bytes * 10 < snapshot_bytes,
+        "the delta took {resume_bytes} bytes, the snapshot {snapshot_bytes}"
+    );
+    println!("delta: {resume_bytes} bytes against a snapshot of {snapshot_bytes}");
+    f.shutdown().await;
+    let kept = stored(fdir.path());
+    assert!(!kept.contains_key(&2), "the merged-away region is gone");
+    assert_eq!(kept[&1], merged);
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_changed_behind_the_followers_back_is_caught_and_repaired() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, set, _) = leader_and_a_follower_that_left(ldir.path(), fdir.path(), 2_000).await;
+
+    // Someone edits the follower's store: region 7 gets another peer.
+    let mut tampered = set[6].clone();
+    tampered.peers.push(Peer {
+        id: 999_999,
+        store_id: 9,
+        ..Default::default()
+    });
+    {
+        let storage = Storage::open(fdir.path()).unwrap();
+        let mut batch = WriteBatch {
+            durable: true,
+            ..Default::default()
+        };
+        batch.put_encoded(7, 71, 0, &prost::Message::encode_to_vec(&tampered));
+        storage.write(&batch).unwrap();
+    }
+    // The leader moves on past its ring, so the follower resumes by delta.
+    feed(&leader, &bumped(&set[1_000..1_200], 3)).await;
+
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    let status = f.shared().status();
+    assert_eq!(
+        status.details.get("verify_failures"),
+        Some(&1),
+        "{status:?}"
+    );
+    assert_eq!(status.full_syncs.get("requested"), Some(&1), "{status:?}");
+    let metrics = regionsync::admin::AdminNode::metrics(f.shared().as_ref());
+    assert!(
+        metrics.contains("regionsync_sync_verify_failures_total 1"),
+        "{metrics}"
+    );
+    f.shutdown().await;
+    assert_eq!(stored(fdir.path())[&7], set[6], "the full sync repaired it");
+    leader.shutdown().await;
+}
+
+/// Open a stream as a client that announces `capabilities` (none: a PD
+/// follower); the route the leader announced, and every frame up to the
+/// first empty one after data.
+async fn sync_as(
+    leader: &RunningLeader,
+    start_index: u64,
+    capabilities: Option<&str>,
+) -> (
+    Option<String>,
+    Vec<regionsync_proto::pdpb::SyncRegionResponse>,
+) {
+    let mut c = client(&leader.url()).await;
+    let request = SyncRegionRequest {
+        header: header(leader.shared().cluster_id),
+        member: Some(Member {
+            name: "probe".into(),
+            ..Default::default()
+        }),
+        start_index,
+    };
+    let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
+    if let Some(caps) = capabilities {
+        call.metadata_mut()
+            .insert(CAPABILITIES_HEADER, caps.parse().unwrap());
+    }
+    let response = c.sync_regions(call).await.unwrap();
+    let route = response
+        .metadata()
+        .get(ROUTE_HEADER)
+        .map(|v| v.to_str().unwrap().to_string());
+    let mut frames = response.into_inner();
+    let mut got = Vec::new();
+    loop {
+        let frame = next_frame(&mut frames).await.unwrap().unwrap();
+        let done = frame.regions.is_empty()
+            && got
+                .iter()
+                .any(|f: &regionsync_proto::pdpb::SyncRegionResponse| !f.regions.is_empty());
+        got.push(frame);
+        if done {
+            return (route, got);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_announces_nothing_gets_exactly_pds_frames() {
+    let ldir = tempfile::tempdir().unwrap();
+    let mut config = leader_config(ldir.path());
+    config.history_capacity = 100;
+    let leader = start_leader(config).await;
+    let set = regions(1, 2_500, 24);
+    feed(&leader, &set).await;
+    feed(&leader, &bumped(&set[..300], 2)).await;
+    let next = next_index(&leader);
+
+    // A full sync: positional snapshot frames, then the completion at the
+    // leader's index; no announcement, no digest.
+    let (route, frames) = sync_as(&leader, 0, None).await;
+    assert_eq!(route, None);
+    let starts: Vec<u64> = frames.iter().map(|f| f.start_index).collect();
+    assert_eq!(starts, vec![0, 1_000, 2_000, next]);
+    assert_eq!(
+        frames.iter().map(|f| f.regions.len()).collect::<Vec<_>>(),
+        vec![1_000, 1_000, 500, 0]
+    );
+    assert!(frames.iter().all(|f| f.regionsync_digest.is_empty()));
+
+    // Behind the ring: a full sync for it, where a follower that takes
+    // deltas gets a delta, announced, with a digest on its completion.
+    let (route, frames) = sync_as(&leader, 5, None).await;
+    assert_eq!((route, frames[0].start_index), (None, 0));
+    assert_eq!(frames.len(), 4);
+    let (route, frames) = sync_as(&leader, 2_501, Some("delta,verify")).await;
+    assert_eq!(route.as_deref(), Some("delta"));
+    let data: usize = frames.iter().map(|f| f.regions.len()).sum();
+    assert_eq!(data, 300, "only the regions changed since 2501");
+    let last = frames.last().unwrap();
+    assert_eq!(last.start_index, next);
+    assert_eq!(
+        regionsync::wire::digest_of(&last.regionsync_digest),
+        Some(leader.shared().store.read().digest().value())
+    );
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_that_move_only_rounded_flow_or_sizes_make_no_record() {
+    let ldir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let r = regions(1, 1, 24).remove(0);
+    let beat = |bytes_written: u64, approximate_size: u64| {
+        let mut hb = heartbeat(7, &r);
+        hb.bytes_written = bytes_written;
+        hb.approximate_size = approximate_size;
+        hb
+    };
+    send_and_wait(&leader, vec![beat(10_000, 1)]).await;
+    let first = next_index(&leader);
+    // Within the rounding (3 digits) and size changes: no record.
+    send_and_wait(&leader, vec![beat(10_400, 2), beat(9_600, 3_000)]).await;
+    assert_eq!(next_index(&leader), first);
+    assert_eq!(leader.shared().stats.unchanged.load(Ordering::Relaxed), 2);
+    // Across the rounding: a record.
+    send_and_wait(&leader, vec![beat(10_600, 3_000)]).await;
+    assert_eq!(next_index(&leader), first + 1);
+    leader.shutdown().await;
+}
+
+/// Send heartbeats on one stream, and keep it open until the leader has
+/// processed them (a dropped call cancels what it has not read).
+async fn send_and_wait(
+    leader: &RunningLeader,
+    heartbeats: Vec<regionsync_proto::pdpb::RegionHeartbeatRequest>,
+) {
+    let stats = &leader.shared().stats;
+    let target = stats.heartbeats.load(Ordering::Relaxed) + heartbeats.len() as u64;
+    let mut c = client(&leader.url()).await;
+    let responses = c
+        .region_heartbeat(tokio_stream::iter(heartbeats))
+        .await
+        .unwrap();
+    eventually(
+        "the leader to take the heartbeats",
+        Duration::from_secs(10),
+        || stats.heartbeats.load(Ordering::Relaxed) >= target,
+    )
+    .await;
+    drop(responses);
+}
