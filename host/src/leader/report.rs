@@ -33,8 +33,10 @@ impl LeaderShared {
             let ring = self.ring.read();
             details.insert("history_bytes".into(), ring.bytes() as u64);
             if let Some(s) = ring.seconds_covered(std::time::Instant::now()) {
-                // How long a follower may be away and still resume by history.
-                details.insert("history_seconds".into(), s.min(u64::MAX as f64) as u64);
+                // How long a follower may be away and still resume by
+                // history, in milliseconds (a busy ring covers less than a
+                // second).
+                details.insert("history_covered_ms".into(), (s * 1e3) as u64);
             }
         }
         crate::status::Status {
@@ -85,9 +87,9 @@ impl LeaderShared {
             );
             if let Some(s) = ring.seconds_covered(std::time::Instant::now()) {
                 m.gauge(
-                    "history_seconds",
-                    "Seconds of changes the ring holds at the current change rate",
-                    s.min(i64::MAX as f64) as i64,
+                    "history_covered_milliseconds",
+                    "How long the ring holds a change at the current change rate",
+                    (s * 1e3).min(i64::MAX as f64) as i64,
                 );
             }
         }

@@ -3,7 +3,7 @@
 //! A leader and two durable followers; 100,000 regions through
 //! RegionHeartbeat with churn (splits, merges, leader transfers, conf
 //! changes, flow updates); follower 1 down long enough to fall behind the
-//! ring (it comes back by full sync, stale regions gone); follower 2 down
+//! ring (it comes back by a delta: only what changed, stale regions gone); follower 2 down
 //! briefly (it resumes from history); the policy swapped to `conservative`
 //! and back on every node through the admin interface while load runs; then
 //! a table per node and one verdict line: do all digests agree?
@@ -104,9 +104,10 @@ fn row(s: &Status) -> String {
             .collect::<Vec<_>>()
             .join(",")
     };
+    let deltas = s.details.get("deltas").copied().unwrap_or(0);
     format!(
-        "{:<12} {:<9} {:>8} {:>10}  {:<28} {}",
-        s.name, s.role, s.regions, s.next_index, syncs, s.digest
+        "{:<12} {:<9} {:>8} {:>10}  {:<28} {:>6}  {}",
+        s.name, s.role, s.regions, s.next_index, syncs, deltas, s.digest
     )
 }
 
@@ -200,7 +201,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<bool> {
     f1 = start_follower(&dir, 1, &url).await?;
     step(
         started,
-        "follower-1 back: behind the ring, so a full sync replaces its store",
+        "follower-1 back: behind the ring, so a delta brings what changed (merged-away regions go)",
     );
     converge(&leader, &[&f1, &f2], Duration::from_secs(30)).await?;
     step(started, "both followers converged");
@@ -248,8 +249,8 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<bool> {
     let model = generator.regions().len();
     println!();
     println!(
-        "{:<12} {:<9} {:>8} {:>10}  {:<28} digest",
-        "node", "role", "regions", "next index", "full syncs"
+        "{:<12} {:<9} {:>8} {:>10}  {:<28} {:>6}  digest",
+        "node", "role", "regions", "next index", "full syncs", "deltas"
     );
     for s in &statuses {
         println!("{}", row(s));

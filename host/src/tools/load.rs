@@ -158,12 +158,29 @@ impl Generator {
     /// on the same data), or `None` if they are not this generator's.
     pub fn resume(cluster_id: u64, existing: Vec<(Region, Peer)>, seed: u64) -> Option<Self> {
         let mut g = Self::empty(cluster_id, seed);
+        g.extend(existing)?;
+        Some(g)
+    }
+
+    /// Add the next regions of a leader's (in key order, after every region
+    /// the model has), or `None` if they are not this generator's. Churn
+    /// may run on the model meanwhile: it never moves the boundary between
+    /// the regions added and those still to come (a merge needs its right
+    /// neighbour in the model), so the leader's next page starts right after
+    /// the model's last region whatever churn did before it.
+    pub fn extend(&mut self, existing: Vec<(Region, Peer)>) -> Option<()> {
+        let g = self;
+        if g.regions.is_empty() {
+            // The leader's regions arrive while churn runs, so new ids cannot
+            // follow the largest one seen: a later page may hold it. They
+            // come from a window of their own, far above any id a fresh
+            // model gives, picked by the seed.
+            let window = (1u64 << 56) + (g.rng.below(1 << 20) << 32);
+            g.next_id = window;
+            g.next_peer = window;
+        }
         for (r, leader) in existing {
             let epoch = r.region_epoch.unwrap_or_default();
-            g.next_id = g.next_id.max(r.id + 1);
-            for p in &r.peers {
-                g.next_peer = g.next_peer.max(p.id + 1);
-            }
             let flow = g.rng.below(1 << 20);
             g.insert(ModelRegion {
                 id: r.id,
@@ -180,7 +197,7 @@ impl Generator {
                 flow,
             });
         }
-        Some(g)
+        Some(())
     }
 
     fn insert(&mut self, r: ModelRegion) {
@@ -432,32 +449,59 @@ pub async fn scan_all(
     cluster_id: u64,
 ) -> anyhow::Result<Vec<(Region, Peer)>> {
     let mut out = Vec::new();
-    let mut start = Vec::new();
-    loop {
-        let page = client
-            .scan_regions(ScanRegionsRequest {
-                header: Some(RequestHeader {
-                    cluster_id,
-                    ..Default::default()
-                }),
-                start_key: start.clone(),
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await
-            .context("scanning the node's regions")?
-            .into_inner();
-        let last_end = page.region_metas.last().map(|r| r.end_key.clone());
-        out.extend(
-            page.regions
-                .into_iter()
-                .filter_map(|r| Some((r.region?, r.leader.unwrap_or_default()))),
-        );
-        match last_end {
-            Some(end) if !end.is_empty() => start = end,
-            _ => return Ok(out),
-        }
+    let mut pages = scan_pages(client.clone(), cluster_id);
+    while let Some(page) = pages.recv().await {
+        out.extend(page?);
     }
+    Ok(out)
+}
+
+/// The regions a node serves, page by page in key order as they arrive, so
+/// that a caller can start on the first before the last is read. An empty
+/// node gives one empty page.
+pub fn scan_pages(
+    mut client: PdClient<Channel>,
+    cluster_id: u64,
+) -> tokio::sync::mpsc::Receiver<anyhow::Result<Vec<(Region, Peer)>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut start = Vec::new();
+        loop {
+            let page = client
+                .scan_regions(ScanRegionsRequest {
+                    header: Some(RequestHeader {
+                        cluster_id,
+                        ..Default::default()
+                    }),
+                    start_key: start.clone(),
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await
+                .context("scanning the node's regions");
+            let page = match page {
+                Ok(p) => p.into_inner(),
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let last_end = page.region_metas.last().map(|r| r.end_key.clone());
+            let regions = page
+                .regions
+                .into_iter()
+                .filter_map(|r| Some((r.region?, r.leader.unwrap_or_default())))
+                .collect();
+            if tx.send(Ok(regions)).await.is_err() {
+                return;
+            }
+            match last_end {
+                Some(end) if !end.is_empty() => start = end,
+                _ => return,
+            }
+        }
+    });
+    rx
 }
 
 /// Send heartbeats on one stream, at most `rate` per second (0: as fast as

@@ -19,26 +19,49 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a regionsync leader", args.leader))?
         .into_inner();
     let cluster_id = members.header.map_or(0, |h| h.cluster_id);
-    let existing = load::scan_all(&mut client, cluster_id).await?;
-    // A leader that holds regions already gets churn at once; a new one
-    // gets every region first.
-    let seed_all = existing.is_empty();
+    // A leader that holds regions already gets churn as soon as the first
+    // page of them is read (the rest join the model as they arrive); a new
+    // one gets every region first.
+    let started = Instant::now();
+    let mut pages = load::scan_pages(client.clone(), cluster_id);
+    let first = pages.recv().await.transpose()?.unwrap_or_default();
+    let seed_all = first.is_empty();
+    let not_ours = "the leader holds regions this generator did not write";
     let generator = if seed_all {
         load::Generator::new(cluster_id, args.regions, args.seed)
     } else {
-        load::Generator::resume(cluster_id, existing, args.seed)
-            .context("the leader holds regions this generator did not write")?
+        load::Generator::resume(cluster_id, first, args.seed).context(not_ours)?
     };
     let generator = Arc::new(parking_lot::Mutex::new(generator));
+    let scanning = {
+        let generator = generator.clone();
+        tokio::spawn(async move {
+            while let Some(page) = pages.recv().await {
+                generator.lock().extend(page?).context(not_ours)?;
+            }
+            anyhow::Ok(())
+        })
+    };
     let limit = match args.duration {
         Some(secs) if secs > 0.0 => load::Limit::Duration(Duration::from_secs_f64(secs)),
         Some(secs) => bail!("--duration must be positive, not {secs}"),
         None => load::Limit::Operations(args.updates),
     };
     let sent = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
         .then(|| tokio::spawn(show_progress(sent.clone())));
+    let first_after = {
+        // When the first churn heartbeat leaves (after the regions, for a
+        // new leader).
+        let sent = sent.clone();
+        let at = if seed_all { args.regions + 1 } else { 1 };
+        tokio::spawn(async move {
+            while sent.load(Ordering::Relaxed) < at {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            started.elapsed()
+        })
+    };
     let heartbeats =
         load::Generator::stream(generator.clone(), seed_all, limit, args.rate, sent.clone());
     let result = load::send_stream(&mut client, heartbeats).await;
@@ -46,7 +69,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         p.abort();
     }
     result?;
-    let took = started.elapsed();
+    let sent_for = started.elapsed();
+    scanning.await??;
+    if first_after.is_finished() {
+        println!(
+            "first churn heartbeat left after {:.2?}",
+            first_after.await?
+        );
+    }
     let sent = sent.load(Ordering::Relaxed);
     let generator = std::mem::replace(
         &mut *generator.lock(),
@@ -55,14 +85,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let counts = generator.counts;
     println!(
         "sent {sent} heartbeats ({} regions; {} splits, {} merges, {} leader transfers, \
-         {} conf changes, {} flow updates) in {took:.2?}: {:.0}/s",
+         {} conf changes, {} flow updates) in {sent_for:.2?}: {:.0}/s",
         generator.len(),
         counts.splits,
         counts.merges,
         counts.leader_transfers,
         counts.conf_changes,
         counts.flow_updates,
-        sent as f64 / took.as_secs_f64()
+        sent as f64 / sent_for.as_secs_f64()
     );
     // Acceptance: the leader must hold exactly the model's regions.
     let model: std::collections::HashMap<u64, regionsync_proto::metapb::Region> =
