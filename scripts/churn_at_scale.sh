@@ -22,6 +22,17 @@ trap cleanup EXIT
 status() { curl -s "127.0.0.1:$1/status"; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 now() { date +%s.%N; }
+# Start the follower (on the same data dir each time) as $f; `ready_after
+# T0` waits until it is ready and prints the seconds since T0.
+start_follower() {
+    $B follower --leader http://127.0.0.1:$LP --listen 127.0.0.1:$FP --admin 127.0.0.1:$FA \
+        --data-dir "$D/follower" >/dev/null 2>>"$D/follower.log" &
+    f=$!; pids+=($f)
+}
+ready_after() {
+    until [ "$(status $FA 2>/dev/null | field "d['ready']" 2>/dev/null)" = "True" ]; do sleep 0.05; done
+    python3 -c "print(f'{$(now) - $1:.2f}')"
+}
 
 $B leader --listen 127.0.0.1:$LP --admin 127.0.0.1:$LA --data-dir "$D/leader" 2>"$D/leader.log" &
 pids+=($!)
@@ -39,24 +50,14 @@ a=$(status $LA | field "d['details']['accepted']"); sleep 5
 b=$(status $LA | field "d['details']['accepted']")
 echo "churn: $(( (b - a) / 5 )) changed regions/s from $rate heartbeats/s; ring holds $(status $LA | field "d['details'].get('history_covered_ms')") ms of it"
 
-t0=$(now)
-$B follower --leader http://127.0.0.1:$LP --listen 127.0.0.1:$FP --admin 127.0.0.1:$FA \
-    --data-dir "$D/follower" 2>"$D/follower.log" &
-f=$!; pids+=($f)
-until [ "$(status $FA 2>/dev/null | field "d['ready']" 2>/dev/null)" = "True" ]; do sleep 0.05; done
-t1=$(now)
-echo "new follower ready after $(python3 -c "print(f'{$t1 - $t0:.2f}')") s under churn; $(status $FA | field "'full syncs', d['full_syncs'], 'regions', d['regions']")"
+t0=$(now); start_follower; took=$(ready_after "$t0")
+echo "new follower ready after $took s under churn; $(status $FA | field "'full syncs', d['full_syncs'], 'regions', d['regions']")"
 
 kill -TERM $f; wait $f 2>/dev/null || true
 echo "follower stopped; away for $AWAY s while the churn goes on"
 sleep "$AWAY"
-t0=$(now)
-$B follower --leader http://127.0.0.1:$LP --listen 127.0.0.1:$FP --admin 127.0.0.1:$FA \
-    --data-dir "$D/follower" 2>"$D/follower2.log" &
-f=$!; pids+=($f)
-until [ "$(status $FA 2>/dev/null | field "d['ready']" 2>/dev/null)" = "True" ]; do sleep 0.05; done
-t1=$(now)
-echo "back after $AWAY s: ready after $(python3 -c "print(f'{$t1 - $t0:.2f}')") s; $(status $FA | field "'deltas', d['details']['deltas'], 'full syncs', d['full_syncs'], 'bytes received', d['details']['bytes'], 'frames', d['details']['frames']")"
+t0=$(now); start_follower; took=$(ready_after "$t0")
+echo "back after $AWAY s: ready after $took s; $(status $FA | field "'deltas', d['details']['deltas'], 'full syncs', d['full_syncs'], 'bytes received', d['details']['bytes'], 'frames', d['details']['frames']")"
 
 kill -TERM $load; wait $load 2>/dev/null || true
 for _ in $(seq 300); do

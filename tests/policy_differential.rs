@@ -107,17 +107,8 @@ fn compare(name: &str, seed: u64) {
             error: rng.below(8) == 0,
             start_index: rng.near(&[0, state.next_index, u64::MAX]),
             region_count: rng.near(&[0, 1, 1_000]) as u32,
-            announced: [
-                AnnouncedSync::None,
-                AnnouncedSync::Full,
-                AnnouncedSync::Delta,
-                AnnouncedSync::History,
-            ][rng.below(4) as usize],
-            digest: [
-                DigestCheck::Absent,
-                DigestCheck::Matched,
-                DigestCheck::Mismatched,
-            ][rng.below(3) as usize],
+            announced: AnnouncedSync::ALL[rng.below(4) as usize],
+            digest: DigestCheck::ALL[rng.below(3) as usize],
         };
         assert_eq!(
             native.on_frame(state, frame),

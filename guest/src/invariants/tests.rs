@@ -89,17 +89,8 @@ fn every_answer_of_the_shipped_policies_keeps_the_invariants() {
                 error: rng.below(8) == 0,
                 start_index: near(&mut rng, &[0, s.next_index]),
                 region_count: near(&mut rng, &[0, 1, 1_000]) as u32,
-                announced: [
-                    AnnouncedSync::None,
-                    AnnouncedSync::Full,
-                    AnnouncedSync::Delta,
-                    AnnouncedSync::History,
-                ][rng.below(4) as usize],
-                digest: [
-                    DigestCheck::Absent,
-                    DigestCheck::Matched,
-                    DigestCheck::Mismatched,
-                ][rng.below(3) as usize],
+                announced: AnnouncedSync::ALL[rng.below(4) as usize],
+                digest: DigestCheck::ALL[rng.below(3) as usize],
             };
             let d = policy.on_frame(s, frame);
             frame_decision(s, frame, &d)

@@ -62,8 +62,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             started.elapsed()
         })
     };
-    let heartbeats =
-        load::Generator::stream(generator.clone(), seed_all, limit, args.rate, sent.clone());
+    let heartbeats = load::stream(generator.clone(), seed_all, limit, args.rate, sent.clone());
     let result = load::send_stream(&mut client, heartbeats).await;
     if let Some(p) = progress {
         p.abort();

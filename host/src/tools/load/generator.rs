@@ -1,31 +1,11 @@
-//! A region heartbeat generator with realistic churn: what `regionsync load`
-//! and the demo feed a leader.
-//!
-//! It keeps a model of the cluster's regions (a partition of the key space)
-//! and turns each operation into the heartbeats TiKV would send: a split
-//! reports both halves with a bumped version, a merge reports the survivor
-//! covering both ranges, a leader transfer or a conf change reports the
-//! region with its new leader or peers, a flow update reports new stats.
-//! Because the model follows the epoch rules, every heartbeat it sends is
-//! one the leader must accept, so "accepted" can be checked exactly.
-//!
-//! Built for a million regions: the model is ordered by start key with an
-//! index for picking a region at random, so a split or a merge costs
-//! O(log n); heartbeats are generated as they are sent ([`Generator::stream`]),
-//! never gathered into a list first. Flow moves as a cluster's does: most
-//! heartbeats move it a little (below PD's rounding, so they make no record),
-//! a minority by more.
+//! The model cluster behind `regionsync load`: regions as a partition of the
+//! key space, and the heartbeats each churn operation causes (see the
+//! module above for why it is built this way).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
 
-use anyhow::Context;
 use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
-use regionsync_proto::pdpb::pd_client::PdClient;
-use regionsync_proto::pdpb::{RegionHeartbeatRequest, RequestHeader, ScanRegionsRequest};
-use tonic::transport::Channel;
+use regionsync_proto::pdpb::{RegionHeartbeatRequest, RequestHeader};
 
 /// Keys are `k` + 20 decimal digits: ordered like their numbers.
 fn key(n: u64) -> Vec<u8> {
@@ -48,7 +28,7 @@ fn parse_key(k: &[u8]) -> Option<u64> {
 
 /// One region of the model: [start, end) in key numbers (end 0: +infinity).
 #[derive(Debug, Clone)]
-struct ModelRegion {
+pub(super) struct ModelRegion {
     id: u64,
     start: u64,
     end: u64,
@@ -102,7 +82,7 @@ pub struct ChurnCounts {
 pub struct Generator {
     cluster_id: u64,
     /// The model, by start key.
-    regions: BTreeMap<u64, ModelRegion>,
+    pub(super) regions: BTreeMap<u64, ModelRegion>,
     /// Every start key, for picking a region at random in O(1).
     starts: Vec<u64>,
     /// Where each start key is in `starts`.
@@ -241,7 +221,7 @@ impl Generator {
             .collect()
     }
 
-    fn heartbeat(&self, r: &ModelRegion) -> RegionHeartbeatRequest {
+    pub(super) fn heartbeat(&self, r: &ModelRegion) -> RegionHeartbeatRequest {
         let region = r.region();
         RegionHeartbeatRequest {
             header: Some(RequestHeader {
@@ -360,188 +340,4 @@ impl Generator {
     pub fn regions(&self) -> Vec<Region> {
         self.regions.values().map(ModelRegion::region).collect()
     }
-
-    /// Heartbeats generated as they are sent: first one per region of the
-    /// model if `seed_all`, then churn until `limit` operations or the
-    /// deadline, at most `rate` per second (0: as fast as the leader takes
-    /// them). `sent` counts what left.
-    pub fn stream(
-        generator: Arc<parking_lot::Mutex<Generator>>,
-        seed_all: bool,
-        limit: Limit,
-        rate: u64,
-        sent: Arc<AtomicU64>,
-    ) -> impl tokio_stream::Stream<Item = RegionHeartbeatRequest> + Send + 'static {
-        let started = Instant::now();
-        let mut queue: VecDeque<RegionHeartbeatRequest> = VecDeque::new();
-        let mut seeding = if seed_all {
-            generator.lock().regions.keys().next().copied().map(|k| k..)
-        } else {
-            None
-        };
-        let mut ops = 0u64;
-        futures::stream::unfold((), move |()| {
-            let generator = generator.clone();
-            let sent = sent.clone();
-            let next = (|| {
-                if let Some(hb) = queue.pop_front() {
-                    return Some(hb);
-                }
-                let mut g = generator.lock();
-                if let Some(range) = seeding.take() {
-                    let mut it = g.regions.range(range);
-                    if let Some((_, r)) = it.next() {
-                        let hb = g.heartbeat(r);
-                        seeding = it.next().map(|(k, _)| *k..);
-                        return Some(hb);
-                    }
-                }
-                let done = match limit {
-                    Limit::Operations(n) => ops >= n,
-                    Limit::Duration(d) => started.elapsed() >= d,
-                };
-                if done {
-                    return None;
-                }
-                ops += 1;
-                queue.extend(g.churn());
-                queue.pop_front()
-            })();
-            let i = sent.load(Ordering::Relaxed);
-            async move {
-                let hb = next?;
-                if rate > 0 {
-                    let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-                Some((hb, ()))
-            }
-        })
-    }
-}
-
-/// How long a load runs after seeding the regions.
-#[derive(Debug, Clone, Copy)]
-pub enum Limit {
-    /// This many churn operations.
-    Operations(u64),
-    /// For this long.
-    Duration(Duration),
-}
-
-/// Connect to a leader with a clear error.
-pub async fn connect(url: &str) -> anyhow::Result<PdClient<Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("{url:?} is not a valid URL"))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("the leader at {url} does not answer"))?;
-    Ok(PdClient::new(channel).max_decoding_message_size(crate::wire::MAX_MESSAGE_BYTES))
-}
-
-/// Every region a node serves, with its leader, paging like a PD client.
-pub async fn scan_all(
-    client: &mut PdClient<Channel>,
-    cluster_id: u64,
-) -> anyhow::Result<Vec<(Region, Peer)>> {
-    let mut out = Vec::new();
-    let mut pages = scan_pages(client.clone(), cluster_id);
-    while let Some(page) = pages.recv().await {
-        out.extend(page?);
-    }
-    Ok(out)
-}
-
-/// The regions a node serves, page by page in key order as they arrive, so
-/// that a caller can start on the first before the last is read. An empty
-/// node gives one empty page.
-pub fn scan_pages(
-    mut client: PdClient<Channel>,
-    cluster_id: u64,
-) -> tokio::sync::mpsc::Receiver<anyhow::Result<Vec<(Region, Peer)>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        let mut start = Vec::new();
-        loop {
-            let page = client
-                .scan_regions(ScanRegionsRequest {
-                    header: Some(RequestHeader {
-                        cluster_id,
-                        ..Default::default()
-                    }),
-                    start_key: start.clone(),
-                    limit: 10_000,
-                    ..Default::default()
-                })
-                .await
-                .context("scanning the node's regions");
-            let page = match page {
-                Ok(p) => p.into_inner(),
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            let last_end = page.region_metas.last().map(|r| r.end_key.clone());
-            let regions = page
-                .regions
-                .into_iter()
-                .filter_map(|r| Some((r.region?, r.leader.unwrap_or_default())))
-                .collect();
-            if tx.send(Ok(regions)).await.is_err() {
-                return;
-            }
-            match last_end {
-                Some(end) if !end.is_empty() => start = end,
-                _ => return,
-            }
-        }
-    });
-    rx
-}
-
-/// Send heartbeats on one stream, at most `rate` per second (0: as fast as
-/// the leader takes them; the stream's flow control paces the sender).
-pub async fn send(
-    client: &mut PdClient<Channel>,
-    heartbeats: Vec<RegionHeartbeatRequest>,
-    rate: u64,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let paced = tokio_stream::StreamExt::then(
-        tokio_stream::iter(heartbeats.into_iter().enumerate()),
-        move |(i, hb)| async move {
-            if rate > 0 {
-                let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-                tokio::time::sleep_until(due.into()).await;
-            }
-            hb
-        },
-    );
-    send_stream(client, paced).await
-}
-
-/// Send a stream of heartbeats on one RegionHeartbeat call, until it ends
-/// and the leader has read it all; a refusal is an error.
-pub async fn send_stream(
-    client: &mut PdClient<Channel>,
-    heartbeats: impl tokio_stream::Stream<Item = RegionHeartbeatRequest> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut responses = client
-        .region_heartbeat(heartbeats)
-        .await
-        .context("opening a RegionHeartbeat stream")?
-        .into_inner();
-    // The leader answers only refusals; the stream ends when it has read
-    // everything we sent.
-    while let Some(resp) = responses.message().await.context("heartbeat stream")? {
-        if let Some(err) = resp.header.and_then(|h| h.error) {
-            anyhow::bail!("the leader refused a heartbeat: {}", err.message);
-        }
-    }
-    Ok(())
 }
