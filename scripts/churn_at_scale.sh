@@ -46,6 +46,7 @@ $B load --leader http://127.0.0.1:$LP --regions "$REGIONS" --duration $((AWAY + 
     >"$D/load.log" 2>&1 &
 load=$!; pids+=($load)
 sleep 4
+grep -m1 "first churn heartbeat" "$D/load.log" | sed "s/^/churn: /; s/\$/ (the leader holds $REGIONS regions)/"
 a=$(status $LA | field "d['details']['accepted']"); sleep 5
 b=$(status $LA | field "d['details']['accepted']")
 echo "churn: $(( (b - a) / 5 )) changed regions/s from $rate heartbeats/s; ring holds $(status $LA | field "d['details'].get('history_covered_ms')") ms of it"

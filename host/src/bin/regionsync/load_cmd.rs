@@ -51,15 +51,19 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
         .then(|| tokio::spawn(show_progress(sent.clone())));
     let first_after = {
-        // When the first churn heartbeat leaves (after the regions, for a
-        // new leader).
+        // Say when the first churn heartbeat leaves (after the regions, for
+        // a new leader), as soon as it does: a long run is often stopped
+        // rather than left to finish.
         let sent = sent.clone();
         let at = if seed_all { args.regions + 1 } else { 1 };
+        let churns = !matches!(limit, load::Limit::Operations(0));
         tokio::spawn(async move {
-            while sent.load(Ordering::Relaxed) < at {
+            while churns && sent.load(Ordering::Relaxed) < at {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            started.elapsed()
+            if churns {
+                println!("first churn heartbeat left after {:.2?}", started.elapsed());
+            }
         })
     };
     let heartbeats = load::stream(generator.clone(), seed_all, limit, args.rate, sent.clone());
@@ -70,12 +74,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     result?;
     let sent_for = started.elapsed();
     scanning.await??;
-    if first_after.is_finished() {
-        println!(
-            "first churn heartbeat left after {:.2?}",
-            first_after.await?
-        );
-    }
+    first_after.abort();
     let sent = sent.load(Ordering::Relaxed);
     let generator = std::mem::replace(
         &mut *generator.lock(),
