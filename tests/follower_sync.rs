@@ -6,6 +6,7 @@
 //! role. Each test starts its own nodes and reads on its own; splitting the
 //! suite would only spread the shared helpers (`tests/lib.rs` holds them).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use regionsync::follower::{FollowerConfig, StartError};
@@ -481,6 +482,131 @@ async fn three_keepalive_intervals_without_a_frame_end_the_stream_and_the_follow
     );
     feed(&leader, &bumped(&regions(1, 10, 8), 2)).await;
     converged(&leader, &f).await;
+    f.shutdown().await;
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_id_given_by_flag_is_kept_so_a_start_without_it_refuses_another_cluster() {
+    let (l7, l8, fdir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let leader7 = start_leader(leader_config(l7.path())).await;
+    feed(&leader7, &regions(1, 100, 8)).await;
+    let mut c8 = leader_config(l8.path());
+    c8.cluster_id = Some(8);
+    let leader8 = start_leader(c8).await;
+    feed(&leader8, &regions(1_000, 200, 8)).await;
+
+    let mut fc = follower_config(&leader7, Some(fdir.path()));
+    fc.cluster_id = Some(7);
+    let f = start_follower(fc).await;
+    converged(&leader7, &f).await;
+    f.shutdown().await;
+    let meta = Storage::open(fdir.path()).unwrap().meta().unwrap();
+    assert_eq!(
+        meta.cluster_id,
+        Some(7),
+        "the flag's cluster id was not kept"
+    );
+
+    // The same store against cluster 8, without the flag: refused.
+    let f = start_follower(follower_config(&leader8, Some(fdir.path()))).await;
+    let shared = f.shared().clone();
+    eventually("the follower to refuse", Duration::from_secs(10), || {
+        shared.status().phase == "refused"
+    })
+    .await;
+    assert!(!shared.is_ready());
+    f.shutdown().await;
+    assert_eq!(stored_ids(fdir.path()), (1..=100).collect::<Vec<_>>());
+    leader7.shutdown().await;
+    leader8.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_leaves_cache_and_store_equal_and_the_follower_catches_up() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let rs = regions(1, 200, 8);
+    feed(&leader, &rs).await;
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+
+    // The next two writes fail (a full disk), while history arrives.
+    f.shared().inject_storage_failures(2);
+    feed(&leader, &bumped(&rs[..50], 2)).await;
+    let shared = f.shared().clone();
+    eventually("a failed write", Duration::from_secs(10), || {
+        shared.stats.reconnects.lock().contains_key("store_error")
+    })
+    .await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+
+    // What redb holds is what the leader has: no index claimed without its
+    // data (the replay once found the records "unchanged" in the cache and
+    // wrote only the index).
+    let mut digest = regionsync::digest::SetDigest::default();
+    Storage::open(fdir.path())
+        .unwrap()
+        .load_regions(|r, _, _| digest.add(&r))
+        .unwrap();
+    assert_eq!(digest, leader.shared().store.read().digest());
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reset_never_leaves_a_ready_follower_on_an_emptied_cache() {
+    use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut lc = leader_config(ldir.path());
+    lc.history_capacity = 10;
+    let leader = start_leader(lc).await;
+    let rs = regions(1, 300, 8);
+    feed(&leader, &rs).await;
+    // Conservative takes no deltas: behind the ring, its store is reset.
+    let conservative = || {
+        let wasm = WasmRuntime::new(Default::default()).unwrap();
+        Arc::new(PolicyRuntime::new(wasm, PolicySource::Builtin("conservative")).unwrap())
+    };
+    let start = |config| async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        regionsync::node::RunningFollower::start(config, conservative(), listener)
+            .await
+            .unwrap()
+    };
+    let f = start(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+    feed(&leader, &bumped(&rs[..50], 2)).await;
+
+    // Back behind the ring: the full sync's reset is the first write, and it
+    // fails (a full disk).
+    let f = start(follower_config(&leader, Some(fdir.path()))).await;
+    f.shared().inject_storage_failures(1);
+    let shared = f.shared().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut failed = false;
+    loop {
+        let status = shared.status();
+        failed |= shared.stats.reconnects.lock().contains_key("store_error");
+        assert!(
+            !status.ready || status.regions == 300,
+            "ready on {} regions: {status:?}",
+            status.regions
+        );
+        if failed && status.ready && status.digest == leader.shared().store.read().digest().hex() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     f.shutdown().await;
     leader.shutdown().await;
 }

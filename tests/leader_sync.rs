@@ -544,3 +544,96 @@ async fn a_restarted_leader_keeps_regions_and_numbering_and_routes_by_its_new_ri
     quiet(&mut current).await;
     leader.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_commit_fails_serves_what_is_on_disk_and_claims_no_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = start_leader(leader_config(dir.path())).await;
+    let rs = regions(1, 10, 8);
+    feed(&leader, &rs).await;
+    let mut watching = sync(&leader.url(), 7, 11, "watcher").await.unwrap();
+    assert!(
+        next_frame(&mut watching)
+            .await
+            .unwrap()
+            .unwrap()
+            .regions
+            .is_empty()
+    );
+
+    // The disk is full for the next commit: the change must not be served.
+    leader.shared().storage.fail_next_writes(1);
+    let mut c = client(&leader.url()).await;
+    let changed = bumped(&rs[..1], 2);
+    let responses = c
+        .region_heartbeat(tokio_stream::iter(vec![heartbeat(7, &changed[0])]))
+        .await
+        .unwrap();
+    let shared = leader.shared().clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shared.failed.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "the failed commit was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(responses);
+    let held = shared.store.read().get(1).unwrap().region;
+    assert_eq!(
+        held, rs[0],
+        "the leader serves a change it could not persist"
+    );
+    let status = shared.status();
+    assert!(!status.ready && status.phase == "failed", "{status:?}");
+    // Streams end with an error frame; new ones are refused: no index is
+    // claimed any more.
+    let frame = next_frame(&mut watching).await.unwrap().unwrap();
+    let error = frame.header.unwrap().error.expect("an error frame");
+    assert!(error.message.contains("cannot persist"), "{error:?}");
+    let refused = sync(&leader.url(), 7, 0, "late").await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_full_sync_is_never_silent_for_long_and_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = leader_config(dir.path());
+    config.full_sync_rate = Some(20_000);
+    config.keepalive = Duration::from_millis(500);
+    let leader = start_leader(config).await;
+    feed(&leader, &regions(1, 200, 64)).await;
+    let mut s = sync(&leader.url(), 7, 0, "slow").await.unwrap();
+    let mut last = Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut frames = 0;
+    loop {
+        let frame = next_frame(&mut s).await.unwrap().unwrap();
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        frames += 1;
+        if frame.regions.is_empty() && frames > 1 {
+            break;
+        }
+    }
+    // The follower gives up after three keepalives of silence.
+    assert!(
+        longest < Duration::from_millis(1_500),
+        "silent for {longest:?} between frames (keepalive 500 ms)"
+    );
+    assert!(
+        frames > 3,
+        "the rate limit should cut the snapshot into small frames"
+    );
+    // Stopping while paced ends at once, not after the pace.
+    let mut s = sync(&leader.url(), 7, 0, "slow-again").await.unwrap();
+    next_frame(&mut s).await.unwrap().unwrap();
+    let started = Instant::now();
+    leader.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use crate::history::HistoryRing;
 use crate::policy_runtime::{FollowerState, PolicyRuntime};
 use crate::region_store::{Loader, RegionStore};
-use crate::storage::{Storage, StorageError, WriteBatch};
+use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 
 pub use config::FollowerConfig;
 pub use stream::EndReason;
@@ -117,6 +117,8 @@ pub struct FollowerShared {
     ready: AtomicBool,
     /// 0 until known.
     cluster_id: AtomicU64,
+    /// The store keeps the cluster id (or there is no store to keep it).
+    cluster_kept: AtomicBool,
     /// Why the follower is not syncing, when it refuses to (e.g. a cluster
     /// id mismatch); shown in status.
     pub refusal: Mutex<Option<String>>,
@@ -125,6 +127,33 @@ pub struct FollowerShared {
     /// When history was last committed durably (see `durable_every`).
     last_durable: Mutex<std::time::Instant>,
     stopping: watch::Sender<bool>,
+}
+
+/// The cache and the phase machine's state for what `storage` holds: its
+/// regions when it is complete (or part-way through a delta, which a delta
+/// from its index completes), nothing otherwise.
+fn load(storage: &Storage, meta: &Meta) -> (RegionStore, FollowerState) {
+    let mut complete = meta.complete;
+    let mut resumable = meta.resumable && !complete;
+    let mut store = RegionStore::new();
+    if complete || resumable {
+        let mut loader = Loader::default();
+        let loaded = storage.load_regions(|r, leader, changed| loader.add(&r, leader, changed));
+        store = loader.finish();
+        if let Err(e) = loaded {
+            // A damaged store is not an outage: forget it and take a full
+            // sync (its marker is cleared first).
+            tracing::warn!(error = %crate::error_chain(&e), "stored regions are unreadable; a full sync will replace them");
+            store.clear();
+            complete = false;
+            resumable = false;
+        }
+    }
+    store.set_applied_next(meta.next_index);
+    store.set_delta_floor(meta.delta_floor.unwrap_or(0));
+    let mut state = FollowerState::opened(meta.next_index, complete);
+    state.resumable = resumable;
+    (store, state)
 }
 
 fn new_ring(config: &FollowerConfig, next_index: u64) -> HistoryRing {
@@ -171,42 +200,22 @@ impl Follower {
 
 impl FollowerShared {
     fn open(config: FollowerConfig, policy: Arc<PolicyRuntime>) -> Result<Self, StartError> {
-        let mut store = RegionStore::new();
-        let (storage, state, kept_cluster) = match &config.data_dir {
-            None => (None, FollowerState::opened(0, false), None),
+        let (storage, store, state, kept_cluster) = match &config.data_dir {
+            None => (
+                None,
+                RegionStore::new(),
+                FollowerState::opened(0, false),
+                None,
+            ),
             Some(dir) => {
                 let storage = Storage::open(dir)?;
                 let meta = storage.meta()?;
-                let mut complete = meta.complete;
-                // A store part-way through a delta keeps its regions: a delta
-                // from its index completes it.
-                let mut resumable = meta.resumable && !complete;
-                if complete || resumable {
-                    let mut loader = Loader::default();
-                    let loaded =
-                        storage.load_regions(|r, leader, changed| loader.add(&r, leader, changed));
-                    store = loader.finish();
-                    if let Err(e) = loaded {
-                        // A damaged store is not an outage: forget it and
-                        // take a full sync (its marker is cleared first).
-                        tracing::warn!(error = %crate::error_chain(&e), "stored regions are unreadable; a full sync will replace them");
-                        store.clear();
-                        complete = false;
-                        resumable = false;
-                    }
-                }
-                if !complete && !resumable {
-                    store.clear();
-                }
-                store.set_applied_next(meta.next_index);
-                store.set_delta_floor(meta.delta_floor.unwrap_or(0));
+                let (store, state) = load(&storage, &meta);
                 tracing::info!(
                     data_dir = %dir.display(), regions = store.len(), next_index = meta.next_index,
-                    complete, resumable, "follower store opened"
+                    complete = state.complete, resumable = state.resumable, "follower store opened"
                 );
-                let mut state = FollowerState::opened(meta.next_index, complete);
-                state.resumable = resumable;
-                (Some(storage), state, meta.cluster_id)
+                (Some(storage), store, state, meta.cluster_id)
             }
         };
         let cluster_id = match (kept_cluster, config.cluster_id) {
@@ -224,6 +233,7 @@ impl FollowerShared {
             storage: Mutex::new(storage),
             policy,
             cluster_id: AtomicU64::new(cluster_id),
+            cluster_kept: AtomicBool::new(kept_cluster.is_some() || config.data_dir.is_none()),
             refusal: Mutex::new(None),
             stats: FollowerStats::default(),
             last_durable: Mutex::new(std::time::Instant::now()),
@@ -261,6 +271,45 @@ impl FollowerShared {
             (Some(storage), _) => storage.write(batch),
             (None, Some(dir)) => Err(StorageError::Closed(dir.clone())),
             (None, None) => Ok(()),
+        }
+    }
+
+    /// After a failed write: make the cache what the store holds again, so
+    /// that the two never differ (the cache was changed before the commit
+    /// that failed). Readiness drops first, under the store's write lock;
+    /// the state is the store's, so the next connect asks for what the store
+    /// can back. If the store cannot even be read, the follower holds
+    /// nothing and asks for a full sync.
+    pub(crate) fn recover_from_storage_error(&self) {
+        let mut store = self.store.write();
+        self.ready.store(false, Ordering::Release);
+        let storage = self.storage.lock();
+        let (cache, state) = match storage.as_ref().map(|s| (s, s.meta())) {
+            Some((s, Ok(meta))) => load(s, &meta),
+            Some((_, Err(e))) => {
+                tracing::error!(error = %crate::error_chain(&e), "the follower store cannot be read after a failed write; starting over with a full sync");
+                let mut state = FollowerState::opened(0, false);
+                state.force_full_sync = true;
+                (RegionStore::new(), state)
+            }
+            // A cache-only follower writes nothing, so nothing can fail.
+            None => return,
+        };
+        *store = cache;
+        *self.ring.write() = self.new_ring(state.next_index);
+        tracing::warn!(
+            follower = %self.config.name, regions = store.len(), next_index = state.next_index,
+            complete = state.complete, "cache reloaded from the store after a failed write"
+        );
+        drop(store);
+        self.set_state(state);
+    }
+
+    /// Make the store's next `n` writes fail, as a full disk would (fault
+    /// injection for tests; a real failure takes the same path).
+    pub fn inject_storage_failures(&self, n: u32) {
+        if let Some(storage) = &*self.storage.lock() {
+            storage.fail_next_writes(n);
         }
     }
 

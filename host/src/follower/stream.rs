@@ -254,6 +254,9 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
             Ok(Err(e)) => {
                 let detail = crate::error_chain(&e);
                 tracing::error!(error = %detail, "cannot apply a frame; the store is left as its last commit");
+                let worker = shared.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || worker.recover_from_storage_error()).await;
                 return Ended::new(EndReason::StoreError, detail, progressed);
             }
             Err(e) => return Ended::new(EndReason::StoreError, e.to_string(), progressed),
@@ -270,24 +273,31 @@ fn check_cluster(shared: &FollowerShared, theirs: u64) -> Result<(), String> {
             shared.config.leader
         ));
     }
-    if ours == theirs {
-        return Ok(());
-    }
-    if ours != 0 {
+    if ours != 0 && ours != theirs {
         return Err(format!(
             "leader {} belongs to cluster {theirs}, this follower to cluster {ours}; \
              the store is left untouched",
             shared.config.leader
         ));
     }
-    shared
-        .persist(&WriteBatch {
-            cluster_id: Some(theirs),
-            durable: true,
-            ..Default::default()
-        })
-        .map_err(|e| crate::error_chain(&e))?;
+    // Kept the first time it is used, learnt or given by --cluster-id, so
+    // that a later start without the flag cannot mix two clusters' regions.
+    if !shared.cluster_kept.load(Ordering::Acquire) {
+        shared
+            .persist(&WriteBatch {
+                cluster_id: Some(theirs),
+                durable: true,
+                ..Default::default()
+            })
+            .map_err(|e| crate::error_chain(&e))?;
+        shared.cluster_kept.store(true, Ordering::Release);
+        let how = if ours == 0 {
+            "learnt from the leader"
+        } else {
+            "given by --cluster-id"
+        };
+        tracing::info!(follower = %shared.config.name, cluster_id = theirs, how, "cluster id kept");
+    }
     shared.cluster_id.store(theirs, Ordering::Release);
-    tracing::info!(follower = %shared.config.name, cluster_id = theirs, "learnt the cluster id from the leader");
     Ok(())
 }

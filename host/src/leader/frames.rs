@@ -21,12 +21,18 @@ pub fn empty(cluster_id: u64, start_index: u64) -> SyncRegionResponse {
 
 /// The frame every stream gets when the leader stops.
 pub fn stopped(cluster_id: u64) -> SyncRegionResponse {
+    error(cluster_id, "server stopped")
+}
+
+/// A frame whose header carries error UNKNOWN with `message`: the follower
+/// changes nothing and reconnects.
+pub fn error(cluster_id: u64, message: &str) -> SyncRegionResponse {
     SyncRegionResponse {
         header: Some(ResponseHeader {
             cluster_id,
             error: Some(regionsync_proto::pdpb::Error {
                 r#type: ErrorType::Unknown as i32,
-                message: "server stopped".into(),
+                message: message.into(),
             }),
         }),
         ..Default::default()

@@ -6,7 +6,11 @@
 //! #9154). The task applies a batch to the store, commits the batch to redb in
 //! one transaction together with the new next_index, and only then publishes
 //! the records to the ring: a follower never receives an index the leader
-//! could lose in a crash. A failed commit stops the intake for good.
+//! could lose in a crash. The store's write lock is held until the commit is
+//! durable, so that no read, snapshot or catch-up ever sees a change that is
+//! not. A failed commit puts the store back as it was on disk and stops the
+//! intake for good: the leader then refuses changes and streams rather than
+//! serve what it could not persist.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,6 +64,8 @@ pub(super) async fn run(shared: Arc<LeaderShared>, mut rx: mpsc::Receiver<Record
             Ok(Ok(returned)) => batch = returned,
             Ok(Err(e)) => {
                 shared.failed.store(true, Ordering::Relaxed);
+                // Wake every stream, so that each ends with an error frame.
+                shared.published.send_modify(|_| {});
                 tracing::error!(error = %crate::error_chain(&e), "cannot persist region changes; the leader stops accepting them");
                 return;
             }
@@ -81,8 +87,8 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         durable: true,
         ..Default::default()
     };
+    let mut store = shared.store.write();
     {
-        let mut store = shared.store.write();
         // The intake is the only writer, and publishes every batch before it
         // takes the next: the store's applied index is the ring's next index.
         let base = store.applied_next();
@@ -112,9 +118,20 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
         return Ok(batch);
     }
-    let next = shared.ring.read().next_index() + records.len() as u64;
+    let next = store.applied_next();
     write.next_index = Some(next);
-    shared.storage.write(&write)?;
+    if let Err(e) = shared.storage.write(&write) {
+        // What is in memory must be what is on disk: take the store back.
+        match reload(shared) {
+            Ok(disk) => *store = disk,
+            Err(again) => {
+                tracing::error!(error = %crate::error_chain(&again), "the leader store cannot be read back either; it serves nothing");
+                store.clear();
+            }
+        }
+        return Err(e);
+    }
+    drop(store);
     stats
         .accepted
         .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -128,4 +145,18 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
     // Counted once published, so "processed" means visible to followers.
     stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
     Ok(batch)
+}
+
+/// The store as it is on disk: what the leader may serve after a failed
+/// commit.
+fn reload(shared: &LeaderShared) -> Result<crate::region_store::RegionStore, StorageError> {
+    let meta = shared.storage.meta()?;
+    let mut loader = crate::region_store::Loader::default();
+    shared
+        .storage
+        .load_regions(|region, leader, changed| loader.add(&region, leader, changed))?;
+    let mut store = loader.finish();
+    store.set_applied_next(meta.next_index.max(1));
+    store.set_delta_floor(meta.delta_floor.unwrap_or(meta.next_index).max(1));
+    Ok(store)
 }

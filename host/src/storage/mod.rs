@@ -82,6 +82,9 @@ pub struct Storage {
     path: PathBuf,
     /// The layout the file has (an older one is upgraded at the first write).
     layout: Mutex<u64>,
+    /// Writes still to fail on purpose (fault injection; see
+    /// [`Storage::fail_next_writes`]).
+    failing: std::sync::atomic::AtomicU32,
 }
 
 /// Regions live in memory already; redb's page cache only needs to carry
@@ -121,6 +124,7 @@ impl Storage {
             handle: Mutex::new(handle),
             path,
             layout: Mutex::new(LAYOUT_VERSION),
+            failing: std::sync::atomic::AtomicU32::new(0),
         };
         storage.check_layout()?;
         Ok(storage)
@@ -273,8 +277,27 @@ impl Storage {
         Ok(())
     }
 
+    /// Make the next `n` writes fail as a full disk would, before they touch
+    /// the file: for fault-injection tests, which then exercise the same
+    /// path as a real I/O error.
+    pub fn fail_next_writes(&self, n: u32) {
+        self.failing.store(n, std::sync::atomic::Ordering::Release);
+    }
+
     /// Apply one batch as one transaction.
     pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+        let injected = self
+            .failing
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if injected {
+            let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+            return Err(self.fail("write", redb::Error::Io(full)));
+        }
         self.with_writer(|db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(if batch.durable {

@@ -63,6 +63,11 @@ pub fn open(
     if shared.is_stopping() {
         return Err(Status::unavailable("the leader is stopping"));
     }
+    if shared.failed.load(Ordering::Relaxed) {
+        return Err(Status::unavailable(
+            "the leader cannot persist changes; it claims no index until it is restarted",
+        ));
+    }
     let ring = shared.routing_view();
     let sync = SyncRequest {
         start_index: request.start_index,
@@ -118,6 +123,8 @@ enum End {
     Exhausted(String),
     /// Too many full syncs running.
     Refused,
+    /// The leader's storage failed: it claims no index any more.
+    Failed,
 }
 
 /// Keeps the stream in the leader's registry while it lives.
@@ -177,6 +184,10 @@ async fn run(
         End::Stopped => {
             tracing::info!(follower = %stream.follower, cursor, "follower stream ended: leader stopping")
         }
+        End::Failed => tracing::warn!(
+            follower = %stream.follower, cursor,
+            "follower stream ended: the leader cannot persist changes"
+        ),
         End::SendTimeout => tracing::warn!(
             follower = %stream.follower, cursor, bound = ?stream.shared.config.send_timeout,
             "follower did not take a frame within the send bound; its stream is dropped"
@@ -231,6 +242,16 @@ impl Stream {
             Err(end) => end,
         };
         match &end {
+            End::Failed => {
+                let frame = frames::error(
+                    self.cluster_id(),
+                    "the leader cannot persist changes; it claims no index until restarted",
+                );
+                let _ = self
+                    .tx
+                    .send_timeout(Ok(frame), self.shared.config.send_timeout)
+                    .await;
+            }
             End::Stopped => {
                 let bound = self.shared.config.shutdown_timeout;
                 let _ = self
@@ -299,6 +320,9 @@ impl Stream {
         loop {
             if *stopping.borrow() {
                 return Err(End::Stopped);
+            }
+            if shared.failed.load(Ordering::Relaxed) {
+                return Err(End::Failed);
             }
             if pin.as_ref().is_some_and(|(p, _)| p.is_broken()) {
                 return Err(self.catch_up_lost(cursor));

@@ -60,6 +60,16 @@ impl Stream {
         // partly in, the snapshot: the catch-up starts here.
         let from = shared.store.read().applied_next();
         let limits = shared.policy.limits();
+        let rate = shared.config.full_sync_rate.filter(|r| *r > 0);
+        // A rate limit must not make the stream silent for longer than the
+        // follower waits (three keepalives): cap a frame at what the rate
+        // sends in half a keepalive interval (at least one region).
+        let max_bytes = match rate {
+            Some(r) => (limits.max_bytes as f64)
+                .min(r as f64 * shared.config.keepalive.as_secs_f64() / 2.0)
+                as usize,
+            None => limits.max_bytes as usize,
+        };
         let started = Instant::now();
         let mut position = 0u64;
         let mut bytes = 0u64;
@@ -69,7 +79,7 @@ impl Stream {
             let chunk = shared.store.read().chunk_after(
                 after.as_deref(),
                 limits.max_regions as usize,
-                limits.max_bytes as usize,
+                max_bytes,
             );
             if chunk.is_empty() && position > 0 {
                 break;
@@ -92,10 +102,17 @@ impl Stream {
                     .count_full_sync(cause, FullSyncOutcome::Exhausted);
                 return Err(self.catch_up_lost(pin.from()));
             }
-            if let Some(rate) = shared.config.full_sync_rate.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
+            if let Some(rate) = rate {
+                // Pace in short steps, so that a stop is noticed at once.
+                let due = started + Duration::from_secs_f64(bytes as f64 / rate as f64);
+                while Instant::now() < due {
+                    let step = due
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(100));
+                    tokio::select! {
+                        _ = tokio::time::sleep(step) => {}
+                        _ = stopping.wait_for(|s| *s) => return Err(End::Stopped),
+                    }
                 }
             }
         }
