@@ -9,6 +9,7 @@
 
 mod batch;
 mod error;
+mod layout;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ use regionsync_proto::metapb::Region;
 
 pub use batch::{RegionOp, WriteBatch};
 pub use error::StorageError;
+use layout::{split_value, upgrade};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -351,65 +353,6 @@ impl Storage {
         *self.layout.lock() = LAYOUT_VERSION;
         Ok(())
     }
-}
-
-/// (leader peer id, change index, encoding) of a stored value in `layout`.
-fn split_value(value: &[u8], layout: u64) -> Option<(u64, u64, &[u8])> {
-    let (leader, rest) = value.split_first_chunk::<8>()?;
-    let leader = u64::from_le_bytes(*leader);
-    if layout < 2 {
-        return Some((leader, 0, rest));
-    }
-    let (changed, encoded) = rest.split_first_chunk::<8>()?;
-    Some((leader, u64::from_le_bytes(*changed), encoded))
-}
-
-/// Rewrite a layout-1 store as layout 2, inside the caller's transaction:
-/// every value gains a change index of 0 ("older than the delta floor"), and
-/// the floor becomes the store's next index, since nothing before it was
-/// tracked. Done in slices so that the upgrade holds little memory.
-fn upgrade(txn: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
-    const SLICE: usize = 10_000;
-    let mut regions = txn.open_table(REGIONS)?;
-    let mut after: Option<u64> = None;
-    loop {
-        let slice: Vec<(u64, Vec<u8>)> = {
-            let range = match after {
-                Some(a) => regions.range((a + 1)..)?,
-                None => regions.range(0..)?,
-            };
-            let mut out = Vec::with_capacity(SLICE);
-            for entry in range.take(SLICE) {
-                let (id, value) = entry?;
-                out.push((id.value(), value.value().to_vec()));
-            }
-            out
-        };
-        let Some(&(last, _)) = slice.last() else {
-            break;
-        };
-        let mut value = Vec::new();
-        for (id, old) in slice {
-            let (leader, _, encoded) = split_value(&old, 1)
-                .ok_or_else(|| redb::Error::Corrupted(format!("region {id} is truncated")))?;
-            value.clear();
-            value.extend_from_slice(&leader.to_le_bytes());
-            value.extend_from_slice(&0u64.to_le_bytes());
-            value.extend_from_slice(encoded);
-            regions.insert(id, value.as_slice())?;
-        }
-        if last == u64::MAX {
-            break;
-        }
-        after = Some(last);
-    }
-    let mut meta = txn.open_table(META)?;
-    let next = meta.get(KEY_NEXT_INDEX)?.map_or(0, |v| v.value());
-    if meta.get(KEY_DELTA_FLOOR)?.is_none() {
-        meta.insert(KEY_DELTA_FLOOR, next)?;
-    }
-    meta.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
-    Ok(())
 }
 
 #[cfg(test)]
