@@ -6,11 +6,19 @@
 //! #9154). The task applies a batch to the store, commits the batch to redb in
 //! one transaction together with the new next_index, and only then publishes
 //! the records to the ring: a follower never receives an index the leader
-//! could lose in a crash. The store's write lock is held until the commit is
-//! durable, so that no read, snapshot or catch-up ever sees a change that is
-//! not. A failed commit puts the store back as it was on disk and stops the
-//! intake for good: the leader then refuses changes and streams rather than
-//! serve what it could not persist.
+//! could lose in a crash.
+//!
+//! The store's lock is *not* held across the commit: at a million regions
+//! under churn the intake commits nearly all the time, and readers (reads,
+//! snapshots, catch-up passes) would starve. A reader may therefore see a
+//! change whose commit is still under way. No follower can claim it before it
+//! is durable, though: a completion is sent only for an index already
+//! published (PD's protocol) or once the index is durable (the store's
+//! catch-up), and a full sync in PD's protocol completes only at an index
+//! that covers everything its snapshot may have read (`sync_stream`). If the
+//! commit fails, the leader stops claiming indexes at once, puts the store
+//! back as it is on disk, and refuses changes and streams from then on
+//! rather than serve what it could not persist.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -88,7 +96,7 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         ..Default::default()
     };
     let mut store = shared.store.write();
-    {
+    let next = {
         // The intake is the only writer, and publishes every batch before it
         // takes the next: the store's applied index is the ring's next index.
         let base = store.applied_next();
@@ -113,16 +121,21 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
             }
         }
         store.set_applied_next(base + records.len() as u64);
-    }
+        store.applied_next()
+    };
+    drop(store);
     if records.is_empty() {
         stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
         return Ok(batch);
     }
-    let next = store.applied_next();
     write.next_index = Some(next);
     if let Err(e) = shared.storage.write(&write) {
-        // What is in memory must be what is on disk: take the store back.
-        match reload(shared) {
+        // No stream may claim an index from here on; then what is in memory
+        // goes back to what is on disk.
+        shared.failed.store(true, Ordering::Release);
+        let disk = reload(shared);
+        let mut store = shared.store.write();
+        match disk {
             Ok(disk) => *store = disk,
             Err(again) => {
                 tracing::error!(error = %crate::error_chain(&again), "the leader store cannot be read back either; it serves nothing");
@@ -131,7 +144,6 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         }
         return Err(e);
     }
-    drop(store);
     stats
         .accepted
         .fetch_add(records.len() as u64, Ordering::Relaxed);

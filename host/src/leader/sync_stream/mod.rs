@@ -282,6 +282,8 @@ impl Stream {
         ring: RingView,
     ) -> Result<std::convert::Infallible, End> {
         let shared = self.shared.clone();
+        // The least index a completion may claim (PD's protocol only).
+        let mut covers = 0;
         let (mut phase, mut cursor, mut pin) = match routed.action {
             RouteAction::UpToDate => {
                 self.send(frames::empty(self.cluster_id(), ring.next_index))
@@ -305,6 +307,9 @@ impl Stream {
                 let slot = self.admit(routed.cause)?;
                 let pin = shared.ring.write().pin();
                 self.snapshot(routed.cause, Some(&pin)).await?;
+                // The snapshot may hold changes applied but not yet durable;
+                // the completion must come at an index that covers them.
+                covers = shared.store.read().applied_next();
                 (StreamPhase::CatchingUp, pin.from(), Some((pin, slot)))
             }
             RouteAction::Delta(from) => {
@@ -347,6 +352,14 @@ impl Stream {
                         .await?;
                     cursor = range.start + n;
                     self.set_cursor(cursor);
+                }
+                SendStep::CaughtUp(index) if index < covers => {
+                    // Not yet published: wait, as an idle stream does.
+                    tokio::select! {
+                        _ = published.changed() => {}
+                        _ = stopping.changed() => {}
+                        _ = self.tx.closed() => return Err(End::Gone),
+                    }
                 }
                 SendStep::CaughtUp(index) => {
                     self.send(frames::empty(self.cluster_id(), index)).await?;
