@@ -579,11 +579,19 @@ async fn a_leader_whose_commit_fails_serves_what_is_on_disk_and_claims_no_index(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     drop(responses);
-    let held = shared.store.read().get(1).unwrap().region;
-    assert_eq!(
-        held, rs[0],
-        "the leader serves a change it could not persist"
-    );
+    // Claims stop first; then the store goes back to what is on disk.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = shared.store.read().get(1).unwrap().region;
+        if held == rs[0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader serves a change it could not persist: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let status = shared.status();
     assert!(!status.ready && status.phase == "failed", "{status:?}");
     // Streams end with an error frame; new ones are refused: no index is
