@@ -113,11 +113,7 @@ async fn pd_10666_a_follower_behind_the_ring_catches_up_and_drops_the_merged_awa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_within_the_ring_replays_history_only() {
     let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let leader = start_leader(leader_config(ldir.path())).await;
-    let rs = regions(1, 200, 8);
-    feed(&leader, &rs).await;
-    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
-    converged(&leader, &f).await;
+    let (leader, rs, f) = leader_and_synced_follower(ldir.path(), fdir.path(), 200).await;
     feed(&leader, &bumped(&rs[150..], 2)).await; // live records, committed lazily
     converged(&leader, &f).await;
     f.shutdown().await;
@@ -529,11 +525,7 @@ async fn a_cluster_id_given_by_flag_is_kept_so_a_start_without_it_refuses_anothe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_leaves_cache_and_store_equal_and_the_follower_catches_up() {
     let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let leader = start_leader(leader_config(ldir.path())).await;
-    let rs = regions(1, 200, 8);
-    feed(&leader, &rs).await;
-    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
-    converged(&leader, &f).await;
+    let (leader, rs, f) = leader_and_synced_follower(ldir.path(), fdir.path(), 200).await;
 
     // The next two writes fail (a full disk), while history arrives.
     f.shared().inject_storage_failures(2);

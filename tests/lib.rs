@@ -235,6 +235,25 @@ pub mod followers {
             .unwrap()
     }
 
+    /// A leader with `n` regions and a durable follower that has synced
+    /// them (the set-up most follower tests start from).
+    pub async fn leader_and_synced_follower(
+        ldir: &std::path::Path,
+        fdir: &std::path::Path,
+        n: u64,
+    ) -> (
+        RunningLeader,
+        Vec<regionsync_proto::metapb::Region>,
+        RunningFollower,
+    ) {
+        let leader = super::cluster::start_leader(super::cluster::leader_config(ldir)).await;
+        let rs = super::cluster::regions(1, n, 8);
+        super::cluster::feed(&leader, &rs).await;
+        let f = start_follower(follower_config(&leader, Some(fdir))).await;
+        converged(&leader, &f).await;
+        (leader, rs, f)
+    }
+
     /// Wait until `cond` holds, or fail naming `what`.
     pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
