@@ -51,34 +51,8 @@ macro_rules! wit_conversions {
             $crate::__wit_variant!(wit, plain, RouteAction { UpToDate, FullSync } { History, Delta });
             $crate::__wit_variant!(wit, plain, SendStep { Idle, Exhausted } { Records, CaughtUp });
 
-            impl From<wit::FrameDecision> for plain::FrameDecision {
-                fn from(d: wit::FrameDecision) -> Self {
-                    plain::FrameDecision {
-                        state: d.state.into(),
-                        kind: d.kind.into(),
-                        reset_store: d.reset_store,
-                        begin_delta: d.begin_delta,
-                        apply_from: d.apply_from,
-                        record_history: d.record_history,
-                        claim_index: d.claim_index,
-                        reconnect: d.reconnect.map(Into::into),
-                    }
-                }
-            }
-            impl From<plain::FrameDecision> for wit::FrameDecision {
-                fn from(d: plain::FrameDecision) -> Self {
-                    wit::FrameDecision {
-                        state: d.state.into(),
-                        kind: d.kind.into(),
-                        reset_store: d.reset_store,
-                        begin_delta: d.begin_delta,
-                        apply_from: d.apply_from,
-                        record_history: d.record_history,
-                        claim_index: d.claim_index,
-                        reconnect: d.reconnect.map(Into::into),
-                    }
-                }
-            }
+            $crate::__wit_frame_decision!(wit => plain);
+            $crate::__wit_frame_decision!(plain => wit);
         };
     };
 }
@@ -125,6 +99,29 @@ macro_rules! __wit_variant {
                 match x {
                     $($plain::$ty::$unit => $wit::$ty::$unit,)*
                     $($plain::$ty::$payload(v) => $wit::$ty::$payload(v.into()),)*
+                }
+            }
+        }
+    };
+}
+
+/// `FrameDecision` one way: its optional reason maps inside the `Option`,
+/// which the record macro's plain `into` cannot do.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __wit_frame_decision {
+    ($from:ident => $to:ident) => {
+        impl From<$from::FrameDecision> for $to::FrameDecision {
+            fn from(d: $from::FrameDecision) -> Self {
+                $to::FrameDecision {
+                    state: d.state.into(),
+                    kind: d.kind.into(),
+                    reset_store: d.reset_store,
+                    begin_delta: d.begin_delta,
+                    apply_from: d.apply_from,
+                    record_history: d.record_history,
+                    claim_index: d.claim_index,
+                    reconnect: d.reconnect.map(Into::into),
                 }
             }
         }
