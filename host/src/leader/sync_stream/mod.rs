@@ -128,7 +128,7 @@ async fn run(
         ),
         End::Exhausted(why) => tracing::warn!(
             follower = %stream.follower, cursor, reason = %why,
-            "follower stream ended with RESOURCE_EXHAUSTED; it will come back for a full sync"
+            "follower stream ended with RESOURCE_EXHAUSTED; it will come back for a delta or a full sync"
         ),
         End::Refused => tracing::warn!(
             follower = %stream.follower, "full sync refused by admission; the follower will retry"
@@ -329,7 +329,7 @@ impl Stream {
         let ring = self.shared.ring.read().view();
         End::Exhausted(format!(
             "records from index {cursor} are no longer in the leader's history ring [{}, {}) \
-             (capacity {}); reconnect for a full sync",
+             (capacity {}); reconnect for a delta or a full sync",
             ring.first_index, ring.next_index, ring.capacity
         ))
     }
