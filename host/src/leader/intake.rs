@@ -133,7 +133,10 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         // No stream may claim an index from here on; then what is in memory
         // goes back to what is on disk.
         shared.failed.store(true, Ordering::Release);
-        let disk = reload(shared);
+        let disk = shared
+            .storage
+            .meta()
+            .and_then(|meta| super::load(&shared.storage, &meta));
         let mut store = shared.store.write();
         match disk {
             Ok(disk) => *store = disk,
@@ -157,18 +160,4 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
     // Counted once published, so "processed" means visible to followers.
     stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
     Ok(batch)
-}
-
-/// The store as it is on disk: what the leader may serve after a failed
-/// commit.
-fn reload(shared: &LeaderShared) -> Result<crate::region_store::RegionStore, StorageError> {
-    let meta = shared.storage.meta()?;
-    let mut loader = crate::region_store::Loader::default();
-    shared
-        .storage
-        .load_regions(|region, leader, changed| loader.add(&region, leader, changed))?;
-    let mut store = loader.finish();
-    store.set_applied_next(meta.next_index.max(1));
-    store.set_delta_floor(meta.delta_floor.unwrap_or(meta.next_index).max(1));
-    Ok(store)
 }

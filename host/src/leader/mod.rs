@@ -31,7 +31,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::history::{HistoryRing, Record};
 use crate::policy_runtime::PolicyRuntime;
 use crate::region_store::{Loader, RegionStore};
-use crate::storage::{Storage, StorageError, WriteBatch};
+use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 
 pub use config::LeaderConfig;
 pub use intake::IntakeError;
@@ -104,6 +104,22 @@ fn new_cluster_id() -> u64 {
     (xxh3_64(seed.as_bytes()) >> 1).max(1)
 }
 
+/// The leader's regions as `storage` holds them, with its numbering: what a
+/// leader starts from, and what it goes back to after a failed commit.
+pub(crate) fn load(storage: &Storage, meta: &Meta) -> Result<RegionStore, StorageError> {
+    let mut loader = Loader::default();
+    storage.load_regions(|region, leader, changed| loader.add(&region, leader, changed))?;
+    let mut store = loader.finish();
+    // A fresh leader numbers from 1, so that index 0 always means "I have
+    // nothing" on the wire.
+    let next_index = meta.next_index.max(1);
+    // Changes are tracked from the floor on: from the first index for a new
+    // store; an older store's floor was set when it was upgraded.
+    store.set_applied_next(next_index);
+    store.set_delta_floor(meta.delta_floor.unwrap_or(next_index).max(1));
+    Ok(store)
+}
+
 impl Leader {
     /// Open the store, load regions and numbering, and start the intake.
     pub fn start(config: LeaderConfig, policy: Arc<PolicyRuntime>) -> Result<Leader, StartError> {
@@ -120,18 +136,9 @@ impl Leader {
             (Some(kept), _) => kept,
             (None, flag) => flag.unwrap_or_else(new_cluster_id),
         };
-        let mut loader = Loader::default();
-        let loaded =
-            storage.load_regions(|region, leader, changed| loader.add(&region, leader, changed))?;
-        let mut store = loader.finish();
-        // A fresh leader numbers from 1, so that index 0 always means "I have
-        // nothing" on the wire.
-        let next_index = meta.next_index.max(1);
-        // Changes are tracked from the floor on: from the first index for a
-        // new store; an older store's floor was set when it was upgraded.
-        let delta_floor = meta.delta_floor.unwrap_or(next_index).max(1);
-        store.set_applied_next(next_index);
-        store.set_delta_floor(delta_floor);
+        let store = load(&storage, &meta)?;
+        let (loaded, next_index, delta_floor) =
+            (store.len(), store.applied_next(), store.delta_floor());
         storage.write(&WriteBatch {
             next_index: Some(next_index),
             cluster_id: Some(cluster_id),

@@ -6,14 +6,41 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::LeaderShared;
+use crate::policy_runtime::RingView;
+
+/// The ring's figures, read under one lock.
+struct RingNow {
+    view: RingView,
+    len: usize,
+    bytes: usize,
+    /// How long the ring holds a change at the current rate, in ms.
+    covered_ms: Option<u64>,
+}
 
 impl LeaderShared {
+    fn ring_now(&self) -> RingNow {
+        let ring = self.ring.read();
+        RingNow {
+            view: ring.view(),
+            len: ring.len(),
+            bytes: ring.bytes(),
+            covered_ms: ring
+                .seconds_covered(std::time::Instant::now())
+                .map(|s| (s * 1e3).min(u64::MAX as f64) as u64),
+        }
+    }
+
     /// The status document of this leader.
     pub fn status(&self) -> crate::status::Status {
-        let ring = self.ring.read().view();
-        let (regions, digest) = {
+        let now = self.ring_now();
+        let ring = now.view;
+        let (regions, digest, delta_floor) = {
             let store = self.store.read();
-            (store.len() as u64, store.digest().hex())
+            (
+                store.len() as u64,
+                store.digest().hex(),
+                store.delta_floor(),
+            )
         };
         let stats = &self.stats;
         let mut details = BTreeMap::new();
@@ -28,16 +55,12 @@ impl LeaderShared {
         details.insert("history_capacity".into(), ring.capacity);
         details.insert("unchanged".into(), stats.unchanged.load(Ordering::Relaxed));
         details.insert("deltas".into(), stats.deltas.load(Ordering::Relaxed));
-        details.insert("delta_floor".into(), self.store.read().delta_floor());
-        {
-            let ring = self.ring.read();
-            details.insert("history_bytes".into(), ring.bytes() as u64);
-            if let Some(s) = ring.seconds_covered(std::time::Instant::now()) {
-                // How long a follower may be away and still resume by
-                // history, in milliseconds (a busy ring covers less than a
-                // second).
-                details.insert("history_covered_ms".into(), (s * 1e3) as u64);
-            }
+        details.insert("delta_floor".into(), delta_floor);
+        details.insert("history_bytes".into(), now.bytes as u64);
+        if let Some(ms) = now.covered_ms {
+            // How long a follower may be away and still resume by history
+            // (a busy ring covers less than a second).
+            details.insert("history_covered_ms".into(), ms);
         }
         crate::status::Status {
             role: "leader".into(),
@@ -62,8 +85,8 @@ impl LeaderShared {
     /// Prometheus text for `GET /metrics`.
     pub fn metrics(&self) -> String {
         let mut m = crate::metrics::Metrics::default();
-        let ring = self.ring.read().view();
-        let ring_len = self.ring.read().len();
+        let now = self.ring_now();
+        let ring = now.view;
         let stats = &self.stats;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         m.gauge("leader", "1 on a leader", 1);
@@ -76,22 +99,19 @@ impl LeaderShared {
             ring.first_index,
             ring.next_index,
             ring.capacity,
-            ring_len as u64,
+            now.len as u64,
         );
-        {
-            let ring = self.ring.read();
+        m.gauge(
+            "history_bytes",
+            "Encoded bytes of the records in the ring",
+            now.bytes as i64,
+        );
+        if let Some(ms) = now.covered_ms {
             m.gauge(
-                "history_bytes",
-                "Encoded bytes of the records in the ring",
-                ring.bytes() as i64,
+                "history_covered_milliseconds",
+                "How long the ring holds a change at the current change rate",
+                ms.min(i64::MAX as u64) as i64,
             );
-            if let Some(s) = ring.seconds_covered(std::time::Instant::now()) {
-                m.gauge(
-                    "history_covered_milliseconds",
-                    "How long the ring holds a change at the current change rate",
-                    (s * 1e3).min(i64::MAX as f64) as i64,
-                );
-            }
         }
         let counters = [
             (

@@ -67,16 +67,7 @@ impl Stream {
                     // are one state of the store.
                     let (regions, completed, digest) = {
                         let store = shared.store.read();
-                        let mut ids = Vec::new();
-                        let mut after = None;
-                        loop {
-                            let (found, next) = store.changed_since(since, after, usize::MAX);
-                            ids.extend(found);
-                            match next {
-                                Some(n) => after = Some(n),
-                                None => break,
-                            }
-                        }
+                        let (ids, _) = store.changed_since(since, None, usize::MAX);
                         let regions: Vec<StoredRegion> =
                             ids.iter().filter_map(|id| store.get(*id)).collect();
                         (regions, store.applied_next(), store.digest())
