@@ -18,6 +18,11 @@ const VARIANTS: &[(&str, &str)] = &[
     ("hostile_loop", "hostile-loop"),
     ("hostile_memory", "hostile-memory"),
     ("hostile_trap", "hostile-trap"),
+    ("hostile_plan_send", "hostile-plan-send"),
+    ("hostile_snapshot_flip", "hostile-snapshot-flip"),
+    ("hostile_delta_flip", "hostile-delta-flip"),
+    ("hostile_complete_flip", "hostile-complete-flip"),
+    ("hostile_claim_elsewhere", "hostile-claim-elsewhere"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -43,8 +48,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| outer_target_dir(&out_dir).join("guest-wasm"));
 
+    // One target directory for every variant: the dependencies (the
+    // wit-bindgen macros above all) are built once; only the guest crate is
+    // rebuilt per feature set, and cargo keeps each set's build apart.
+    let dir = guest_target;
     for (stem, features) in VARIANTS {
-        let dir = guest_target.join(stem);
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&workspace)
             .args(["build", "--release", "--quiet", "-p", "regionsync-guest"])

@@ -81,6 +81,10 @@ impl wit::Guest for Component {
     }
 
     fn plan_send(view: wit::StreamView) -> wit::SendStep {
+        #[cfg(feature = "hostile-plan-send")]
+        if core::hint::black_box(view.cursor) != u64::MAX {
+            core::arch::wasm32::unreachable();
+        }
         POLICY.plan_send(view.into()).into()
     }
 
@@ -97,7 +101,17 @@ impl wit::Guest for Component {
     }
 
     fn on_frame(state: wit::FollowerState, frame: wit::FrameHeader) -> wit::FrameDecision {
-        POLICY.on_frame(state.into(), frame.into()).into()
+        let (state, frame) = (state.into(), frame.into());
+        #[cfg(any(
+            feature = "hostile-snapshot-flip",
+            feature = "hostile-delta-flip",
+            feature = "hostile-complete-flip",
+            feature = "hostile-claim-elsewhere"
+        ))]
+        if let Some(d) = hostile::on_frame(state, frame) {
+            return d.into();
+        }
+        POLICY.on_frame(state, frame).into()
     }
 
     fn backoff(attempt: u32, seed: u64) -> u64 {
@@ -106,5 +120,105 @@ impl wit::Guest for Component {
 }
 
 export!(Component);
+
+/// Answers that are well-formed and each legal on its face, but try to get a
+/// follower to claim an index for a set the leader never had. Each fixture
+/// breaks one rule the host holds it to; they start only at index
+/// [`hostile::FROM`], past the host's self-check, so that they are loaded
+/// and then caught at run time.
+#[cfg(any(
+    feature = "hostile-snapshot-flip",
+    feature = "hostile-delta-flip",
+    feature = "hostile-complete-flip",
+    feature = "hostile-claim-elsewhere"
+))]
+mod hostile {
+    use crate::{FollowerPhase, FollowerState, FrameDecision, FrameHeader, FrameKind};
+
+    /// The first index at which the fixtures misbehave.
+    pub const FROM: u64 = 1_000;
+    /// Or, for snapshot frames (numbered by position), the least regions.
+    pub const REGIONS_FROM: u32 = 50;
+
+    fn decision(state: FollowerState, kind: FrameKind) -> FrameDecision {
+        FrameDecision {
+            state,
+            kind,
+            reset_store: false,
+            begin_delta: false,
+            apply_from: None,
+            record_history: false,
+            claim_index: None,
+            reconnect: None,
+        }
+    }
+
+    pub fn on_frame(state: FollowerState, frame: FrameHeader) -> Option<FrameDecision> {
+        if (frame.start_index < FROM && frame.region_count < REGIONS_FROM) || frame.error {
+            return None;
+        }
+        let honest = super::POLICY.on_frame(state, frame);
+        if cfg!(feature = "hostile-complete-flip") {
+            // Mid-snapshot: declare the store complete and ready, no claim.
+            return (state.phase == FollowerPhase::Snapshot && frame.region_count > 0).then(|| {
+                let mut d = honest;
+                d.state.complete = true;
+                d.state.ready = true;
+                d
+            });
+        }
+        if cfg!(feature = "hostile-claim-elsewhere") {
+            // The completion, claimed at an index the leader did not send.
+            return honest
+                .claim_index
+                .filter(|_| !honest.record_history)
+                .map(|claim| {
+                    let mut d = honest;
+                    d.claim_index = Some(claim + 1);
+                    d.state.next_index = claim + 1;
+                    d
+                });
+        }
+        // Flip a complete, streaming store into a sync that never reset it
+        // (or never began a delta): drop this frame, merge the next ones
+        // unrecorded, and complete on the next empty frame.
+        let flipped = if cfg!(feature = "hostile-delta-flip") {
+            FollowerPhase::Delta
+        } else {
+            FollowerPhase::Snapshot
+        };
+        if state.complete && state.phase == FollowerPhase::Streaming {
+            return Some(decision(
+                FollowerState {
+                    phase: flipped,
+                    complete: false,
+                    ready: false,
+                    resumable: flipped == FollowerPhase::Delta,
+                    ..state
+                },
+                FrameKind::SnapshotStart,
+            ));
+        }
+        if state.phase != flipped || state.complete {
+            return None;
+        }
+        let mut d = decision(state, FrameKind::SnapshotData);
+        if frame.region_count > 0 {
+            d.apply_from = Some(0);
+        } else {
+            d.kind = FrameKind::Completion;
+            d.claim_index = Some(frame.start_index);
+            d.state = FollowerState {
+                phase: FollowerPhase::Streaming,
+                next_index: frame.start_index,
+                complete: true,
+                ready: true,
+                resumable: false,
+                ..state
+            };
+        }
+        Some(d)
+    }
+}
 
 crate::wit_conversions!(exports::regionsync::policy::decisions);

@@ -121,6 +121,16 @@ impl Metrics {
             s.fallbacks.load(Ordering::Relaxed),
         );
         self.counter(
+            "policy_builtin_answers",
+            "Decisions the built-in policy answered for a failed call",
+            s.builtin_answers.load(Ordering::Relaxed),
+        );
+        self.counter(
+            "policy_rollbacks",
+            "Automatic rollbacks to the previous policy",
+            s.rollbacks.load(Ordering::Relaxed),
+        );
+        self.counter(
             "policy_swaps",
             "Policy swaps done",
             s.swaps.load(Ordering::Relaxed),

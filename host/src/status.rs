@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy_runtime::PolicyInfo;
+use std::sync::atomic::Ordering;
+
+use crate::policy_runtime::{PolicyInfo, PolicyRuntime};
 
 /// The active policy, as the status JSON shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -15,6 +17,15 @@ pub struct PolicyStatus {
     pub name: String,
     /// The policy's own version.
     pub version: String,
+    /// Decisions the built-in policy answered because this one failed.
+    #[serde(default)]
+    pub builtin_answers: u64,
+    /// Automatic rollbacks to the previous policy since start.
+    #[serde(default)]
+    pub rollbacks: u64,
+    /// The last automatic rollback, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollback: Option<String>,
 }
 
 impl From<PolicyInfo> for PolicyStatus {
@@ -22,6 +33,22 @@ impl From<PolicyInfo> for PolicyStatus {
         PolicyStatus {
             name: p.name,
             version: p.version,
+            builtin_answers: 0,
+            rollbacks: 0,
+            last_rollback: None,
+        }
+    }
+}
+
+impl PolicyStatus {
+    /// The active policy of `runtime` with its failure counters.
+    pub fn of(runtime: &PolicyRuntime) -> Self {
+        let stats = runtime.stats();
+        PolicyStatus {
+            builtin_answers: stats.builtin_answers.load(Ordering::Relaxed),
+            rollbacks: stats.rollbacks.load(Ordering::Relaxed),
+            last_rollback: runtime.last_rollback(),
+            ..runtime.info().into()
         }
     }
 }

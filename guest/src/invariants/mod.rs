@@ -19,8 +19,10 @@
 //! nothing, ...). Those go beyond feasibility; the host asks them once, at
 //! load and at swap (`host/src/policy_runtime/self_check.rs`).
 
+mod facts;
 mod rejection;
 
+pub use facts::StreamFacts;
 pub use rejection::Rejection;
 
 use crate::{

@@ -178,6 +178,32 @@ pub enum Rejection {
     ClaimWithoutCause,
     /// On-frame: the index moved without a claim.
     IndexMovedUnclaimed,
+    /// Host facts: the answer's store fields (complete, resumable, index)
+    /// differ from what the store holds once the decision is carried out.
+    StateDisagreesWithStore {
+        /// `complete` in the answer.
+        complete: bool,
+        /// `next-index` in the answer.
+        next: u64,
+        /// What the store will claim.
+        held_complete: bool,
+        /// The store's index.
+        held_next: u64,
+    },
+    /// Host facts: a snapshot phase without a reset on this stream, or a
+    /// delta phase without a delta begun on it.
+    PhaseWithoutCause(FollowerPhase),
+    /// Host facts: unrecorded regions applied on a stream that neither reset
+    /// the store nor began a delta.
+    UnrecordedApplyOffSync,
+    /// Host facts: a completion claimed on a stream that ran no sync, on a
+    /// frame that is no completion, or at another index than the frame's.
+    CompletionOffSync {
+        /// The claimed index.
+        claim: u64,
+        /// The frame's index.
+        frame: u64,
+    },
     /// Backoff longer than [`MAX_BACKOFF_MS`].
     BackoffTooLong(u64),
 }
@@ -317,6 +343,28 @@ impl fmt::Display for Rejection {
                 f.write_str("an index may be claimed only by history or a completion frame")
             }
             IndexMovedUnclaimed => f.write_str("the index moved without being claimed"),
+            StateDisagreesWithStore {
+                complete,
+                next,
+                held_complete,
+                held_next,
+            } => write!(
+                f,
+                "the answer says complete={complete} at {next}, \
+                 but the store holds complete={held_complete} at {held_next}"
+            ),
+            PhaseWithoutCause(phase) => write!(
+                f,
+                "phase {} without a reset or delta on this stream",
+                phase.as_str()
+            ),
+            UnrecordedApplyOffSync => {
+                f.write_str("unrecorded regions on a stream that runs no full sync or delta")
+            }
+            CompletionOffSync { claim, frame } => write!(
+                f,
+                "completion claim {claim} on frame {frame} outside a sync this stream ran"
+            ),
             BackoffTooLong(ms) => write!(f, "backoff of {ms} ms exceeds {MAX_BACKOFF_MS} ms"),
         }
     }

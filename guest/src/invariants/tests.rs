@@ -234,3 +234,80 @@ fn deltas_and_claims_are_held_to_what_the_follower_and_the_store_can_take() {
         Err(Rejection::CompleteWithoutClaim)
     );
 }
+
+#[test]
+fn the_shipped_policies_agree_with_the_hosts_facts_over_whole_streams() {
+    for policy in [Policy::default_policy(), Policy::conservative()] {
+        let mut rng = SplitMix64::new(11);
+        let mut claims = 0u32;
+        for walk in 0..2_000 {
+            let mut facts = StreamFacts::of_store(&state(&mut rng));
+            let mut s = facts.correct(state(&mut rng));
+            let mut connected = false;
+            for step in 0..40 {
+                if !connected {
+                    let plan = policy.on_connect(facts.correct(s));
+                    facts.new_stream();
+                    s = plan.state;
+                }
+                let before = facts.correct(s);
+                // Frames a leader sends, and some it should not.
+                let frame = FrameHeader {
+                    error: rng.below(16) == 0,
+                    start_index: near(&mut rng, &[0, before.next_index, before.next_index + 7]),
+                    region_count: near(&mut rng, &[0, 0, 3]) as u32,
+                    announced: AnnouncedSync::ALL[rng.below(4) as usize],
+                    digest: DigestCheck::ALL[rng.below(3) as usize],
+                };
+                let d = policy.on_frame(before, frame);
+                let at = || {
+                    format!(
+                        "{} walk {walk} step {step} {before:?} {frame:?} {d:?}",
+                        policy.name
+                    )
+                };
+                frame_decision(before, frame, &d).unwrap_or_else(|e| panic!("{}: {e}", at()));
+                facts
+                    .check(frame, &d)
+                    .unwrap_or_else(|e| panic!("{}: {e}", at()));
+                claims += u32::from(d.claim_index.is_some());
+                facts = facts.apply(&d);
+                s = d.state;
+                connected = d.reconnect.is_none();
+            }
+        }
+        assert!(claims > 100, "{}: only {claims} claims", policy.name);
+    }
+}
+
+#[test]
+fn a_phase_flipped_without_a_reset_is_caught_by_the_hosts_facts() {
+    // A complete store on a live stream; the answer turns it into a
+    // "snapshot" without resetting it: on the state alone that is legal.
+    let mut facts = StreamFacts::of_store(&FollowerState::opened(500, true));
+    facts.new_stream();
+    let before = facts.correct(FollowerState {
+        phase: FollowerPhase::Streaming,
+        ..FollowerState::opened(500, true)
+    });
+    let frame = FrameHeader::plain(false, 500, 0);
+    let mut d = Policy::default_policy().on_frame(before, frame);
+    d.state.phase = FollowerPhase::Snapshot;
+    d.state.complete = false;
+    d.state.ready = false;
+    d.claim_index = None;
+    d.apply_from = None;
+    d.record_history = false;
+    d.reconnect = None;
+    assert_eq!(frame_decision(before, frame, &d), Ok(()));
+    assert!(matches!(
+        facts.check(frame, &d),
+        Err(Rejection::StateDisagreesWithStore { .. })
+    ));
+    d.state.complete = true;
+    d.state.ready = true;
+    assert_eq!(
+        facts.check(frame, &d),
+        Err(Rejection::PhaseWithoutCause(FollowerPhase::Snapshot))
+    );
+}

@@ -64,8 +64,13 @@ pub(super) fn on_frame(
         announced,
         digest,
     };
-    let before = *shared.state.lock();
-    let d = shared.policy.on_frame(before, header);
+    let facts = *shared.facts.lock();
+    let before = facts.correct(*shared.state.lock());
+    let d = shared.policy.on_frame(before, header, &facts);
+    // The host's own reading of the answer, not the policy's `kind`: a claim
+    // without history records ends a sync (the runtime checked that this
+    // stream ran one and that this is its completion frame).
+    let completion = d.claim_index.is_some() && !d.record_history;
 
     let mut store = shared.store.write();
     if !d.state.ready {
@@ -117,8 +122,9 @@ pub(super) fn on_frame(
         }
     }
     // 4. claim and commit: the index and the data in one transaction.
-    ready.claim_and_commit(&d)?;
-    if d.kind == FrameKind::Completion {
+    ready.claim_and_commit(&d, completion)?;
+    *shared.facts.lock() = facts.apply(&d);
+    if completion {
         let claim = d.claim_index.unwrap_or(frame.start_index);
         // The ring starts afresh at the completed index: what came before it
         // was a snapshot or a delta, not numbered records.
@@ -297,12 +303,16 @@ impl Ready<'_> {
     }
 
     /// Put the claim (if any) into the batch and commit it.
-    fn claim_and_commit(&mut self, d: &FrameDecision) -> Result<(), StorageError> {
+    fn claim_and_commit(
+        &mut self,
+        d: &FrameDecision,
+        completion: bool,
+    ) -> Result<(), StorageError> {
         if let Some(claim) = d.claim_index {
             self.batch.next_index = Some(claim);
             self.batch.complete = Some(true);
             self.store.set_applied_next(claim);
-            if d.kind == FrameKind::Completion {
+            if completion {
                 // What a snapshot or a delta brought has no change index of
                 // its own: changes are tracked from the completion on.
                 self.batch.resumable = Some(false);
@@ -312,8 +322,7 @@ impl Ready<'_> {
             let mut last = self.shared.last_durable.lock();
             // A completion is the moment the store becomes usable: always
             // durable. History may lag by `durable_every` and replay.
-            self.batch.durable = d.kind == FrameKind::Completion
-                || last.elapsed() >= self.shared.config.durable_every;
+            self.batch.durable = completion || last.elapsed() >= self.shared.config.durable_every;
             if self.batch.durable {
                 *last = Instant::now();
             }

@@ -34,7 +34,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::history::HistoryRing;
-use crate::policy_runtime::{FollowerState, PolicyRuntime};
+use crate::policy_runtime::{FollowerState, PolicyRuntime, StreamFacts};
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 
@@ -113,6 +113,9 @@ pub struct FollowerShared {
     storage: Mutex<Option<Storage>>,
     /// The policy's state of this follower, owned here and passed in whole.
     pub state: Mutex<FollowerState>,
+    /// What the host itself knows of the store and the stream; the policy's
+    /// answers are checked against it (`StreamFacts`), never trusted alone.
+    facts: Mutex<StreamFacts>,
     /// Mirror of `state.ready` for the read path.
     ready: AtomicBool,
     /// 0 until known.
@@ -227,6 +230,7 @@ impl FollowerShared {
         let ring = new_ring(&config, state.next_index);
         Ok(FollowerShared {
             ready: AtomicBool::new(state.ready),
+            facts: Mutex::new(StreamFacts::of_store(&state)),
             state: Mutex::new(state),
             store: RwLock::new(store),
             ring: RwLock::new(ring),
@@ -302,6 +306,7 @@ impl FollowerShared {
             complete = state.complete, "cache reloaded from the store after a failed write"
         );
         drop(store);
+        *self.facts.lock() = StreamFacts::of_store(&state);
         self.set_state(state);
     }
 

@@ -49,7 +49,7 @@ impl FollowerShared {
             next_index: state.next_index,
             regions,
             digest,
-            policy: self.policy.info().into(),
+            policy: crate::status::PolicyStatus::of(&self.policy),
             full_syncs: stats
                 .full_syncs
                 .lock()

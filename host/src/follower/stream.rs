@@ -97,7 +97,12 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
             .map_or(0, |d| d.as_nanos() as u64);
     loop {
         let before = *shared.state.lock();
-        let plan = shared.policy.on_connect(before);
+        let facts = {
+            let mut facts = shared.facts.lock();
+            facts.new_stream();
+            *facts
+        };
+        let plan = shared.policy.on_connect(before, &facts);
         shared.set_state(plan.state);
         shared.stats.connects.fetch_add(1, Ordering::Relaxed);
         let ended = tokio::select! {

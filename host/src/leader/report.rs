@@ -76,7 +76,7 @@ impl LeaderShared {
             next_index: ring.next_index,
             regions,
             digest,
-            policy: self.policy.info().into(),
+            policy: crate::status::PolicyStatus::of(&self.policy),
             full_syncs: stats.full_syncs_by_reason(),
             details,
         }

@@ -5,20 +5,27 @@
 //! production, or the guest library linked natively ([`native`]) for
 //! comparison and tests. The runtime wraps the active engine and adds what the
 //! engine must not be trusted with: every answer is checked against the
-//! contract's invariants (`regionsync_guest::invariants`); a trap, a blown
-//! deadline or memory limit, or a rejected answer becomes the safe decision
-//! (leader: full sync; follower: reconnect and ask for a full sync), logged
-//! with the policy's name and counted. Callers therefore get a plain answer,
-//! never an error, and never a panic.
+//! contract's invariants (`regionsync_guest::invariants`), and a follower's
+//! answers also against the host's own facts about its store and stream
+//! (`StreamFacts`), never against fields the policy controls. A trap, a
+//! blown deadline or memory limit, or a rejected answer is answered instead
+//! by the built-in default policy, linked natively, for that one decision
+//! (logged with the policy's name and counted); only if that answer too were
+//! refused does the runtime take the safe decision (leader: full sync;
+//! follower: reconnect and ask for a full sync). Callers therefore get a
+//! plain answer, never an error, and never a panic.
 //!
 //! Hot swap: [`PolicyRuntime::swap`] builds and self-checks the new engine
 //! completely ([`self_check`]) before an atomic pointer swap; a call in flight
-//! keeps the `Arc` of the engine it started on and finishes there.
+//! keeps the `Arc` of the engine it started on and finishes there. A swapped-in
+//! policy that keeps failing is rolled back on its own ([`rollback`]).
 
 pub mod builtin;
 pub mod cache;
+mod decisions;
 mod engine;
 pub mod native;
+pub mod rollback;
 mod self_check;
 pub mod wasm;
 
@@ -28,7 +35,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use regionsync_guest::invariants::{self, Rejection};
+use parking_lot::Mutex;
+use regionsync_guest::invariants::Rejection;
+pub use regionsync_guest::invariants::StreamFacts;
 pub use regionsync_guest::{
     AnnouncedSync, CatchUpStep, CatchUpView, ConnectPlan, DigestCheck, FollowerPhase,
     FollowerState, FrameDecision, FrameHeader, FrameKind, FrameLimits, PolicyInfo, ReconnectReason,
@@ -38,6 +47,7 @@ pub use regionsync_guest::{
 
 pub use engine::{LoadError, PolicyEngine, PolicyError};
 pub use native::NativePolicy;
+pub use rollback::RollbackRule;
 pub use wasm::{WasmPolicy, WasmRuntime};
 
 /// Why a stream got its route: the policy's own reason, or the runtime's
@@ -46,7 +56,8 @@ pub use wasm::{WasmPolicy, WasmRuntime};
 pub enum RouteCause {
     /// The policy's answer, with its reason.
     Policy(RouteReason),
-    /// The policy failed; the runtime chose a full sync.
+    /// The policy failed; the built-in policy (or, failing that, the
+    /// runtime's safe full sync) decided.
     Fallback,
 }
 
@@ -76,8 +87,13 @@ pub struct PolicyStats {
     pub calls: AtomicU64,
     /// Calls that failed or gave a rejected answer.
     pub errors: AtomicU64,
-    /// Safe decisions taken instead of the policy's.
+    /// Decisions taken instead of the policy's (by the built-in policy or,
+    /// failing that, the safe decision).
     pub fallbacks: AtomicU64,
+    /// Of those, decisions the built-in policy answered.
+    pub builtin_answers: AtomicU64,
+    /// Automatic rollbacks to the previous policy.
+    pub rollbacks: AtomicU64,
     /// Swaps that made a new policy active.
     pub swaps: AtomicU64,
     /// Swaps refused (the old policy stayed).
@@ -119,9 +135,16 @@ struct Active {
     limits: FrameLimits,
 }
 
-/// The active policy plus validation, fallback and swapping.
+/// The active policy plus validation, fallback, swapping and rollback.
 pub struct PolicyRuntime {
     active: ArcSwap<Active>,
+    /// What the active policy replaced: where a rollback goes.
+    previous: Mutex<Option<Arc<Active>>>,
+    /// The built-in default policy, linked natively: it answers a decision
+    /// the active policy failed.
+    builtin: Active,
+    failures: rollback::FailureWindow,
+    last_rollback: Mutex<Option<String>>,
     wasm: WasmRuntime,
     stats: PolicyStats,
 }
@@ -130,11 +153,22 @@ impl PolicyRuntime {
     /// Start with the given policy; it must pass the same checks as a swap.
     pub fn new(wasm: WasmRuntime, source: PolicySource) -> Result<Self, LoadError> {
         let active = Self::build(&wasm, &source)?;
+        let builtin = Self::build(&wasm, &PolicySource::Native("default"))?;
         Ok(PolicyRuntime {
             active: ArcSwap::from_pointee(active),
+            previous: Mutex::new(None),
+            builtin,
+            failures: rollback::FailureWindow::new(RollbackRule::default()),
+            last_rollback: Mutex::new(None),
             wasm,
             stats: PolicyStats::default(),
         })
+    }
+
+    /// The same runtime with another rollback rule.
+    pub fn with_rollback(mut self, rule: RollbackRule) -> Self {
+        self.failures = rollback::FailureWindow::new(rule);
+        self
     }
 
     /// The built-in default component with a default Wasm runtime.
@@ -175,6 +209,11 @@ impl PolicyRuntime {
         &self.stats
     }
 
+    /// The last automatic rollback, in words (for the status JSON).
+    pub fn last_rollback(&self) -> Option<String> {
+        self.last_rollback.lock().clone()
+    }
+
     /// Replace the active policy with the component in `path`, only if it
     /// loads and passes the self-check; returns (old, new).
     pub fn swap_file(&self, path: &Path) -> Result<(PolicyInfo, PolicyInfo), LoadError> {
@@ -195,164 +234,104 @@ impl PolicyRuntime {
             }
         };
         let new = active.engine.info().clone();
-        let old = self.active.swap(Arc::new(active)).engine.info().clone();
+        let mut previous = self.previous.lock();
+        let old = self.active.swap(Arc::new(active));
+        let old_info = old.engine.info().clone();
+        *previous = Some(old);
+        self.failures.clear();
         self.stats.swaps.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
-            old = %format!("{} {}", old.name, old.version),
+            old = %format!("{} {}", old_info.name, old_info.version),
             new = %format!("{} {}", new.name, new.version),
             "policy swapped"
         );
-        Ok((old, new))
+        Ok((old_info, new))
     }
 
-    /// Run one call on the active engine, check the answer, and turn it into
-    /// what the host acts on (`accept`), or fall back to `safe` on any
-    /// failure.
-    fn decide<T, U>(
+    /// The active policy failed a call: count it, and roll back to the
+    /// previous policy when the rule says it is broken.
+    fn failed(&self, failing: &Arc<Active>, call: &'static str) {
+        if !self.failures.failed() {
+            return;
+        }
+        let mut previous = self.previous.lock();
+        // Only the failing policy is rolled back, and only once: a swap or
+        // another rollback may have replaced it meanwhile.
+        if !Arc::ptr_eq(&self.active.load(), failing) {
+            return;
+        }
+        let rule = self.failures.rule();
+        let bad = failing.engine.info();
+        let Some(back) = previous.take() else {
+            tracing::error!(
+                policy = %bad.name, call, failures = rule.failures, window = ?rule.window,
+                "the policy keeps failing and there is no previous policy to roll back to; \
+                 the built-in policy keeps answering its failed calls"
+            );
+            return;
+        };
+        let good = back.engine.info().clone();
+        let what = format!(
+            "{} {} rolled back to {} {} after {} failed calls within {:?} (last: {call})",
+            bad.name, bad.version, good.name, good.version, rule.failures, rule.window
+        );
+        self.active.store(back);
+        self.stats.rollbacks.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(rollback = %what, "policy rolled back on its own");
+        *self.last_rollback.lock() = Some(what);
+    }
+
+    /// Run one call on the active engine and check the answer; on any
+    /// failure ask the built-in policy the same, checked the same; turn the
+    /// answer into what the host acts on (`accept`, told whether it is the
+    /// policy's own), or take `safe` if even the built-in answer is refused.
+    pub(super) fn decide<T, U>(
         &self,
         call: &'static str,
-        ask: impl FnOnce(&Active) -> Result<T, PolicyError>,
-        check: impl FnOnce(&T, &Active) -> Result<(), Rejection>,
-        accept: impl FnOnce(T) -> U,
+        ask: impl Fn(&dyn PolicyEngine) -> Result<T, PolicyError>,
+        check: impl Fn(&T, FrameLimits) -> Result<(), Rejection>,
+        accept: impl FnOnce(T, bool) -> U,
         safe: impl FnOnce() -> U,
     ) -> U {
         // The guard keeps the engine this call started on alive across a
         // concurrent swap, and its limits with it.
-        let active = self.active.load();
+        let active = self.active.load_full();
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let answer = ask(&active).and_then(|t| {
-            check(&t, &active)
-                .map(|()| t)
-                .map_err(PolicyError::Rejected)
-        });
+        let run = |a: &Active| {
+            ask(a.engine.as_ref()).and_then(|t| {
+                check(&t, a.limits)
+                    .map(|()| t)
+                    .map_err(PolicyError::Rejected)
+            })
+        };
+        let e = match run(&active) {
+            Ok(t) => return accept(t, true),
+            Err(e) => e,
+        };
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let info = active.engine.info();
+        let answer = run(&self.builtin);
+        tracing::warn!(
+            policy = %info.name, version = %info.version, call, error = %e,
+            answered_by = if answer.is_ok() { "built-in policy" } else { "safe decision" },
+            "policy call failed; the built-in policy decides instead"
+        );
+        self.failed(&active, call);
         match answer {
-            Ok(t) => accept(t),
+            Ok(t) => {
+                self.stats.builtin_answers.fetch_add(1, Ordering::Relaxed);
+                accept(t, false)
+            }
             Err(e) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-                let info = active.engine.info();
-                tracing::warn!(
-                    policy = %info.name, version = %info.version, call, error = %e,
-                    "policy call failed; taking the safe decision"
-                );
+                tracing::error!(call, error = %e, "the built-in policy's answer was refused too");
                 safe()
             }
         }
     }
 
-    /// Leader: route a request. Fallback: full sync.
-    pub fn route_request(&self, request: SyncRequest, ring: RingView) -> Routed {
-        self.decide(
-            "route-request",
-            |a| a.engine.route_request(request, ring),
-            |r, _| invariants::routing(request, ring, r),
-            |r| Routed {
-                action: r.action,
-                cause: RouteCause::Policy(r.reason),
-            },
-            || Routed {
-                action: RouteAction::FullSync,
-                cause: RouteCause::Fallback,
-            },
-        )
-    }
-
-    /// Leader: what a stream sends next, within the active policy's frame
-    /// limits. Fallback: end the stream, so the follower comes back and is
-    /// routed afresh.
-    pub fn plan_send(&self, view: StreamView) -> SendStep {
-        self.decide(
-            "plan-send",
-            |a| a.engine.plan_send(view),
-            |s, a| invariants::send_step(view, a.limits, s),
-            |s| s,
-            || SendStep::Exhausted,
-        )
-    }
-
-    /// Leader: the next catch-up pass. Fallback: the final pass (it always
-    /// ends the sync, holding the intake off for one read of the store).
-    pub fn plan_catch_up(&self, view: CatchUpView) -> CatchUpStep {
-        self.decide(
-            "plan-catch-up",
-            |a| a.engine.plan_catch_up(view),
-            |_, _| Ok(()),
-            |step| step,
-            || CatchUpStep::FinalPass,
-        )
-    }
-
     /// Frame bounds of the active policy (checked when it was loaded).
     pub fn limits(&self) -> FrameLimits {
         self.active.load().limits
-    }
-
-    /// Leader: may another full sync start? Fallback: yes (a full sync is
-    /// the safe decision; refusing would strand the follower).
-    pub fn admit_full_sync(&self, running: u32) -> bool {
-        self.decide(
-            "admit-full-sync",
-            |a| a.engine.admit_full_sync(running),
-            |_, _| Ok(()),
-            |admit| admit,
-            || true,
-        )
-    }
-
-    /// Follower: what to ask for on connect. Fallback: a full sync.
-    pub fn on_connect(&self, state: FollowerState) -> ConnectPlan {
-        self.decide(
-            "on-connect",
-            |a| a.engine.on_connect(state),
-            |plan, _| invariants::connect_plan(state, plan),
-            |plan| plan,
-            || ConnectPlan {
-                start_index: 0,
-                state: FollowerState {
-                    phase: FollowerPhase::Awaiting,
-                    snapshot_regions: 0,
-                    force_full_sync: true,
-                    ready: state.ready && state.complete,
-                    ..state
-                },
-                ask_delta: false,
-                ask_verify: true,
-            },
-        )
-    }
-
-    /// Follower: what a frame means. Fallback: apply nothing, reconnect and
-    /// ask for a full sync.
-    pub fn on_frame(&self, state: FollowerState, frame: FrameHeader) -> FrameDecision {
-        self.decide(
-            "on-frame",
-            |a| a.engine.on_frame(state, frame),
-            |d, _| invariants::frame_decision(state, frame, d),
-            |d| d,
-            || FrameDecision {
-                state: FollowerState {
-                    force_full_sync: true,
-                    ..state
-                },
-                kind: FrameKind::Unexpected,
-                reset_store: false,
-                begin_delta: false,
-                apply_from: None,
-                record_history: false,
-                claim_index: None,
-                reconnect: Some(ReconnectReason::UnexpectedFrame),
-            },
-        )
-    }
-
-    /// Follower: delay before reconnect attempt `attempt`.
-    pub fn backoff(&self, attempt: u32, seed: u64) -> Duration {
-        self.decide(
-            "backoff",
-            |a| a.engine.backoff(attempt, seed),
-            |ms, _| invariants::backoff(*ms),
-            Duration::from_millis,
-            || FALLBACK_BACKOFF,
-        )
     }
 }

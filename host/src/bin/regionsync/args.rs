@@ -90,6 +90,13 @@ pub struct NodeArgs {
     /// A policy component (.wasm); the built-in default when absent.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// A policy that fails this many calls within --policy-rollback-window
+    /// is replaced by the one it replaced (0: never roll back).
+    #[arg(long, default_value_t = 20)]
+    pub policy_rollback_failures: u32,
+    /// The window of --policy-rollback-failures, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub policy_rollback_window: u64,
     /// Cluster id. Without it a new leader makes one and a new follower
     /// learns its leader's; either keeps it, and refuses a different one.
     #[arg(long)]

@@ -9,7 +9,6 @@ mod config_file;
 mod load_cmd;
 mod progress;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,10 +18,10 @@ use regionsync::follower::FollowerConfig;
 use regionsync::leader::LeaderConfig;
 use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::wasm::WasmConfig;
-use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
+use regionsync::policy_runtime::{PolicyRuntime, PolicySource, RollbackRule, WasmRuntime};
 use regionsync::tools::{admin_client, demo};
 
-use args::{Cli, Command, FollowerArgs, LeaderArgs, LogFormat, PolicyCommand};
+use args::{Cli, Command, FollowerArgs, LeaderArgs, LogFormat, NodeArgs, PolicyCommand};
 
 /// mimalloc: a million small region encodings cost less memory (no
 /// per-allocation header, finer size classes) and less time than with the
@@ -56,9 +55,10 @@ fn init_logging(format: LogFormat, default: &str) {
 }
 
 fn load_policy(
-    path: Option<&PathBuf>,
+    node: &NodeArgs,
     data_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Arc<PolicyRuntime>> {
+    let path = node.policy.as_ref();
     let wasm = WasmRuntime::new(WasmConfig {
         cache_dir: data_dir.map(|d| d.join("policy-cache")),
         ..Default::default()
@@ -67,7 +67,10 @@ fn load_policy(
         Some(p) => PolicySource::File(p.clone()),
         None => PolicySource::Builtin("default"),
     };
-    let runtime = PolicyRuntime::new(wasm, source)?;
+    let runtime = PolicyRuntime::new(wasm, source)?.with_rollback(RollbackRule {
+        failures: node.policy_rollback_failures,
+        window: std::time::Duration::from_secs(node.policy_rollback_window),
+    });
     let info = runtime.info();
     tracing::info!(policy = %info.name, version = %info.version, "policy loaded");
     Ok(Arc::new(runtime))
@@ -104,7 +107,7 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let node = &args.node;
     check_data_dir(Some(&args.data_dir))?;
     let listener = regionsync::server::bind(&node.listen).await?;
-    let policy = load_policy(node.policy.as_ref(), Some(args.data_dir.as_path()))?;
+    let policy = load_policy(node, Some(args.data_dir.as_path()))?;
     let mut config = LeaderConfig::new(&args.data_dir);
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
@@ -148,7 +151,7 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
         }
         tracing::warn!(error = %format!("{e:#}"), "leader unreachable; serving the stored copy once caught up, retrying");
     }
-    let policy = load_policy(node.policy.as_ref(), args.data_dir.as_deref())?;
+    let policy = load_policy(node, args.data_dir.as_deref())?;
     let mut config = FollowerConfig::new(&args.leader, args.data_dir.clone());
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
