@@ -133,6 +133,55 @@ fn errors_a_user_meets_are_one_line_and_a_non_zero_exit() {
 
     let err = one_line_failure(&["status", "--admin", &format!("127.0.0.1:{}", free_port())]);
     assert!(err.contains("cannot reach"), "{err}");
+
+    // Admin and allow-list settings that cannot be used stop the start.
+    let node = ["leader", "--listen", "127.0.0.1:0", "--data-dir", data];
+    let missing = dir.path().join("no-such-token");
+    let err = one_line_failure(
+        &[
+            &node[..],
+            &[
+                "--admin",
+                "0",
+                "--admin-token-file",
+                missing.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("cannot read the admin token file"), "{err}");
+    let err = one_line_failure(&[&node[..], &["--policy-allow", "abc"]].concat());
+    assert!(err.contains("is not a SHA-256 digest"), "{err}");
+    let err = one_line_failure(
+        &[
+            &node[..],
+            &[
+                "--policy",
+                not_wasm.to_str().unwrap(),
+                "--policy-allow",
+                &"0".repeat(64),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("not on this node's allow-list"), "{err}");
+    // The same list from the config file.
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[leader]\npolicy = {:?}\npolicy-allow = [{:?}, {:?}]\n",
+            not_wasm.to_str().unwrap(),
+            "1".repeat(64),
+            "2".repeat(64)
+        ),
+    )
+    .unwrap();
+    let err = one_line_failure(&[&node[..], &["--config", config.to_str().unwrap()]].concat());
+    assert!(
+        err.contains("not on this node's allow-list (2 allowed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -189,6 +238,14 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
     ]);
     wait_for("the leader's admin port", || admin_up(&ladmin));
     let fdata = dir.path().join("follower");
+    // Swaps need the token; only the conservative component is allowed.
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let comp = dir.path().join("conservative.wasm");
+    std::fs::write(&comp, regionsync::policy_runtime::builtin::CONSERVATIVE).unwrap();
+    let allowed =
+        regionsync::policy_runtime::Sha256::of(regionsync::policy_runtime::builtin::CONSERVATIVE)
+            .to_string();
     let _follower = spawn(&[
         "follower",
         "--leader",
@@ -201,6 +258,10 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
         &fadmin,
         "--name",
         "f1",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+        "--policy-allow",
+        &allowed,
     ]);
     wait_for("the follower's admin port", || admin_up(&fadmin));
 
@@ -256,10 +317,55 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
     }
     assert!(http_get(&fadmin, "/metrics").contains("regionsync_ready 1"));
 
-    // Swap the follower's policy to the conservative component, then a refused file.
-    let comp = dir.path().join("conservative.wasm");
-    std::fs::write(&comp, regionsync::policy_runtime::builtin::CONSERVATIVE).unwrap();
-    let out = run(&["policy", "swap", "--admin", &fadmin, comp.to_str().unwrap()]);
+    // Without the token, or with a wrong one, a swap is refused.
+    let (comp_s, token_s) = (comp.to_str().unwrap(), token.to_str().unwrap());
+    let err = one_line_failure(&["policy", "swap", "--admin", &fadmin, comp_s]);
+    assert!(err.contains("admin token is required"), "{err}");
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "guess").unwrap();
+    let err = one_line_failure(&[
+        "policy",
+        "swap",
+        "--admin",
+        &fadmin,
+        "--token-file",
+        wrong.to_str().unwrap(),
+        comp_s,
+    ]);
+    assert!(err.contains("wrong admin token"), "{err}");
+    // The leader was started without a token file: its swaps are off.
+    let err = one_line_failure(&["policy", "swap", "--admin", &ladmin, comp_s]);
+    assert!(err.contains("--admin-token-file"), "{err}");
+    // A component that is not on the allow-list is refused, naming its hash.
+    let other = dir.path().join("default.wasm");
+    std::fs::write(&other, regionsync::policy_runtime::builtin::DEFAULT).unwrap();
+    let err = one_line_failure(&[
+        "policy",
+        "swap",
+        "--admin",
+        &fadmin,
+        "--token-file",
+        token_s,
+        other.to_str().unwrap(),
+    ]);
+    let other_sha =
+        regionsync::policy_runtime::Sha256::of(regionsync::policy_runtime::builtin::DEFAULT);
+    assert!(
+        err.contains("not on this node's allow-list") && err.contains(&other_sha.to_string()),
+        "{err}"
+    );
+    assert_eq!(status(&fadmin)["policy"]["name"], "default");
+
+    // Swap the follower's policy to the allowed component, then a refused file.
+    let out = run(&[
+        "policy",
+        "swap",
+        "--admin",
+        &fadmin,
+        "--token-file",
+        token_s,
+        comp_s,
+    ]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -273,7 +379,15 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
     assert_eq!(status(&fadmin)["policy"]["name"], "conservative");
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm\x0d\0\x01\0garbage").unwrap();
-    let err = one_line_failure(&["policy", "swap", "--admin", &fadmin, junk.to_str().unwrap()]);
+    let err = one_line_failure(&[
+        "policy",
+        "swap",
+        "--admin",
+        &fadmin,
+        "--token-file",
+        token_s,
+        junk.to_str().unwrap(),
+    ]);
     assert!(err.contains("old policy stays active"), "{err}");
     assert_eq!(status(&fadmin)["policy"]["name"], "conservative");
 }

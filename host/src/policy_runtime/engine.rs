@@ -107,6 +107,17 @@ pub enum LoadError {
     /// No policy of that name is embedded (or linked natively).
     #[error("no built-in policy named {0:?}")]
     UnknownPolicy(String),
+    /// The component is not on the node's allow-list (`--policy-allow`).
+    #[error(
+        "policy component with sha256 {sha256} is not on this node's allow-list \
+         ({allowed} allowed; see --policy-allow)"
+    )]
+    NotAllowed {
+        /// The component's digest.
+        sha256: String,
+        /// How many digests the list holds.
+        allowed: usize,
+    },
     /// The Wasm engine could not be set up.
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),

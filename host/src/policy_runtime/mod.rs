@@ -20,6 +20,7 @@
 //! keeps the `Arc` of the engine it started on and finishes there. A swapped-in
 //! policy that keeps failing is rolled back on its own ([`rollback`]).
 
+mod allow_list;
 pub mod builtin;
 pub mod cache;
 mod decisions;
@@ -45,6 +46,7 @@ pub use regionsync_guest::{
     SyncRequest,
 };
 
+pub use allow_list::{AllowList, BadDigest, Sha256};
 pub use engine::{LoadError, PolicyEngine, PolicyError};
 pub use native::NativePolicy;
 pub use rollback::RollbackRule;
@@ -144,6 +146,7 @@ pub struct PolicyRuntime {
     /// the active policy failed.
     builtin: Active,
     failures: rollback::FailureWindow,
+    allow: AllowList,
     last_rollback: Mutex<Option<String>>,
     wasm: WasmRuntime,
     stats: PolicyStats,
@@ -152,13 +155,25 @@ pub struct PolicyRuntime {
 impl PolicyRuntime {
     /// Start with the given policy; it must pass the same checks as a swap.
     pub fn new(wasm: WasmRuntime, source: PolicySource) -> Result<Self, LoadError> {
-        let active = Self::build(&wasm, &source)?;
-        let builtin = Self::build(&wasm, &PolicySource::Native("default"))?;
+        Self::new_allowing(wasm, source, Vec::new())
+    }
+
+    /// Start with the given policy, and load only components whose SHA-256
+    /// is in `allow` (any when empty) now and at every swap.
+    pub fn new_allowing(
+        wasm: WasmRuntime,
+        source: PolicySource,
+        allow: Vec<Sha256>,
+    ) -> Result<Self, LoadError> {
+        let allow = AllowList::new(allow);
+        let active = Self::build(&wasm, &allow, &source)?;
+        let builtin = Self::build(&wasm, &allow, &PolicySource::Native("default"))?;
         Ok(PolicyRuntime {
             active: ArcSwap::from_pointee(active),
             previous: Mutex::new(None),
             builtin,
             failures: rollback::FailureWindow::new(RollbackRule::default()),
+            allow,
             last_rollback: Mutex::new(None),
             wasm,
             stats: PolicyStats::default(),
@@ -179,14 +194,32 @@ impl PolicyRuntime {
         )
     }
 
-    fn build(wasm: &WasmRuntime, source: &PolicySource) -> Result<Active, LoadError> {
+    fn build(
+        wasm: &WasmRuntime,
+        allow: &AllowList,
+        source: &PolicySource,
+    ) -> Result<Active, LoadError> {
         let unknown = |name: &str| LoadError::UnknownPolicy(name.to_string());
         let engine: Box<dyn PolicyEngine> = match source {
             PolicySource::Builtin(name) => {
                 Box::new(wasm.load(builtin::by_name(name).ok_or_else(|| unknown(name))?)?)
             }
-            PolicySource::File(path) => Box::new(wasm.load_file(path)?),
-            PolicySource::Bytes(bytes) => Box::new(wasm.load(bytes)?),
+            PolicySource::File(path) => {
+                let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let in_file = |e| LoadError::File {
+                    path: path.clone(),
+                    source: Box::new(e),
+                };
+                allow.check(&bytes).map_err(in_file)?;
+                Box::new(wasm.load(&bytes).map_err(in_file)?)
+            }
+            PolicySource::Bytes(bytes) => {
+                allow.check(bytes)?;
+                Box::new(wasm.load(bytes)?)
+            }
             PolicySource::Native(name) => {
                 Box::new(NativePolicy::by_name(name).ok_or_else(|| unknown(name))?)
             }
@@ -222,7 +255,7 @@ impl PolicyRuntime {
 
     /// Replace the active policy, only if the new one loads and self-checks.
     pub fn swap(&self, source: PolicySource) -> Result<(PolicyInfo, PolicyInfo), LoadError> {
-        let active = match Self::build(&self.wasm, &source) {
+        let active = match Self::build(&self.wasm, &self.allow, &source) {
             Ok(active) => active,
             Err(e) => {
                 self.stats.failed_swaps.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,7 @@ pub async fn request(
     method: &str,
     path: &str,
     body: &[u8],
+    token: Option<&str>,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
     let host = addr
         .trim_start_matches("http://")
@@ -23,8 +24,9 @@ pub async fn request(
         .await
         .map_err(|_| anyhow!("admin address {host} did not answer within 5 s"))?
         .with_context(|| format!("cannot reach the admin address {host}"))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}\
          Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 
 use super::admin_client;
 use super::load::{self, Generator};
+use crate::admin::AdminAccess;
 use crate::follower::FollowerConfig;
 use crate::leader::LeaderConfig;
 use crate::node::{RunningFollower, RunningLeader};
@@ -39,6 +40,10 @@ fn policy(dir: &std::path::Path) -> anyhow::Result<Arc<PolicyRuntime>> {
     )?))
 }
 
+/// The demo's nodes live in this process and listen on loopback ports only
+/// it uses; their admin token guards nothing beyond the demo's own run.
+const DEMO_TOKEN: &str = "demo";
+
 struct Node {
     follower: Option<RunningFollower>,
     admin: SocketAddr,
@@ -49,7 +54,12 @@ async fn start_follower(dir: &std::path::Path, n: u32, leader_url: &str) -> anyh
     config.name = format!("follower-{n}");
     let listener = crate::server::bind("127.0.0.1:0").await?;
     let follower = RunningFollower::start(config, policy(dir)?, listener).await?;
-    let (admin, _) = crate::admin::spawn("127.0.0.1:0", follower.shared().clone()).await?;
+    let (admin, _) = crate::admin::spawn(
+        "127.0.0.1:0",
+        follower.shared().clone(),
+        AdminAccess::with_token(DEMO_TOKEN),
+    )
+    .await?;
     Ok(Node {
         follower: Some(follower),
         admin,
@@ -83,8 +93,14 @@ async fn converge(leader: &RunningLeader, nodes: &[&Node], within: Duration) -> 
 async fn swap_all(admins: &[SocketAddr], bytes: &[u8]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for admin in admins {
-        let (code, body) =
-            admin_client::request(&admin.to_string(), "POST", "/policy", bytes).await?;
+        let (code, body) = admin_client::request(
+            &admin.to_string(),
+            "POST",
+            "/policy",
+            bytes,
+            Some(DEMO_TOKEN),
+        )
+        .await?;
         let answer: crate::admin::SwapAnswer = serde_json::from_slice(&body)?;
         match (code, answer.new) {
             (200, Some(new)) => out.push(format!("{} {}", new.name, new.version)),
@@ -130,7 +146,12 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<bool> {
     lc.history_capacity = RING;
     let leader =
         RunningLeader::start(lc, policy(&dir)?, crate::server::bind("127.0.0.1:0").await?).await?;
-    let (leader_admin, _) = crate::admin::spawn("127.0.0.1:0", leader.shared().clone()).await?;
+    let (leader_admin, _) = crate::admin::spawn(
+        "127.0.0.1:0",
+        leader.shared().clone(),
+        AdminAccess::with_token(DEMO_TOKEN),
+    )
+    .await?;
     let url = leader.url();
     let cluster_id = leader.shared().cluster_id;
     let mut f1 = start_follower(&dir, 1, &url).await?;

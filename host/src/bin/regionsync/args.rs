@@ -72,6 +72,9 @@ pub enum PolicyCommand {
         /// The node's admin address (host:port).
         #[arg(long)]
         admin: String,
+        /// File holding the node's admin token (its --admin-token-file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// A policy component (.wasm).
         file: PathBuf,
     },
@@ -84,9 +87,18 @@ pub struct NodeArgs {
     #[arg(long)]
     pub listen: String,
     /// Address of the admin HTTP interface (status, metrics, policy swap);
-    /// none by default.
+    /// none by default. A bare port (9100) binds loopback.
     #[arg(long)]
     pub admin: Option<String>,
+    /// File holding the bearer token that the admin interface's mutating
+    /// endpoints (POST /policy) require; without it they are switched off.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// SHA-256 (hex) of a policy component this node may run; repeat for
+    /// several. When any is given, --policy and every swap must match one
+    /// (the built-in policies are always allowed).
+    #[arg(long = "policy-allow", value_name = "SHA256")]
+    pub policy_allow: Vec<String>,
     /// A policy component (.wasm); the built-in default when absent.
     #[arg(long)]
     pub policy: Option<PathBuf>,

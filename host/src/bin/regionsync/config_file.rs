@@ -53,8 +53,20 @@ pub fn args_with_config() -> anyhow::Result<Vec<std::ffi::OsString>> {
             toml::Value::Boolean(false) => {}
             toml::Value::String(s) => extra.extend([flag.into(), s.into()]),
             toml::Value::Integer(n) => extra.extend([flag.into(), n.to_string().into()]),
+            // A list repeats the flag (e.g. policy-allow = ["<sha256>", ...]).
+            toml::Value::Array(items) => {
+                for item in items {
+                    let Some(s) = item.as_str() else {
+                        bail!(
+                            "{key} in [{command}] of {}: {item} is not a string",
+                            file.display()
+                        );
+                    };
+                    extra.extend([flag.clone().into(), s.into()]);
+                }
+            }
             other => bail!(
-                "{key} in [{command}] of {}: {other} is not a string, number or boolean",
+                "{key} in [{command}] of {}: {other} is not a string, number, boolean or list",
                 file.display()
             ),
         }

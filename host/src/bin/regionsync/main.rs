@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use regionsync::admin::AdminAccess;
 use regionsync::follower::FollowerConfig;
 use regionsync::leader::LeaderConfig;
 use regionsync::node::{RunningFollower, RunningLeader};
@@ -67,7 +68,12 @@ fn load_policy(
         Some(p) => PolicySource::File(p.clone()),
         None => PolicySource::Builtin("default"),
     };
-    let runtime = PolicyRuntime::new(wasm, source)?.with_rollback(RollbackRule {
+    let allow = node
+        .policy_allow
+        .iter()
+        .map(|h| regionsync::policy_runtime::Sha256::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = PolicyRuntime::new_allowing(wasm, source, allow)?.with_rollback(RollbackRule {
         failures: node.policy_rollback_failures,
         window: std::time::Duration::from_secs(node.policy_rollback_window),
     });
@@ -78,12 +84,16 @@ fn load_policy(
 
 /// Serve the admin interface on `addr`, if one is given; where it listens.
 async fn serve_admin<N: regionsync::admin::AdminNode>(
-    addr: Option<&str>,
+    args: &NodeArgs,
     node: Arc<N>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    match addr {
+    let access = match &args.admin_token_file {
+        Some(file) => AdminAccess::from_token_file(file)?,
+        None => AdminAccess::default(),
+    };
+    match args.admin.as_deref() {
         // The task serves for the life of the process.
-        Some(addr) => Ok(Some(regionsync::admin::spawn(addr, node).await?.0)),
+        Some(addr) => Ok(Some(regionsync::admin::spawn(addr, node, access).await?.0)),
         None => Ok(None),
     }
 }
@@ -116,7 +126,7 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     config.flow_round_digits = args.flow_round_digits;
     config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
     let leader = RunningLeader::start(config, policy, listener).await?;
-    let admin = serve_admin(node.admin.as_deref(), leader.shared().clone()).await?;
+    let admin = serve_admin(node, leader.shared().clone()).await?;
     tracing::info!(
         listen = %leader.server.local_addr(),
         admin = ?admin,
@@ -156,7 +166,7 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
     let follower = RunningFollower::start(config, policy, listener).await?;
-    let admin = serve_admin(node.admin.as_deref(), follower.shared().clone()).await?;
+    let admin = serve_admin(node, follower.shared().clone()).await?;
     tracing::info!(
         listen = %follower.server.local_addr(),
         admin = ?admin,
@@ -174,7 +184,7 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
 }
 
 async fn run_status(admin: &str) -> anyhow::Result<()> {
-    let (code, body) = admin_client::request(admin, "GET", "/status", &[]).await?;
+    let (code, body) = admin_client::request(admin, "GET", "/status", &[], None).await?;
     if code != 200 {
         bail!(
             "{admin} answered {code}: {}",
@@ -187,10 +197,24 @@ async fn run_status(admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_policy_swap(admin: &str, file: &std::path::Path) -> anyhow::Result<()> {
+async fn run_policy_swap(
+    admin: &str,
+    token_file: Option<&std::path::Path>,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(file)
         .with_context(|| format!("cannot read policy file {}", file.display()))?;
-    let (code, body) = admin_client::request(admin, "POST", "/policy", &bytes).await?;
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read token file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let (code, body) =
+        admin_client::request(admin, "POST", "/policy", &bytes, token.as_deref()).await?;
     let answer: regionsync::admin::SwapAnswer =
         serde_json::from_slice(&body).with_context(|| {
             format!(
@@ -245,8 +269,13 @@ fn main() -> ExitCode {
             },
             Command::Status { admin } => run_status(&admin).await,
             Command::Policy {
-                command: PolicyCommand::Swap { admin, file },
-            } => run_policy_swap(&admin, &file).await,
+                command:
+                    PolicyCommand::Swap {
+                        admin,
+                        token_file,
+                        file,
+                    },
+            } => run_policy_swap(&admin, token_file.as_deref(), &file).await,
         }
     });
     // Do not wait for blocked background work (e.g. a stalled stream).
