@@ -29,7 +29,8 @@
 //! - shared data: [`region_store`] (the region set and its epoch rules),
 //!   [`history`] (the numbered ring of changes), [`digest`] (the region-set
 //!   digest), [`storage`] (the redb store and its typed errors), [`wire`]
-//!   (message limits and headers both roles use);
+//!   (message limits and headers both roles use), [`tls`] (certificates for
+//!   every gRPC hop);
 //! - decisions: [`policy_runtime`] (loads, checks, swaps and calls the
 //!   policy component);
 //! - roles: [`leader`] and [`follower`], each knowing only the shared data and
@@ -62,6 +63,7 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod storage;
+pub mod tls;
 pub mod tools;
 pub mod wire;
 

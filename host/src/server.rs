@@ -15,6 +15,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::service::PdService;
+use crate::tls::Tls;
 
 /// A listening address could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,17 @@ pub struct BindError {
     /// What the system said.
     #[source]
     pub source: std::io::Error,
+}
+
+/// The gRPC server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener has no local address.
+    #[error("the gRPC listener has no local address")]
+    Listener(#[source] std::io::Error),
+    /// The TLS settings were refused.
+    #[error("cannot serve with TLS")]
+    Tls(#[source] tonic::transport::Error),
 }
 
 /// The gRPC server of one node, running in its own task.
@@ -43,11 +55,20 @@ pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
 }
 
 impl GrpcServer {
-    /// Serve `service` on `listener` until stopped.
-    pub fn spawn(listener: TcpListener, service: PdService) -> std::io::Result<Self> {
-        let addr = listener.local_addr()?;
+    /// Serve `service` on `listener` until stopped, over TLS when `tls`
+    /// gives this node an identity.
+    pub fn spawn(
+        listener: TcpListener,
+        service: PdService,
+        tls: Option<&Tls>,
+    ) -> Result<Self, ServeError> {
+        let addr = listener.local_addr().map_err(ServeError::Listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(config) = tls.and_then(Tls::server) {
+            builder = builder.tls_config(config).map_err(ServeError::Tls)?;
+        }
+        let server = builder
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -27,6 +27,9 @@ pub struct FollowerConfig {
     /// between may be lost in a crash, never torn: the store then resumes
     /// from an older index and replays.
     pub durable_every: Duration,
+    /// TLS for its read service and for dialling the leader (an `https://`
+    /// URL); plain when `None`.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl FollowerConfig {
@@ -42,6 +45,7 @@ impl FollowerConfig {
             keepalive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             durable_every: Duration::from_millis(500),
+            tls: None,
         }
     }
 }

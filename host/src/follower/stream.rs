@@ -139,20 +139,24 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
 async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
     let config = &shared.config;
     let start_index = plan.start_index;
-    let endpoint = match Endpoint::from_shared(config.leader.clone()) {
-        Ok(e) => e
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20)),
-        Err(e) => {
-            return Ended::new(
-                EndReason::BadLeaderUrl,
-                format!("{}: {e}", config.leader),
-                false,
-            );
-        }
-    };
+    let endpoint =
+        match Endpoint::from_shared(config.leader.clone()).and_then(|e| match &config.tls {
+            Some(tls) => e.tls_config(tls.client()),
+            None => Ok(e),
+        }) {
+            Ok(e) => e
+                .connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(20)),
+            Err(e) => {
+                return Ended::new(
+                    EndReason::BadLeaderUrl,
+                    format!("{}: {e}", config.leader),
+                    false,
+                );
+            }
+        };
     let channel = match endpoint.connect().await {
         Ok(c) => c,
         Err(e) => {

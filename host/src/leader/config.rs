@@ -32,6 +32,8 @@ pub struct LeaderConfig {
     pub intake_queue: usize,
     /// Most heartbeats applied in one transaction.
     pub intake_batch: usize,
+    /// TLS for the gRPC service (mutual when it has a CA); plain when `None`.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl LeaderConfig {
@@ -50,6 +52,7 @@ impl LeaderConfig {
             full_sync_rate: None,
             intake_queue: 16_384,
             intake_batch: 4_096,
+            tls: None,
         }
     }
 }

@@ -84,13 +84,14 @@ impl RunningFollower {
         listener: tokio::net::TcpListener,
     ) -> Result<RunningFollower, NodeError> {
         let addr = listener.local_addr().map_err(NodeError::Listener)?;
+        let tls = config.tls.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let follower = Follower::start(config, policy)?;
         let node = Arc::new(FollowerNode {
             shared: follower.shared.clone(),
-            advertise: format!("http://{addr}"),
+            advertise: format!("{scheme}://{addr}"),
         });
-        let server =
-            GrpcServer::spawn(listener, PdService::follower(node)).map_err(NodeError::Listener)?;
+        let server = GrpcServer::spawn(listener, PdService::follower(node), tls.as_ref())?;
         Ok(RunningFollower { follower, server })
     }
 
@@ -101,7 +102,12 @@ impl RunningFollower {
 
     /// The gRPC URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.server.local_addr())
+        let scheme = if self.follower.shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.server.local_addr())
     }
 
     /// A clean stop: the sync task, the store (flushed), then the server.

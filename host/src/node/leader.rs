@@ -111,13 +111,14 @@ impl RunningLeader {
         listener: tokio::net::TcpListener,
     ) -> Result<RunningLeader, NodeError> {
         let addr = listener.local_addr().map_err(NodeError::Listener)?;
+        let tls = config.tls.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let leader = Leader::start(config, policy)?;
         let node = Arc::new(LeaderNode {
             shared: leader.shared.clone(),
-            advertise: format!("http://{addr}"),
+            advertise: format!("{scheme}://{addr}"),
         });
-        let server =
-            GrpcServer::spawn(listener, PdService::leader(node)).map_err(NodeError::Listener)?;
+        let server = GrpcServer::spawn(listener, PdService::leader(node), tls.as_ref())?;
         Ok(RunningLeader { leader, server })
     }
 
@@ -128,7 +129,12 @@ impl RunningLeader {
 
     /// The gRPC URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.server.local_addr())
+        let scheme = if self.leader.shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.server.local_addr())
     }
 
     /// Streams first (each gets "server stopped"), then the server.

@@ -33,4 +33,7 @@ pub enum NodeError {
     /// The listener given has no local address.
     #[error("the gRPC listener has no local address")]
     Listener(#[source] std::io::Error),
+    /// The gRPC server could not start.
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
 }

@@ -80,6 +80,33 @@ pub enum PolicyCommand {
     },
 }
 
+/// TLS material (docs/protocol.md §6): a node serves with --tls-cert and
+/// --tls-key; with --tls-ca too it requires client certificates signed by
+/// that CA, and checks its leader's certificate against it.
+#[derive(Args, Clone, Default)]
+pub struct TlsArgs {
+    /// This node's (or client's) certificate, PEM.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA of the cluster's certificates, PEM.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The loaded TLS settings, or `None` when no flag is given.
+    pub fn load(&self) -> Result<Option<regionsync::tls::Tls>, regionsync::tls::TlsError> {
+        regionsync::tls::Tls::load(&regionsync::tls::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        })
+    }
+}
+
 /// Flags every node takes.
 #[derive(Args)]
 pub struct NodeArgs {
@@ -99,6 +126,8 @@ pub struct NodeArgs {
     /// (the built-in policies are always allowed).
     #[arg(long = "policy-allow", value_name = "SHA256")]
     pub policy_allow: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// A policy component (.wasm); the built-in default when absent.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -147,6 +176,8 @@ pub struct LoadArgs {
     /// The leader's gRPC URL.
     #[arg(long)]
     pub leader: String,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Regions to create (when the leader holds none) and heartbeat once.
     #[arg(long)]
     pub regions: u64,

@@ -12,7 +12,8 @@ use crate::args::LoadArgs;
 
 /// Run the load, then the acceptance check.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
-    let mut client = load::connect(&args.leader).await?;
+    let tls = args.tls.load()?;
+    let mut client = load::connect_with(&args.leader, tls.as_ref()).await?;
     let members = client
         .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
         .await

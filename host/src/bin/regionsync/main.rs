@@ -116,9 +116,11 @@ async fn wait_for_signal() {
 async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let node = &args.node;
     check_data_dir(Some(&args.data_dir))?;
+    let tls = node.tls.load()?;
     let listener = regionsync::server::bind(&node.listen).await?;
     let policy = load_policy(node, Some(args.data_dir.as_path()))?;
     let mut config = LeaderConfig::new(&args.data_dir);
+    config.tls = tls;
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
     config.history_capacity = args.history_capacity;
@@ -148,6 +150,7 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
             args.leader
         );
     }
+    let tls = node.tls.load()?;
     let listener = regionsync::server::bind(&node.listen).await?;
     // A follower with nothing yet cannot do anything without its leader:
     // say so at once. One with a store keeps serving it and retries.
@@ -155,7 +158,7 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
         .data_dir
         .as_ref()
         .is_some_and(|d| d.join(regionsync::storage::FILE_NAME).exists());
-    if let Err(e) = regionsync::tools::load::connect(&args.leader).await {
+    if let Err(e) = regionsync::tools::load::connect_with(&args.leader, tls.as_ref()).await {
         if !has_store {
             return Err(e);
         }
@@ -165,6 +168,7 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     let mut config = FollowerConfig::new(&args.leader, args.data_dir.clone());
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
+    config.tls = tls;
     let follower = RunningFollower::start(config, policy, listener).await?;
     let admin = serve_admin(node, follower.shared().clone()).await?;
     tracing::info!(

@@ -32,10 +32,23 @@ pub use stream::{Limit, stream};
 
 /// Connect to a leader with a clear error.
 pub async fn connect(url: &str) -> anyhow::Result<PdClient<Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+    connect_with(url, None).await
+}
+
+/// Connect to a leader, over TLS when `tls` is given.
+pub async fn connect_with(
+    url: &str,
+    tls: Option<&crate::tls::Tls>,
+) -> anyhow::Result<PdClient<Channel>> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .with_context(|| format!("{url:?} is not a valid URL"))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client())
+            .with_context(|| format!("cannot use TLS for {url}"))?;
+    }
     let channel = endpoint
         .connect()
         .await
