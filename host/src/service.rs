@@ -179,7 +179,11 @@ impl Pd for PdService {
                     Ok(Some(req)) => req,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%status, "heartbeat stream ended");
+                        // An oversized or undecodable message: say so to
+                        // the sender (if it still listens) rather than end
+                        // as if all went well.
+                        tracing::warn!(%status, "heartbeat stream refused a message");
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };

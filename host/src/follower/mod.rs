@@ -34,12 +34,12 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::history::HistoryRing;
-use crate::policy_runtime::{FollowerState, PolicyRuntime, StreamFacts};
+use crate::policy_runtime::{ConnectPlan, FollowerState, PolicyRuntime, StreamFacts};
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 
 pub use config::FollowerConfig;
-pub use stream::EndReason;
+pub use stream::{EndReason, Ended};
 
 /// Why a follower cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +202,45 @@ impl Follower {
 }
 
 impl FollowerShared {
+    /// Open the store and state without a sync task: frames are then fed by
+    /// [`FollowerShared::receive`] after [`FollowerShared::begin_stream`],
+    /// exactly as the task would (fuzzing and tests drive a follower so).
+    pub fn open_detached(
+        config: FollowerConfig,
+        policy: Arc<PolicyRuntime>,
+    ) -> Result<Arc<Self>, StartError> {
+        Self::open(config, policy).map(Arc::new)
+    }
+
+    /// A new stream: the policy says what to ask for, and what happened on
+    /// the last stream stops counting.
+    pub fn begin_stream(&self) -> ConnectPlan {
+        let before = *self.state.lock();
+        let facts = {
+            let mut facts = self.facts.lock();
+            facts.new_stream();
+            *facts
+        };
+        let plan = self.policy.on_connect(before, &facts);
+        self.set_state(plan.state);
+        plan
+    }
+
+    /// Carry out one frame of a stream that asked for `asked` and was
+    /// announced as `announced`; `Some` when the stream ends. A storage
+    /// error leaves cache and store equal again (the cache is reloaded).
+    pub fn receive(
+        &self,
+        frame: regionsync_proto::pdpb::SyncRegionResponse,
+        asked: u64,
+        announced: crate::policy_runtime::AnnouncedSync,
+    ) -> Result<Option<stream::Ended>, StorageError> {
+        apply::on_frame(self, frame, asked, announced).inspect_err(|e| {
+            tracing::error!(error = %crate::error_chain(e), "cannot apply a frame; the store is left as its last commit");
+            self.recover_from_storage_error();
+        })
+    }
+
     fn open(config: FollowerConfig, policy: Arc<PolicyRuntime>) -> Result<Self, StartError> {
         let (storage, store, state, kept_cluster) = match &config.data_dir {
             None => (

@@ -14,7 +14,7 @@ use regionsync_proto::pdpb::{GetMembersRequest, Member, RequestHeader, SyncRegio
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-use super::{FollowerShared, apply};
+use super::FollowerShared;
 use crate::policy_runtime::{AnnouncedSync, ConnectPlan, ReconnectReason};
 use crate::storage::WriteBatch;
 use crate::wire::{CAPABILITIES_HEADER, Capabilities, MAX_MESSAGE_BYTES, ROUTE_HEADER};
@@ -68,7 +68,7 @@ impl EndReason {
 
 /// How a session with the leader ended.
 #[derive(Debug)]
-pub(super) struct Ended {
+pub struct Ended {
     /// Why.
     pub reason: EndReason,
     /// What happened, for the log line.
@@ -96,14 +96,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
     loop {
-        let before = *shared.state.lock();
-        let facts = {
-            let mut facts = shared.facts.lock();
-            facts.new_stream();
-            *facts
-        };
-        let plan = shared.policy.on_connect(before, &facts);
-        shared.set_state(plan.state);
+        let plan = shared.begin_stream();
         shared.stats.connects.fetch_add(1, Ordering::Relaxed);
         let ended = tokio::select! {
             ended = session(&shared, &plan) => ended,
@@ -253,20 +246,14 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
         };
         progressed = true;
         let worker = shared.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            apply::on_frame(&worker, frame, start_index, announced)
-        })
-        .await;
+        let applied =
+            tokio::task::spawn_blocking(move || worker.receive(frame, start_index, announced))
+                .await;
         match applied {
             Ok(Ok(None)) => {}
             Ok(Ok(Some(ended))) => return ended,
             Ok(Err(e)) => {
-                let detail = crate::error_chain(&e);
-                tracing::error!(error = %detail, "cannot apply a frame; the store is left as its last commit");
-                let worker = shared.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || worker.recover_from_storage_error()).await;
-                return Ended::new(EndReason::StoreError, detail, progressed);
+                return Ended::new(EndReason::StoreError, crate::error_chain(&e), progressed);
             }
             Err(e) => return Ended::new(EndReason::StoreError, e.to_string(), progressed),
         }

@@ -1,0 +1,522 @@
+//! Property-based fuzzing (proptest, stable Rust) of every input a node
+//! takes from outside: frames a follower receives, heartbeats a leader
+//! takes, and requests to the admin interface, each as structured values
+//! (near the edges the code decides on) and as arbitrary bytes. Properties:
+//! nothing panics; an input that is refused changes nothing; a message over
+//! the size limit is refused by the limit; unknown protobuf fields are
+//! skipped, over the real wire. Each test prints its case count; a failure
+//! prints proptest's minimal input and its seed
+//! (`PROPTEST_CASES`/`PROPTEST_RNG_SEED` replay and widen a run).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use prost::Message;
+use regionsync::follower::{FollowerConfig, FollowerShared};
+use regionsync::policy_runtime::AnnouncedSync;
+use regionsync::tools::load;
+use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+use regionsync_proto::pdpb::{
+    self, ErrorType, RegionHeartbeatRequest, RequestHeader, ResponseHeader, SyncRegionResponse,
+};
+use regionsync_tests::cluster::{leader_config, start_leader};
+use regionsync_tests::followers::{converged, follower_config, start_follower};
+
+fn cases(default: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default);
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// Regions near the edges: few ids (so they collide), short keys from a
+/// small alphabet (so ranges overlap, touch and invert), any epoch.
+fn region() -> impl Strategy<Value = Region> {
+    let key = proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), any::<u8>()], 0..4);
+    (
+        0u64..40,
+        key.clone(),
+        key,
+        0u64..4,
+        0u64..4,
+        proptest::collection::vec((0u64..100, 0u64..5), 0..4),
+    )
+        .prop_map(|(id, start, end, conf_ver, version, peers)| Region {
+            id,
+            start_key: start,
+            end_key: end,
+            region_epoch: (conf_ver + version > 0).then_some(RegionEpoch { conf_ver, version }),
+            peers: peers
+                .into_iter()
+                .map(|(id, store_id)| Peer {
+                    id,
+                    store_id,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    frame: SyncRegionResponse,
+    announced: AnnouncedSync,
+    /// The follower must leave it alone (error header, other cluster).
+    refused: bool,
+}
+
+const CLUSTER: u64 = 7;
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (
+        prop_oneof![Just(0u8), Just(0), Just(0), Just(1), Just(2)],
+        prop_oneof![Just(0u64), 1u64..8, any::<u64>()],
+        proptest::collection::vec(region(), 0..6),
+        0usize..8,
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+        0usize..4,
+    )
+        .prop_map(
+            |(trouble, start_index, regions, leaders, digest, announced)| {
+                let header = match trouble {
+                    1 => ResponseHeader {
+                        cluster_id: CLUSTER,
+                        error: Some(pdpb::Error {
+                            r#type: ErrorType::Unknown as i32,
+                            message: "fuzzed".into(),
+                        }),
+                    },
+                    2 => ResponseHeader {
+                        cluster_id: CLUSTER + 1,
+                        error: None,
+                    },
+                    _ => ResponseHeader {
+                        cluster_id: CLUSTER,
+                        error: None,
+                    },
+                };
+                // Leaders sometimes as many as the regions, sometimes not.
+                let region_leaders = (0..leaders)
+                    .map(|i| Peer {
+                        id: i as u64,
+                        store_id: 1,
+                        ..Default::default()
+                    })
+                    .collect();
+                Frame {
+                    frame: SyncRegionResponse {
+                        header: Some(header),
+                        regions,
+                        start_index,
+                        region_leaders,
+                        regionsync_digest: digest.unwrap_or_default(),
+                        ..Default::default()
+                    },
+                    announced: AnnouncedSync::ALL[announced],
+                    refused: trouble != 0,
+                }
+            },
+        )
+}
+
+/// What a refused input must leave as it was.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    digest: String,
+    next_index: u64,
+    regions: u64,
+    ready: bool,
+    complete: bool,
+}
+
+fn seen(f: &FollowerShared) -> Seen {
+    let st = f.status();
+    let state = *f.state.lock();
+    Seen {
+        digest: st.digest,
+        next_index: state.next_index,
+        regions: st.regions,
+        ready: st.ready,
+        complete: state.complete,
+    }
+}
+
+fn policy() -> Arc<regionsync::policy_runtime::PolicyRuntime> {
+    Arc::new(regionsync::policy_runtime::PolicyRuntime::with_default().unwrap())
+}
+
+#[test]
+fn follower_frames_never_panic_and_refused_frames_change_nothing() {
+    let policy = policy();
+    let mut runner = TestRunner::new(cases(256));
+    let frames_fed = std::cell::Cell::new(0u64);
+    runner
+        .run(&proptest::collection::vec(frame(), 1..14), |frames| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = FollowerConfig::new("http://127.0.0.1:1", Some(dir.path().into()));
+            config.cluster_id = Some(CLUSTER);
+            config.durable_every = Duration::ZERO;
+            let f = FollowerShared::open_detached(config.clone(), policy.clone()).unwrap();
+            let mut plan = f.begin_stream();
+            for Frame {
+                frame,
+                announced,
+                refused,
+            } in frames
+            {
+                frames_fed.set(frames_fed.get() + 1);
+                let before = seen(&f);
+                let ended = f.receive(frame, plan.start_index, announced).unwrap();
+                let after = seen(&f);
+                if refused {
+                    prop_assert_eq!(&before, &after, "a refused frame changed the follower");
+                }
+                prop_assert!(
+                    !after.ready || after.complete,
+                    "ready on an incomplete store"
+                );
+                if ended.is_some() {
+                    plan = f.begin_stream();
+                }
+            }
+            // What the cache holds is what the store holds.
+            let last = seen(&f);
+            f.close_storage();
+            drop(f);
+            let again = FollowerShared::open_detached(config, policy.clone()).unwrap();
+            let reopened = seen(&again);
+            prop_assert_eq!(reopened.complete, last.complete);
+            if last.complete {
+                prop_assert_eq!(
+                    (&reopened.digest, reopened.next_index, reopened.regions),
+                    (&last.digest, last.next_index, last.regions)
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "follower frames: {} cases, {} frames",
+        runner.config().cases,
+        frames_fed.get()
+    );
+}
+
+/// Heartbeats near the edges, or arbitrary bytes that happen to decode.
+fn heartbeat() -> impl Strategy<Value = RegionHeartbeatRequest> {
+    let structured = (proptest::option::of(region()), any::<bool>(), 0u64..4).prop_map(
+        |(region, leader, cluster)| RegionHeartbeatRequest {
+            header: Some(RequestHeader {
+                cluster_id: if cluster == 0 { CLUSTER + 1 } else { CLUSTER },
+                ..Default::default()
+            }),
+            leader: region
+                .as_ref()
+                .and_then(|r| r.peers.first().copied())
+                .filter(|_| leader),
+            region,
+            ..Default::default()
+        },
+    );
+    let bytes = proptest::collection::vec(any::<u8>(), 0..256).prop_map(|b| {
+        let mut hb = RegionHeartbeatRequest::decode(b.as_slice()).unwrap_or_default();
+        hb.header = Some(RequestHeader {
+            cluster_id: CLUSTER,
+            ..Default::default()
+        });
+        hb
+    });
+    prop_oneof![3 => structured, 1 => bytes]
+}
+
+#[test]
+fn heartbeat_intake_never_panics_refusals_change_nothing_and_what_it_takes_replicates() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ldir = tempfile::tempdir().unwrap();
+    let leader = rt.block_on(start_leader(leader_config(ldir.path())));
+    let client = rt.block_on(load::connect(&leader.url())).unwrap();
+    let shared = leader.shared().clone();
+    let state = || {
+        (
+            shared.store.read().digest().hex(),
+            shared.ring.read().next_index(),
+        )
+    };
+    let counted = || {
+        let s = &shared.stats;
+        s.heartbeats.load(Ordering::Relaxed) + s.refused.load(Ordering::Relaxed)
+    };
+    let mut runner = TestRunner::new(cases(300));
+    let (taken, refused) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    runner
+        .run(&heartbeat(), |hb| {
+            let before = state();
+            let count = counted();
+            let sent = rt.block_on(load::send(&mut client.clone(), vec![hb], 0));
+            match sent {
+                Err(_) => {
+                    refused.set(refused.get() + 1);
+                    prop_assert_eq!(&state(), &before, "a refused heartbeat changed the leader");
+                }
+                Ok(()) => {
+                    taken.set(taken.get() + 1);
+                    rt.block_on(async {
+                        while counted() == count {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    });
+                }
+            }
+            Ok::<(), TestCaseError>(())
+        })
+        .unwrap();
+    let (taken, refused) = (taken.get(), refused.get());
+    println!(
+        "heartbeats: {} cases, {taken} taken, {refused} refused",
+        runner.config().cases
+    );
+    assert!(
+        taken > 0 && refused > 0,
+        "the inputs must reach both outcomes"
+    );
+    // Whatever the leader took, a follower gets exactly.
+    rt.block_on(async {
+        let f = start_follower(follower_config(&leader, None)).await;
+        converged(&leader, &f).await;
+        f.shutdown().await;
+        leader.shutdown().await;
+    });
+}
+
+#[test]
+fn oversized_messages_are_refused_by_their_limit_and_change_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ldir = tempfile::tempdir().unwrap();
+        let leader = start_leader(leader_config(ldir.path())).await;
+        let before = leader.shared().store.read().digest().hex();
+        let mut client = load::connect(&leader.url()).await.unwrap();
+        let huge = RegionHeartbeatRequest {
+            header: Some(RequestHeader {
+                cluster_id: CLUSTER,
+                ..Default::default()
+            }),
+            region: Some(Region {
+                id: 1,
+                start_key: vec![b'k'; regionsync::wire::MAX_MESSAGE_BYTES + 1],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = load::send(&mut client, vec![huge], 0).await.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("message length too large") || text.contains("exceeds"),
+            "{text}"
+        );
+        assert_eq!(leader.shared().store.read().digest().hex(), before);
+        // The leader still serves.
+        let mut c = load::connect(&leader.url()).await.unwrap();
+        c.get_members(pdpb::GetMembersRequest::default())
+            .await
+            .unwrap();
+        leader.shutdown().await;
+    });
+}
+
+/// `RegionHeartbeatRequest` and `SyncRegionRequest` as a newer peer might
+/// send them: the known fields plus one this version does not know.
+mod newer {
+    use regionsync_proto::pdpb::{Member, RequestHeader};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Heartbeat {
+        #[prost(message, optional, tag = "1")]
+        pub header: Option<RequestHeader>,
+        #[prost(message, optional, tag = "2")]
+        pub region: Option<regionsync_proto::metapb::Region>,
+        #[prost(message, optional, tag = "3")]
+        pub leader: Option<regionsync_proto::metapb::Peer>,
+        #[prost(bytes = "vec", tag = "4242")]
+        pub future: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SyncRequest {
+        #[prost(message, optional, tag = "1")]
+        pub header: Option<RequestHeader>,
+        #[prost(message, optional, tag = "2")]
+        pub member: Option<Member>,
+        #[prost(uint64, tag = "3")]
+        pub start_index: u64,
+        #[prost(string, tag = "999")]
+        pub future: String,
+    }
+}
+
+#[test]
+fn unknown_fields_are_tolerated_over_the_wire() {
+    use tonic::codegen::http::uri::PathAndQuery;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ldir = tempfile::tempdir().unwrap();
+        let leader = start_leader(leader_config(ldir.path())).await;
+        let channel = tonic::transport::Endpoint::from_shared(leader.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        let header = Some(RequestHeader {
+            cluster_id: CLUSTER,
+            ..Default::default()
+        });
+        let region = regionsync_tests::cluster::region(1, b"", b"", 1);
+        let hb = newer::Heartbeat {
+            header: header.clone(),
+            leader: region.peers.first().copied(),
+            region: Some(region),
+            future: vec![0xAB; 64],
+        };
+        grpc.ready().await.unwrap();
+        let codec =
+            tonic_prost::ProstCodec::<newer::Heartbeat, pdpb::RegionHeartbeatResponse>::default();
+        let responses = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::iter(vec![hb])),
+                PathAndQuery::from_static("/pdpb.PD/RegionHeartbeat"),
+                codec,
+            )
+            .await
+            .unwrap();
+        let mut responses = responses.into_inner();
+        while let Some(r) = responses.message().await.unwrap() {
+            assert!(r.header.and_then(|h| h.error).is_none(), "refused");
+        }
+        let shared = leader.shared().clone();
+        regionsync_tests::followers::eventually(
+            "the heartbeat to be taken",
+            Duration::from_secs(10),
+            || shared.store.read().len() == 1,
+        )
+        .await;
+
+        grpc.ready().await.unwrap();
+        let codec = tonic_prost::ProstCodec::<newer::SyncRequest, SyncRegionResponse>::default();
+        let request = newer::SyncRequest {
+            header,
+            member: Some(pdpb::Member {
+                name: "newer".into(),
+                ..Default::default()
+            }),
+            start_index: 0,
+            future: "a field from the future".into(),
+        };
+        let mut frames = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::iter(vec![request])),
+                PathAndQuery::from_static("/pdpb.PD/SyncRegions"),
+                codec,
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        let first = frames.message().await.unwrap().unwrap();
+        assert_eq!(first.regions.len(), 1, "the snapshot came");
+        drop(frames);
+        leader.shutdown().await;
+    });
+}
+
+#[test]
+fn admin_inputs_never_panic_and_refused_requests_change_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ldir = tempfile::tempdir().unwrap();
+    let leader = rt.block_on(start_leader(leader_config(ldir.path())));
+    let (addr, _task) = rt
+        .block_on(regionsync::admin::spawn(
+            "127.0.0.1:0",
+            leader.shared().clone(),
+            regionsync::admin::AdminAccess::with_token("right"),
+        ))
+        .unwrap();
+    let addr = addr.to_string();
+    let methods = prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE")];
+    let paths = prop_oneof![
+        Just("/status".to_string()),
+        Just("/metrics".to_string()),
+        Just("/policy".to_string()),
+        "/[a-z%./]{0,12}".prop_map(|p| p),
+    ];
+    let tokens = prop_oneof![Just(None), Just(Some("right")), Just(Some("wrong"))];
+    let bodies = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..2048),
+        proptest::collection::vec(any::<u8>(), 0..256).prop_map(|mut b| {
+            // A component's header, then garbage.
+            let mut c = b"\0asm\x0d\0\x01\0".to_vec();
+            c.append(&mut b);
+            c
+        }),
+    ];
+    let raw = proptest::collection::vec(any::<u8>(), 0..512);
+    let mut runner = TestRunner::new(cases(300));
+    let codes = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    runner
+        .run(
+            &(methods, paths, tokens, bodies, raw),
+            |(method, path, token, body, raw)| {
+                let name = leader.shared().policy.info().name;
+                let answer = rt.block_on(regionsync::tools::admin_client::request(
+                    &addr, method, &path, &body, token,
+                ));
+                // Malformed HTTP too: the server must survive it.
+                rt.block_on(async {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    if let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await {
+                        let _ = s.write_all(&raw).await;
+                        let _ = s.shutdown().await;
+                        let mut sink = Vec::new();
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut sink))
+                                .await;
+                    }
+                });
+                let (code, _) = answer.map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+                *codes.borrow_mut().entry(code).or_insert(0u32) += 1;
+                prop_assert!(code < 500, "{method} {path} answered {code}");
+                prop_assert_eq!(
+                    leader.shared().policy.info().name,
+                    name,
+                    "the policy changed"
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+    println!(
+        "admin requests: {} cases, answers {:?}",
+        runner.config().cases,
+        codes.borrow()
+    );
+    // Status still answers after all of it.
+    let (code, _) = rt
+        .block_on(regionsync::tools::admin_client::request(
+            &addr,
+            "GET",
+            "/status",
+            &[],
+            None,
+        ))
+        .unwrap();
+    assert_eq!(code, 200);
+    rt.block_on(leader.shutdown());
+}
