@@ -279,3 +279,5 @@ pub mod followers {
         .await;
     }
 }
+
+pub mod faults;

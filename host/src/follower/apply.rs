@@ -98,31 +98,40 @@ pub(super) fn on_frame(
         }
         _ => {}
     }
-    let mut ready = Ready {
-        shared,
-        store: &mut store,
-        batch: WriteBatch::default(),
-    };
-    // 1. reset: before any region of the snapshot, so that a crash after it
-    //    leaves an incomplete store, never a mix of old and new. Or
-    //    begin-delta: the store stops claiming its index before the delta's
-    //    regions land, but a delta from that index still completes it.
-    if d.reset_store {
-        ready.reset()?;
-    }
-    if d.begin_delta {
-        ready.begin_delta(before.next_index)?;
-    }
-    // 2. apply, and 3. record what was applied, numbered from where the
-    //    policy says the new records start.
-    if let Some(from) = d.apply_from {
-        let records = ready.apply(&frame, from, &d);
-        if d.record_history {
-            ready.record(frame.start_index + u64::from(from), records);
+    // Steps 1-4 change the cache before the commit; if any write fails, the
+    // cache is put back as the store holds it *before* the lock is let go,
+    // so that no reader ever sees the half-applied frame.
+    let steps = (|| -> Result<(), StorageError> {
+        let mut ready = Ready {
+            shared,
+            store: &mut store,
+            batch: WriteBatch::default(),
+        };
+        // 1. reset: before any region of the snapshot, so that a crash after it
+        //    leaves an incomplete store, never a mix of old and new. Or
+        //    begin-delta: the store stops claiming its index before the delta's
+        //    regions land, but a delta from that index still completes it.
+        if d.reset_store {
+            ready.reset()?;
         }
+        if d.begin_delta {
+            ready.begin_delta(before.next_index)?;
+        }
+        // 2. apply, and 3. record what was applied, numbered from where the
+        //    policy says the new records start.
+        if let Some(from) = d.apply_from {
+            let records = ready.apply(&frame, from, &d);
+            if d.record_history {
+                ready.record(frame.start_index + u64::from(from), records);
+            }
+        }
+        // 4. claim and commit: the index and the data in one transaction.
+        ready.claim_and_commit(&d, completion)
+    })();
+    if let Err(e) = steps {
+        shared.recover_locked(&mut store);
+        return Err(e);
     }
-    // 4. claim and commit: the index and the data in one transaction.
-    ready.claim_and_commit(&d, completion)?;
     *shared.facts.lock() = facts.apply(&d);
     if completion {
         let claim = d.claim_index.unwrap_or(frame.start_index);
@@ -134,8 +143,10 @@ pub(super) fn on_frame(
             digest = %store.digest().hex(), "full sync complete; follower is ready"
         );
     }
-    drop(store);
+    // The state changes under the store's lock, so that a reader holding
+    // it sees an index and the set it names together.
     shared.set_state(d.state);
+    drop(store);
     // 5. reconnect, now that the state is stored.
     Ok(d.reconnect.map(|reason| Ended {
         reason: EndReason::Policy(reason),

@@ -237,7 +237,6 @@ impl FollowerShared {
     ) -> Result<Option<stream::Ended>, StorageError> {
         apply::on_frame(self, frame, asked, announced).inspect_err(|e| {
             tracing::error!(error = %crate::error_chain(e), "cannot apply a frame; the store is left as its last commit");
-            self.recover_from_storage_error();
         })
     }
 
@@ -323,8 +322,10 @@ impl FollowerShared {
     /// the state is the store's, so the next connect asks for what the store
     /// can back. If the store cannot even be read, the follower holds
     /// nothing and asks for a full sync.
-    pub(crate) fn recover_from_storage_error(&self) {
-        let mut store = self.store.write();
+    ///
+    /// The caller holds the store's write lock (it changed the cache under
+    /// it), so no reader sees the cache between the failure and this.
+    pub(crate) fn recover_locked(&self, store: &mut RegionStore) {
         self.ready.store(false, Ordering::Release);
         let storage = self.storage.lock();
         let (cache, state) = match storage.as_ref().map(|s| (s, s.meta())) {
@@ -338,13 +339,13 @@ impl FollowerShared {
             // A cache-only follower writes nothing, so nothing can fail.
             None => return,
         };
+        drop(storage);
         *store = cache;
         *self.ring.write() = self.new_ring(state.next_index);
         tracing::warn!(
             follower = %self.config.name, regions = store.len(), next_index = state.next_index,
             complete = state.complete, "cache reloaded from the store after a failed write"
         );
-        drop(store);
         *self.facts.lock() = StreamFacts::of_store(&state);
         self.set_state(state);
     }

@@ -116,6 +116,9 @@ pub enum PolicySource {
     Bytes(Vec<u8>),
     /// The guest library linked natively, by policy name.
     Native(&'static str),
+    /// The guest library linked natively, with tuning of one's own (tests
+    /// use short backoffs, for instance).
+    Tuned(regionsync_guest::Policy),
 }
 
 impl std::fmt::Debug for PolicySource {
@@ -125,6 +128,7 @@ impl std::fmt::Debug for PolicySource {
             PolicySource::File(path) => write!(f, "file {}", path.display()),
             PolicySource::Bytes(b) => write!(f, "{} uploaded bytes", b.len()),
             PolicySource::Native(name) => write!(f, "native {name}"),
+            PolicySource::Tuned(p) => write!(f, "native {} (tuned)", p.name),
         }
     }
 }
@@ -223,6 +227,7 @@ impl PolicyRuntime {
             PolicySource::Native(name) => {
                 Box::new(NativePolicy::by_name(name).ok_or_else(|| unknown(name))?)
             }
+            PolicySource::Tuned(policy) => Box::new(NativePolicy::new(policy.clone())),
         };
         self_check::run(engine.as_ref())?;
         let limits = engine.limits().map_err(|e| LoadError::SelfCheck {

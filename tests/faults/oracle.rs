@@ -1,0 +1,143 @@
+//! The oracle: a minimal follower of its own, written apart from the real
+//! one (no policy, no storage, no phase machine), that stays on the leader's
+//! live stream and records the digest of the leader's region set at every
+//! index it passes. A real follower's claim "ready at index i with digest d"
+//! is then checked against what the leader had at i.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use regionsync::region_store::RegionStore;
+use regionsync::wire::{CAPABILITIES_HEADER, Capabilities, MAX_MESSAGE_BYTES, ROUTE_HEADER};
+use regionsync_proto::pdpb::pd_client::PdClient;
+use regionsync_proto::pdpb::{Member, RequestHeader, SyncRegionRequest};
+use tokio::task::JoinHandle;
+
+/// Digests of the leader's set by index, as far as the oracle saw them.
+#[derive(Default)]
+pub struct Seen {
+    /// index -> digest value.
+    pub digests: HashMap<u64, u128>,
+    /// Frames that broke the protocol (numbering gaps, a completion at an
+    /// index it did not expect).
+    pub anomalies: Vec<String>,
+}
+
+/// The oracle's task.
+pub struct Oracle {
+    pub seen: Arc<Mutex<Seen>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Oracle {
+    /// Follow the leader at `url` (of cluster `cluster_id`) until dropped.
+    pub fn start(url: String, cluster_id: u64) -> Oracle {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let task = tokio::spawn(run(url, cluster_id, seen.clone()));
+        Oracle { seen, task }
+    }
+}
+
+async fn run(url: String, cluster_id: u64, seen: Arc<Mutex<Seen>>) {
+    let mut store = RegionStore::new();
+    let mut next = 0u64;
+    loop {
+        if let Err(why) = session(&url, cluster_id, &seen, &mut store, &mut next).await {
+            let _ = why; // a dropped stream or a restarting leader: reconnect
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn session(
+    url: &str,
+    cluster_id: u64,
+    seen: &Mutex<Seen>,
+    store: &mut RegionStore,
+    next: &mut u64,
+) -> Result<(), String> {
+    let mut client = PdClient::connect(url.to_string())
+        .await
+        .map_err(|e| e.to_string())?
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let request = SyncRegionRequest {
+        header: Some(RequestHeader {
+            cluster_id,
+            ..Default::default()
+        }),
+        member: Some(Member {
+            name: "oracle".into(),
+            ..Default::default()
+        }),
+        start_index: *next,
+    };
+    let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
+    let caps = Capabilities {
+        verify: true,
+        ..Default::default()
+    };
+    call.metadata_mut()
+        .insert(CAPABILITIES_HEADER, caps.to_header().parse().unwrap());
+    let response = client.sync_regions(call).await.map_err(|e| e.to_string())?;
+    let full = response
+        .metadata()
+        .get(ROUTE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        == Some("full-sync");
+    let mut frames = response.into_inner();
+    // A full sync: a first frame (the snapshot's start), regions, then an
+    // empty frame at the completion index. The set before it is unknown.
+    let mut snapshot = if full {
+        *store = RegionStore::new();
+        Some(0u32)
+    } else {
+        None
+    };
+    while let Some(frame) = frames.message().await.map_err(|e| e.to_string())? {
+        if frame
+            .header
+            .as_ref()
+            .and_then(|h| h.error.as_ref())
+            .is_some_and(|e| e.r#type != 0)
+        {
+            return Err("error frame".into());
+        }
+        let leader_of = |i: usize| frame.region_leaders.get(i).map_or(0, |p| p.id);
+        if let Some(seen_frames) = snapshot.as_mut() {
+            *seen_frames += 1;
+            if frame.regions.is_empty() && *seen_frames > 1 {
+                *next = frame.start_index;
+                seen.lock().digests.insert(*next, store.digest().value());
+                snapshot = None;
+                continue;
+            }
+            for (i, r) in frame.regions.iter().enumerate() {
+                store.apply(r, leader_of(i), 0, 0);
+            }
+            continue;
+        }
+        if frame.regions.is_empty() {
+            continue; // up to date, caught up, keepalive
+        }
+        if frame.start_index != *next {
+            let what = format!("history frame at {} while at {}", frame.start_index, *next);
+            seen.lock().anomalies.push(what.clone());
+            return Err(what);
+        }
+        let mut s = seen.lock();
+        for (i, r) in frame.regions.iter().enumerate() {
+            store.apply(r, leader_of(i), 0, 0);
+            *next += 1;
+            s.digests.insert(*next, store.digest().value());
+        }
+    }
+    Err("stream ended".into())
+}
