@@ -92,6 +92,42 @@ fn errors_a_user_meets_are_one_line_and_a_non_zero_exit() {
         .concat(),
     );
     assert!(err.contains("not on this node's allow-list"), "{err}");
+    // TLS settings that cannot be used.
+    let err = one_line_failure(&[&node[..], &["--tls-cert", "/no/such/cert.pem"]].concat());
+    assert!(
+        err.contains("--tls-cert and --tls-key go together"),
+        "{err}"
+    );
+    let err = one_line_failure(
+        &[
+            &node[..],
+            &[
+                "--tls-cert",
+                "/no/such/cert.pem",
+                "--tls-key",
+                "/no/such/key.pem",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("cannot read the TLS certificate file"),
+        "{err}"
+    );
+    let err = one_line_failure(
+        &[
+            &node[..],
+            &[
+                "--tls-cert",
+                not_wasm.to_str().unwrap(),
+                "--tls-key",
+                not_wasm.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("holds no PEM CERTIFICATE"), "{err}");
+
     // The same list from the config file.
     let config = dir.path().join("node.toml");
     std::fs::write(
