@@ -218,14 +218,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
             tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
             lead.kill();
             sending.abort();
-            let published = oracle
-                .seen
-                .lock()
-                .digests
-                .keys()
-                .max()
-                .copied()
-                .unwrap_or(0);
+            let published = oracle.seen.lock().last_index();
             lead = leader(&ldir, grpc);
             wait_until("the restarted leader", Duration::from_secs(30), || async {
                 load::connect(&url).await.is_ok()
@@ -241,17 +234,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
             wait_until(
                 "the oracle back on the leader",
                 Duration::from_secs(30),
-                || async {
-                    oracle
-                        .seen
-                        .lock()
-                        .digests
-                        .keys()
-                        .max()
-                        .copied()
-                        .unwrap_or(0)
-                        >= published
-                },
+                || async { oracle.seen.lock().last_index() >= published },
             )
             .await;
             continue;

@@ -140,19 +140,6 @@ mod hostile {
     /// Or, for snapshot frames (numbered by position), the least regions.
     pub const REGIONS_FROM: u32 = 50;
 
-    fn decision(state: FollowerState, kind: FrameKind) -> FrameDecision {
-        FrameDecision {
-            state,
-            kind,
-            reset_store: false,
-            begin_delta: false,
-            apply_from: None,
-            record_history: false,
-            claim_index: None,
-            reconnect: None,
-        }
-    }
-
     pub fn on_frame(state: FollowerState, frame: FrameHeader) -> Option<FrameDecision> {
         if (frame.start_index < FROM && frame.region_count < REGIONS_FROM) || frame.error {
             return None;
@@ -188,7 +175,7 @@ mod hostile {
             FollowerPhase::Snapshot
         };
         if state.complete && state.phase == FollowerPhase::Streaming {
-            return Some(decision(
+            return Some(FrameDecision::keep(
                 FollowerState {
                     phase: flipped,
                     complete: false,
@@ -202,7 +189,7 @@ mod hostile {
         if state.phase != flipped || state.complete {
             return None;
         }
-        let mut d = decision(state, FrameKind::SnapshotData);
+        let mut d = FrameDecision::keep(state, FrameKind::SnapshotData);
         if frame.region_count > 0 {
             d.apply_from = Some(0);
         } else {

@@ -141,35 +141,19 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
 
     // Without the token, or with a wrong one, a swap is refused.
     let (comp_s, token_s) = (comp.to_str().unwrap(), token.to_str().unwrap());
-    let err = one_line_failure(&["policy", "swap", "--admin", &fadmin, comp_s]);
+    let err = one_line_failure(&swap_args(&fadmin, None, comp_s));
     assert!(err.contains("admin token is required"), "{err}");
     let wrong = dir.path().join("wrong-token");
     std::fs::write(&wrong, "guess").unwrap();
-    let err = one_line_failure(&[
-        "policy",
-        "swap",
-        "--admin",
-        &fadmin,
-        "--token-file",
-        wrong.to_str().unwrap(),
-        comp_s,
-    ]);
+    let err = one_line_failure(&swap_args(&fadmin, wrong.to_str(), comp_s));
     assert!(err.contains("wrong admin token"), "{err}");
     // The leader was started without a token file: its swaps are off.
-    let err = one_line_failure(&["policy", "swap", "--admin", &ladmin, comp_s]);
+    let err = one_line_failure(&swap_args(&ladmin, None, comp_s));
     assert!(err.contains("--admin-token-file"), "{err}");
     // A component that is not on the allow-list is refused, naming its hash.
     let other = dir.path().join("default.wasm");
     std::fs::write(&other, regionsync::policy_runtime::builtin::DEFAULT).unwrap();
-    let err = one_line_failure(&[
-        "policy",
-        "swap",
-        "--admin",
-        &fadmin,
-        "--token-file",
-        token_s,
-        other.to_str().unwrap(),
-    ]);
+    let err = one_line_failure(&swap_args(&fadmin, Some(token_s), other.to_str().unwrap()));
     let other_sha =
         regionsync::policy_runtime::Sha256::of(regionsync::policy_runtime::builtin::DEFAULT);
     assert!(
@@ -179,15 +163,7 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
     assert_eq!(status(&fadmin)["policy"]["name"], "default");
 
     // Swap the follower's policy to the allowed component, then a refused file.
-    let out = run(&[
-        "policy",
-        "swap",
-        "--admin",
-        &fadmin,
-        "--token-file",
-        token_s,
-        comp_s,
-    ]);
+    let out = run(&swap_args(&fadmin, Some(token_s), comp_s));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -201,17 +177,19 @@ fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
     assert_eq!(status(&fadmin)["policy"]["name"], "conservative");
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm\x0d\0\x01\0garbage").unwrap();
-    let err = one_line_failure(&[
-        "policy",
-        "swap",
-        "--admin",
-        &fadmin,
-        "--token-file",
-        token_s,
-        junk.to_str().unwrap(),
-    ]);
+    let err = one_line_failure(&swap_args(&fadmin, Some(token_s), junk.to_str().unwrap()));
     assert!(err.contains("old policy stays active"), "{err}");
     assert_eq!(status(&fadmin)["policy"]["name"], "conservative");
+}
+
+/// `regionsync policy swap` of `file` on `admin`, with a token file if any.
+fn swap_args<'a>(admin: &'a str, token: Option<&'a str>, file: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["policy", "swap", "--admin", admin];
+    if let Some(t) = token {
+        args.extend(["--token-file", t]);
+    }
+    args.push(file);
+    args
 }
 
 fn http_get(addr: &str, path: &str) -> String {

@@ -5,7 +5,10 @@
 //! leader's certificates set in its config file and the others' by flags.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+mod common;
+use common::{BIN, spawn};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,17 +224,9 @@ async fn mutual_tls_admits_the_clusters_certificates_and_refuses_the_rest() {
 
 #[test]
 fn tls_settings_in_the_config_file_and_by_flags_as_processes() {
-    const BIN: &str = env!("CARGO_BIN_EXE_regionsync");
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "cluster");
-    let port = |_: ()| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (grpc, fadmin_port) = (port(()), port(()));
+    let (grpc, fadmin_port) = (common::free_port(), common::free_port());
     let (lcert, lkey) = ca.issue("leader");
     let config = dir.path().join("leader.toml");
     std::fs::write(
@@ -245,24 +240,6 @@ fn tls_settings_in_the_config_file_and_by_flags_as_processes() {
         ),
     )
     .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let spawn = |args: &[&str]| {
-        Kill(
-            Command::new(BIN)
-                .args(args)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
     let _leader = spawn(&["leader", "--config", config.to_str().unwrap()]);
     let url = format!("https://127.0.0.1:{grpc}");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -25,6 +25,13 @@ pub struct Seen {
     pub anomalies: Vec<String>,
 }
 
+impl Seen {
+    /// The highest index it has seen the leader at (0 before any).
+    pub fn last_index(&self) -> u64 {
+        self.digests.keys().max().copied().unwrap_or(0)
+    }
+}
+
 /// The oracle's task.
 pub struct Oracle {
     pub seen: Arc<Mutex<Seen>>,

@@ -15,20 +15,6 @@ use crate::{
     FrameHeader, FrameKind, Policy, ReconnectReason,
 };
 
-/// A decision that changes nothing but the state (and maybe the kind).
-fn keep(state: FollowerState, kind: FrameKind) -> FrameDecision {
-    FrameDecision {
-        state,
-        kind,
-        reset_store: false,
-        begin_delta: false,
-        apply_from: None,
-        record_history: false,
-        claim_index: None,
-        reconnect: None,
-    }
-}
-
 /// Apply every region of a non-empty frame.
 fn apply_all(count: u32) -> Option<u32> {
     (count > 0).then_some(0)
@@ -63,7 +49,7 @@ impl Policy {
     /// What a frame means and what to do with it.
     pub fn on_frame(&self, state: FollowerState, frame: FrameHeader) -> FrameDecision {
         if frame.error {
-            let mut d = keep(state, FrameKind::Error);
+            let mut d = FrameDecision::keep(state, FrameKind::Error);
             d.reconnect = Some(ReconnectReason::ErrorHeader);
             return d;
         }
@@ -86,7 +72,7 @@ impl Policy {
                     kind: FrameKind::SnapshotStart,
                     reset_store: true,
                     apply_from: apply_all(frame.region_count),
-                    ..keep(state, FrameKind::SnapshotStart)
+                    ..FrameDecision::keep(state, FrameKind::SnapshotStart)
                 }
             }
             FollowerPhase::Snapshot | FollowerPhase::Delta if frame.region_count == 0 => {
@@ -101,7 +87,7 @@ impl Policy {
                 } else {
                     FrameKind::SnapshotData
                 };
-                let mut d = keep(
+                let mut d = FrameDecision::keep(
                     FollowerState {
                         snapshot_regions: state
                             .snapshot_regions
@@ -128,7 +114,7 @@ impl Policy {
         // A delta adds to a set the leader had at next_index: only a complete
         // store, or one part-way through the same delta, has one.
         if !(state.complete || state.resumable) || self.gaps_mean_full_sync {
-            let mut d = keep(
+            let mut d = FrameDecision::keep(
                 FollowerState {
                     force_full_sync: true,
                     ..state
@@ -154,7 +140,7 @@ impl Policy {
             },
             begin_delta: true,
             apply_from: apply_all(frame.region_count),
-            ..keep(state, FrameKind::DeltaStart)
+            ..FrameDecision::keep(state, FrameKind::DeltaStart)
         }
     }
 
@@ -163,7 +149,7 @@ impl Policy {
     /// trusted: clear it and ask for a full sync.
     fn on_completion(&self, state: FollowerState, frame: FrameHeader) -> FrameDecision {
         if frame.digest == DigestCheck::Mismatched {
-            let mut d = keep(
+            let mut d = FrameDecision::keep(
                 FollowerState {
                     phase: FollowerPhase::Awaiting,
                     next_index: 0,
@@ -189,7 +175,7 @@ impl Policy {
                 ..state
             },
             claim_index: Some(frame.start_index),
-            ..keep(state, FrameKind::Completion)
+            ..FrameDecision::keep(state, FrameKind::Completion)
         }
     }
 
@@ -198,7 +184,7 @@ impl Policy {
         let next = state.next_index;
         let start = frame.start_index;
         let abandon = |reason, kind| {
-            let mut d = keep(
+            let mut d = FrameDecision::keep(
                 FollowerState {
                     force_full_sync: state.force_full_sync || self.gaps_mean_full_sync,
                     ..state
@@ -217,7 +203,7 @@ impl Policy {
         }
         if frame.region_count == 0 {
             return if start == next {
-                keep(
+                FrameDecision::keep(
                     FollowerState {
                         ready: true,
                         ..state
@@ -237,7 +223,7 @@ impl Policy {
             return abandon(ReconnectReason::Gap, FrameKind::Unexpected);
         }
         if end <= next {
-            return keep(state, FrameKind::Duplicate);
+            return FrameDecision::keep(state, FrameKind::Duplicate);
         }
         if start < next && self.gaps_mean_full_sync {
             return abandon(ReconnectReason::UnexpectedFrame, FrameKind::Unexpected);
@@ -251,7 +237,7 @@ impl Policy {
             apply_from: Some((next - start) as u32),
             record_history: true,
             claim_index: Some(end),
-            ..keep(state, FrameKind::History)
+            ..FrameDecision::keep(state, FrameKind::History)
         }
     }
 }

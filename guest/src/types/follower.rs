@@ -231,6 +231,23 @@ pub struct FrameDecision {
     pub reconnect: Option<ReconnectReason>,
 }
 
+impl FrameDecision {
+    /// A decision that changes nothing but the state (and names the frame's
+    /// kind).
+    pub fn keep(state: FollowerState, kind: FrameKind) -> Self {
+        FrameDecision {
+            state,
+            kind,
+            reset_store: false,
+            begin_delta: false,
+            apply_from: None,
+            record_history: false,
+            claim_index: None,
+            reconnect: None,
+        }
+    }
+}
+
 /// What the follower sends when it (re)connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectPlan {
