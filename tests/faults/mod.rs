@@ -18,12 +18,15 @@
 //! ready follower's (index, digest) is one the leader had ([`oracle`]); and
 //! at the end every follower is ready with the leader's digest and index.
 
+mod checks;
 pub mod net;
 pub mod oracle;
 
+use checks::{Watch, collect, judge, watch};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -33,7 +36,6 @@ use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
 use regionsync::tools::load::{self, Generator};
 use regionsync_guest::Policy;
-use regionsync_proto::pdpb::{GetRegionRequest, RequestHeader};
 
 use crate::Rng;
 
@@ -136,75 +138,6 @@ async fn send(url: &str, hbs: Vec<regionsync_proto::pdpb::RegionHeartbeatRequest
     if let Ok(mut c) = load::connect(url).await {
         let _ = load::send(&mut c, hbs, 0).await;
     }
-}
-
-/// What watching one follower saw: reads answered, reads refused, and the
-/// (index, digest) pairs it was ready with.
-type Watched = (u64, u64, Vec<(u64, u128)>);
-
-/// The continuous checks on one follower, until stopped.
-struct Watch {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Result<Watched, String>>,
-}
-
-fn watch(follower: Arc<regionsync::follower::FollowerShared>, url: String) -> Watch {
-    let stop = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let (mut answered, mut refused) = (0u64, 0u64);
-            let mut claims = Vec::new();
-            let mut client = None;
-            while !stop.load(Ordering::Relaxed) {
-                // A ready follower's index and set, read together (the
-                // state changes under the store's lock).
-                {
-                    let store = follower.store.read();
-                    let state = *follower.state.lock();
-                    if state.ready {
-                        if !state.complete {
-                            return Err(format!("ready but incomplete: {state:?}"));
-                        }
-                        let c = (state.next_index, store.digest().value());
-                        if claims.last() != Some(&c) {
-                            claims.push(c);
-                        }
-                    }
-                }
-                // A read over gRPC answers only while ready.
-                if client.is_none() {
-                    client = regionsync_proto::pdpb::pd_client::PdClient::connect(url.clone())
-                        .await
-                        .ok();
-                }
-                if let Some(c) = client.as_mut() {
-                    let before = follower.is_ready();
-                    let answer = c
-                        .get_region(GetRegionRequest {
-                            header: Some(RequestHeader {
-                                cluster_id: CLUSTER,
-                                ..Default::default()
-                            }),
-                            region_key: b"k".to_vec(),
-                            ..Default::default()
-                        })
-                        .await;
-                    let after = follower.is_ready();
-                    match answer {
-                        Ok(_) if !before && !after => {
-                            return Err("a read was answered while not ready".into());
-                        }
-                        Ok(_) => answered += 1,
-                        Err(_) => refused += 1,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-            Ok((answered, refused, claims))
-        }
-    });
-    Watch { stop, task }
 }
 
 /// Run the scenario of `seed`; `Err` says what broke.
@@ -402,43 +335,10 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Every ready claim the oracle can judge must be what the leader had;
-/// returns how many it judged.
-fn judge(seen: &oracle::Seen, claims: &[(u64, u128)]) -> Result<u64, String> {
-    if let Some(a) = seen.anomalies.first() {
-        return Err(format!("the leader broke its numbering: {a}"));
-    }
-    let mut checked = 0;
-    for &(index, digest) in claims {
-        if let Some(&had) = seen.digests.get(&index) {
-            if had != digest {
-                return Err(format!(
-                    "a ready follower held digest {digest:032x} at index {index}, \
-                     the leader had {had:032x} there"
-                ));
-            }
-            checked += 1;
-        }
-    }
-    Ok(checked)
-}
-
 fn take(g: &mut Generator, n: usize) -> Vec<regionsync_proto::pdpb::RegionHeartbeatRequest> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         out.extend(g.churn());
     }
     out
-}
-
-async fn collect(
-    w: Watch,
-    claims: &Mutex<Vec<(u64, u128)>>,
-    reads: &(AtomicU64, AtomicU64),
-) -> Result<(), String> {
-    let (answered, refused, c) = w.task.await.map_err(|e| e.to_string())??;
-    reads.0.fetch_add(answered, Ordering::Relaxed);
-    reads.1.fetch_add(refused, Ordering::Relaxed);
-    claims.lock().extend(c);
-    Ok(())
 }
