@@ -576,9 +576,15 @@ async fn a_failed_reset_never_leaves_a_ready_follower_on_an_emptied_cache() {
     feed(&leader, &bumped(&rs[..50], 2)).await;
 
     // Back behind the ring: the full sync's reset is the first write, and it
-    // fails (a full disk).
-    let f = start(follower_config(&leader, Some(fdir.path()))).await;
+    // fails (a full disk). The leader's bytes are held back until the
+    // failure is armed, so that it is the reset that fails.
+    let proxy = regionsync_tests::faults::net::Proxy::start(leader.server.local_addr()).await;
+    proxy.stall(true);
+    let mut config = follower_config(&leader, Some(fdir.path()));
+    config.leader = proxy.url();
+    let f = start(config).await;
     f.shared().inject_storage_failures(1);
+    proxy.stall(false);
     let shared = f.shared().clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut failed = false;
