@@ -142,19 +142,25 @@ impl Stream {
     }
 
     /// Wait until the intake has committed every change up to `index`.
+    ///
+    /// A failed leader claims nothing, even an index that is published: the
+    /// passes before may have sent a change whose commit then failed, and
+    /// the store it was put back to no longer holds it (its index is reused
+    /// once the leader restarts). The intake sets `failed` before it puts
+    /// the store back, so a final pass that read the store put back sees it.
     async fn wait_durable(&self, index: u64) -> Result<(), End> {
         let mut published = self.shared.published.subscribe();
         let mut stopping = self.shared.stopping.subscribe();
         loop {
-            if *published.borrow_and_update() >= index {
-                return Ok(());
-            }
             if self
                 .shared
                 .failed
-                .load(std::sync::atomic::Ordering::Relaxed)
+                .load(std::sync::atomic::Ordering::Acquire)
             {
-                return Err(End::Stopped);
+                return Err(End::Failed);
+            }
+            if *published.borrow_and_update() >= index {
+                return Ok(());
             }
             tokio::select! {
                 _ = published.changed() => {}
