@@ -3,6 +3,11 @@
 
 /// The follower's phase for the current stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum FollowerPhase {
     /// Connected, no frame seen yet on this stream.
     Awaiting,
@@ -28,6 +33,11 @@ impl FollowerPhase {
 
 /// The follower's sync state, owned by the host and passed in whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct FollowerState {
     /// Phase on the current stream.
     pub phase: FollowerPhase,
@@ -63,6 +73,11 @@ impl FollowerState {
 
 /// What the follower learnt of a received frame before touching its regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct FrameHeader {
     /// The header carries an error.
     pub error: bool,
@@ -92,6 +107,11 @@ impl FrameHeader {
 
 /// The kind of sync the leader announced for the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum AnnouncedSync {
     /// Nothing announced: PD's protocol.
     None,
@@ -115,6 +135,11 @@ impl AnnouncedSync {
 
 /// How a completion's digest compares with the follower's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum DigestCheck {
     /// No digest in the frame.
     Absent,
@@ -135,6 +160,11 @@ impl DigestCheck {
 
 /// What a received frame means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum FrameKind {
     /// An error header: change nothing.
     Error,
@@ -179,6 +209,11 @@ impl FrameKind {
 
 /// Why the follower abandons the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum ReconnectReason {
     /// The leader sent an error header.
     ErrorHeader,
@@ -212,6 +247,11 @@ impl ReconnectReason {
 
 /// What the follower does with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct FrameDecision {
     /// The follower's state after the frame.
     pub state: FollowerState,
@@ -250,6 +290,11 @@ impl FrameDecision {
 
 /// What the follower sends when it (re)connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct ConnectPlan {
     /// start_index of the SyncRegionRequest.
     pub start_index: u64,

@@ -9,6 +9,11 @@ use alloc::string::String;
 
 /// Who a policy is, for logs, status and swaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct PolicyInfo {
     /// Short name, e.g. "default".
     pub name: String,
@@ -18,6 +23,11 @@ pub struct PolicyInfo {
 
 /// The leader's history ring at the moment of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct RingView {
     /// Oldest readable record index.
     pub first_index: u64,
@@ -32,6 +42,11 @@ pub struct RingView {
 
 /// What a follower asked for when it opened a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct SyncRequest {
     /// The request's start_index.
     pub start_index: u64,
@@ -43,6 +58,11 @@ pub struct SyncRequest {
 
 /// Why the leader routed a request where it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum RouteReason {
     /// The follower asked for the next index.
     UpToDate,
@@ -88,6 +108,11 @@ impl RouteReason {
 
 /// What the leader does with a follower's request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "tag", content = "val", rename_all = "kebab-case")
+)]
 pub enum RouteAction {
     /// One empty frame at the next index, then live.
     UpToDate,
@@ -101,6 +126,11 @@ pub enum RouteAction {
 
 /// A routing decision and its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct Routing {
     /// What to do.
     pub action: RouteAction,
@@ -110,6 +140,11 @@ pub struct Routing {
 
 /// Where a follower stream stands on the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum StreamPhase {
     /// Replaying records it missed (history, or a full sync's catch-up).
     CatchingUp,
@@ -119,6 +154,11 @@ pub enum StreamPhase {
 
 /// One follower stream's view of the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct StreamView {
     /// Phase of the stream.
     pub phase: StreamPhase,
@@ -130,6 +170,11 @@ pub struct StreamView {
 
 /// A run of consecutive history records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct RecordRange {
     /// Index of the first record.
     pub start: u64,
@@ -139,6 +184,11 @@ pub struct RecordRange {
 
 /// What a follower stream sends next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "tag", content = "val", rename_all = "kebab-case")
+)]
 pub enum SendStep {
     /// Send these records as one frame (the host may cut it shorter).
     Records(RecordRange),
@@ -152,6 +202,11 @@ pub enum SendStep {
 
 /// A catch-up pass of a full or delta sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct CatchUpView {
     /// Passes done so far in this sync.
     pub passes: u32,
@@ -161,6 +216,11 @@ pub struct CatchUpView {
 
 /// What the next catch-up pass is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum CatchUpStep {
     /// Send what changed since the mark without holding the intake off.
     AnotherPass,
@@ -170,6 +230,11 @@ pub enum CatchUpStep {
 
 /// Bounds of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub struct FrameLimits {
     /// Most regions (or records) in a frame.
     pub max_regions: u32,

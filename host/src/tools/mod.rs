@@ -9,3 +9,4 @@
 pub mod admin_client;
 pub mod demo;
 pub mod load;
+pub mod vectors;

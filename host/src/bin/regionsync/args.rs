@@ -78,6 +78,21 @@ pub enum PolicyCommand {
         /// A policy component (.wasm).
         file: PathBuf,
     },
+    /// Write an embedded policy component out (`default`, `conservative`).
+    Export {
+        /// The embedded policy's name.
+        name: String,
+        /// Where to write it (standard output when absent).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write the conformance vectors: inputs for every decision with the
+    /// native default policy's answers, as JSON (docs/protocol.md §5).
+    Vectors {
+        /// Where to write them (standard output when absent).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 /// TLS material (docs/protocol.md §6): a node serves with --tls-cert and

@@ -239,6 +239,19 @@ async fn run_policy_swap(
     }
 }
 
+/// Write `bytes` to `path`, or to standard output.
+fn write_out(path: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match path {
+        Some(p) => {
+            std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display()))
+        }
+        None => std::io::stdout()
+            .write_all(bytes)
+            .context("cannot write to standard output"),
+    }
+}
+
 fn main() -> ExitCode {
     let args = match config_file::args_with_config() {
         Ok(args) => args,
@@ -280,6 +293,28 @@ fn main() -> ExitCode {
                         file,
                     },
             } => run_policy_swap(&admin, token_file.as_deref(), &file).await,
+            Command::Policy {
+                command: PolicyCommand::Export { name, output },
+            } => {
+                let bytes =
+                    regionsync::policy_runtime::builtin::by_name(&name).with_context(|| {
+                        format!(
+                            "no embedded policy named {name:?} (there are: default, conservative)"
+                        )
+                    })?;
+                write_out(output.as_deref(), bytes)
+            }
+            Command::Policy {
+                command: PolicyCommand::Vectors { output },
+            } => {
+                let vectors = regionsync::tools::vectors::generate(
+                    &regionsync_guest::Policy::default_policy(),
+                    regionsync::tools::vectors::SEED,
+                );
+                let mut text = serde_json::to_string_pretty(&vectors)?;
+                text.push('\n');
+                write_out(output.as_deref(), text.as_bytes())
+            }
         }
     });
     // Do not wait for blocked background work (e.g. a stalled stream).
