@@ -103,6 +103,37 @@ fn open_read_write(path: &Path) -> Result<Database> {
         .map_err(|e| StorageError::from_db(path, "open", e))
 }
 
+/// A new store file appears whole or not at all. redb writes its header
+/// after creating the file, so a process killed in between would leave a
+/// file that is not a database, and every later start would refuse it. The
+/// store is therefore created beside its name, made durable, and renamed into
+/// place; a creation cut short leaves only the `.new` file, which the next
+/// creation replaces.
+fn create_whole(dir: &Path, path: &Path) -> Result<Database> {
+    let fresh = dir.join(format!("{FILE_NAME}.new"));
+    let io = |action: &'static str| move |e: std::io::Error| StorageError::from_db(path, action, e);
+    match std::fs::remove_file(&fresh) {
+        Ok(()) => {
+            tracing::warn!(file = %fresh.display(), "discarding a store whose creation was cut short")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove an unfinished store")(e)),
+    }
+    drop(
+        builder()
+            .create(&fresh)
+            .map_err(|e| StorageError::from_db(&fresh, "create", e))?,
+    );
+    std::fs::File::open(&fresh)
+        .and_then(|f| f.sync_all())
+        .map_err(io("sync a new store"))?;
+    std::fs::rename(&fresh, path).map_err(io("put a new store in place"))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync the data directory"))?;
+    open_read_write(path)
+}
+
 impl Storage {
     /// Open (or create) the store in `dir`, refusing another layout.
     pub fn open(dir: &Path) -> Result<Storage> {
@@ -120,7 +151,7 @@ impl Storage {
                 Err(_) => Handle::ReadWrite(open_read_write(&path)?),
             }
         } else {
-            Handle::ReadWrite(open_read_write(&path)?)
+            Handle::ReadWrite(create_whole(dir, &path)?)
         };
         let storage = Storage {
             handle: Mutex::new(handle),

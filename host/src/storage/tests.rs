@@ -90,6 +90,22 @@ fn opening_and_reading_leave_the_file_unchanged() {
 }
 
 #[test]
+fn a_creation_cut_short_leaves_no_store_and_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a process killed while redb wrote a new file's header left.
+    let unfinished = dir.path().join(format!("{FILE_NAME}.new"));
+    std::fs::write(&unfinished, b"\0\0\0half a header").unwrap();
+    assert!(!dir.path().join(FILE_NAME).exists());
+    let storage = Storage::open(dir.path()).unwrap();
+    let meta = storage.meta().unwrap();
+    assert!(!meta.complete);
+    assert!(!unfinished.exists(), "the unfinished file is gone");
+    assert!(dir.path().join(FILE_NAME).exists());
+    drop(storage);
+    Storage::open(dir.path()).unwrap();
+}
+
+#[test]
 fn a_data_dir_that_is_a_file_is_refused() {
     let f = tempfile::NamedTempFile::new().unwrap();
     let err = Storage::open(f.path()).err().unwrap();
