@@ -36,28 +36,9 @@ fn the_checked_in_vectors_are_what_the_generator_writes() {
     );
 }
 
-fn arg<T: serde::de::DeserializeOwned>(args: &Value, i: usize) -> T {
-    serde_json::from_value(args[i].clone()).unwrap()
-}
-
-fn json<T: serde::Serialize, E: std::fmt::Debug>(v: Result<T, E>) -> Value {
-    serde_json::to_value(v.unwrap()).unwrap()
-}
-
 /// One case through `engine`, as WIT-shaped JSON.
 fn run(engine: &dyn PolicyEngine, name: &str, args: &Value) -> Value {
-    match name {
-        "describe" => serde_json::to_value(engine.info()).unwrap(),
-        "limits" => json(engine.limits()),
-        "route-request" => json(engine.route_request(arg(args, 0), arg(args, 1))),
-        "plan-send" => json(engine.plan_send(arg(args, 0))),
-        "plan-catch-up" => json(engine.plan_catch_up(arg(args, 0))),
-        "admit-full-sync" => json(engine.admit_full_sync(arg(args, 0))),
-        "on-connect" => json(engine.on_connect(arg(args, 0))),
-        "on-frame" => json(engine.on_frame(arg(args, 0), arg(args, 1))),
-        "backoff" => json(engine.backoff(arg(args, 0), arg(args, 1))),
-        other => panic!("unknown function {other} in the vectors"),
-    }
+    vectors::answer(engine, name, args).unwrap()
 }
 
 #[test]

@@ -301,3 +301,46 @@ fn the_demo_runs_and_all_digests_agree() {
     );
     assert!(said.contains("all digests equal: yes"), "{said}");
 }
+
+#[test]
+fn policy_export_list_and_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["policy", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let sha = regionsync::policy_runtime::Sha256::of(regionsync::policy_runtime::builtin::DEFAULT);
+    assert!(
+        listed.contains("default") && listed.contains(&sha.to_string()),
+        "{listed}"
+    );
+    let file = dir.path().join("conservative.wasm");
+    let out = run(&[
+        "policy",
+        "export",
+        "conservative",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        regionsync::policy_runtime::builtin::CONSERVATIVE
+    );
+    let err = one_line_failure(&["policy", "export", "nosuch"]);
+    assert!(err.contains("no embedded policy named"), "{err}");
+    // A file against an embedded name: routing differs, in-ring -> gap-refused.
+    let out = run(&["policy", "diff", "default", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("\"reason\":\"in-ring\"") && said.contains("\"reason\":\"gap-refused\""),
+        "{said}"
+    );
+    let same = run(&["policy", "diff", "default", "default"]);
+    let said = String::from_utf8_lossy(&same.stdout);
+    assert!(
+        said.lines()
+            .filter(|l| l.starts_with("route-request"))
+            .all(|l| l.trim_end().ends_with(" 0")),
+        "{said}"
+    );
+}

@@ -19,6 +19,8 @@ use regionsync_guest::{
 };
 use serde_json::{Value, json};
 
+use crate::policy_runtime::{PolicyEngine, PolicyError};
+
 /// The seed the checked-in vectors are generated from.
 pub const SEED: u64 = 0x7ec7_0a5e;
 
@@ -270,4 +272,69 @@ pub fn generate(policy: &Policy, seed: u64) -> Value {
         "seed": seed,
         "cases": cases,
     })
+}
+
+fn arg<T: serde::de::DeserializeOwned>(args: &Value, i: usize) -> Result<T, String> {
+    serde_json::from_value(args[i].clone()).map_err(|e| format!("argument {i}: {e}"))
+}
+
+fn answered<T: serde::Serialize>(r: Result<T, PolicyError>) -> Result<Value, String> {
+    r.map(|v| to_json(&v)).map_err(|e| e.to_string())
+}
+
+/// `engine`'s answer to one case (`name` and WIT-shaped `args`), as
+/// WIT-shaped JSON; `Err` when the call failed or the case is malformed.
+pub fn answer(engine: &dyn PolicyEngine, name: &str, args: &Value) -> Result<Value, String> {
+    match name {
+        "describe" => Ok(to_json(engine.info())),
+        "limits" => answered(engine.limits()),
+        "route-request" => answered(engine.route_request(arg(args, 0)?, arg(args, 1)?)),
+        "plan-send" => answered(engine.plan_send(arg(args, 0)?)),
+        "plan-catch-up" => answered(engine.plan_catch_up(arg(args, 0)?)),
+        "admit-full-sync" => answered(engine.admit_full_sync(arg(args, 0)?)),
+        "on-connect" => answered(engine.on_connect(arg(args, 0)?)),
+        "on-frame" => answered(engine.on_frame(arg(args, 0)?, arg(args, 1)?)),
+        "backoff" => answered(engine.backoff(arg(args, 0)?, arg(args, 1)?)),
+        other => Err(format!("unknown function {other}")),
+    }
+}
+
+/// Where two engines decide differently over the vectors' inputs.
+#[derive(Debug, Default)]
+pub struct Differences {
+    /// Cases compared, by function.
+    pub compared: std::collections::BTreeMap<String, u32>,
+    /// Cases answered differently, by function.
+    pub differ: std::collections::BTreeMap<String, u32>,
+    /// The first few differing cases: function, arguments, A's and B's answers.
+    pub examples: Vec<(String, Value, Value, Value)>,
+}
+
+/// Compare `a` and `b` on every input of `vectors`.
+pub fn diff(
+    a: &dyn PolicyEngine,
+    b: &dyn PolicyEngine,
+    vectors: &Value,
+    examples: usize,
+) -> Differences {
+    let mut out = Differences::default();
+    for case in vectors["cases"].as_array().into_iter().flatten() {
+        let name = case["fn"].as_str().unwrap_or_default();
+        if name == "describe" {
+            continue; // names differ by design
+        }
+        let args = &case["args"];
+        let (x, y) = (answer(a, name, args), answer(b, name, args));
+        *out.compared.entry(name.to_string()).or_default() += 1;
+        if x != y {
+            *out.differ.entry(name.to_string()).or_default() += 1;
+            let shown = out.examples.iter().filter(|e| e.0 == name).count();
+            if shown < examples {
+                let v = |r: Result<Value, String>| r.unwrap_or_else(|e| json!({ "error": e }));
+                out.examples
+                    .push((name.to_string(), args.clone(), v(x), v(y)));
+            }
+        }
+    }
+    out
 }

@@ -86,6 +86,20 @@ pub enum PolicyCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// List the embedded policies with their versions, sizes and SHA-256.
+    List,
+    /// Say which decisions two components take differently, over the
+    /// conformance vectors' inputs: counts by function and first examples.
+    /// Each is a file or an embedded policy's name.
+    Diff {
+        /// The first component.
+        a: String,
+        /// The second component.
+        b: String,
+        /// Examples shown per function.
+        #[arg(long, default_value_t = 2)]
+        examples: usize,
+    },
     /// Write the conformance vectors: inputs for every decision with the
     /// native default policy's answers, as JSON (docs/protocol.md §5).
     Vectors {

@@ -239,6 +239,58 @@ async fn run_policy_swap(
     }
 }
 
+/// A component by embedded name or file, loaded on a plain Wasm runtime.
+fn component(what: &str) -> anyhow::Result<regionsync::policy_runtime::WasmPolicy> {
+    let wasm = WasmRuntime::new(WasmConfig::default())?;
+    Ok(match regionsync::policy_runtime::builtin::by_name(what) {
+        Some(bytes) => wasm.load(bytes)?,
+        None => wasm.load_file(std::path::Path::new(what))?,
+    })
+}
+
+fn policy_list() -> anyhow::Result<()> {
+    use regionsync::policy_runtime::PolicyEngine;
+    println!("{:<14} {:<8} {:>8}  sha256", "name", "version", "bytes");
+    for name in ["default", "conservative"] {
+        let bytes = regionsync::policy_runtime::builtin::by_name(name).expect("embedded");
+        let info = component(name)?.info().clone();
+        let sha = regionsync::policy_runtime::Sha256::of(bytes);
+        println!(
+            "{:<14} {:<8} {:>8}  {sha}",
+            info.name,
+            info.version,
+            bytes.len()
+        );
+    }
+    Ok(())
+}
+
+fn policy_diff(a: &str, b: &str, examples: usize) -> anyhow::Result<()> {
+    use regionsync::policy_runtime::PolicyEngine;
+    let (x, y) = (component(a)?, component(b)?);
+    let vectors = regionsync::tools::vectors::generate(
+        &regionsync_guest::Policy::default_policy(),
+        regionsync::tools::vectors::SEED,
+    );
+    let d = regionsync::tools::vectors::diff(&x, &y, &vectors, examples);
+    let (ia, ib) = (x.info(), y.info());
+    println!(
+        "A = {} {} ({a}), B = {} {} ({b}), over the conformance vectors' inputs",
+        ia.name, ia.version, ib.name, ib.version
+    );
+    println!("{:<16} {:>8} {:>8}", "decision", "cases", "differ");
+    for (name, n) in &d.compared {
+        println!(
+            "{name:<16} {n:>8} {:>8}",
+            d.differ.get(name).copied().unwrap_or(0)
+        );
+    }
+    for (name, args, ra, rb) in &d.examples {
+        println!("\n{name}({args})\n  A: {ra}\n  B: {rb}");
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path`, or to standard output.
 fn write_out(path: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -304,6 +356,12 @@ fn main() -> ExitCode {
                     })?;
                 write_out(output.as_deref(), bytes)
             }
+            Command::Policy {
+                command: PolicyCommand::List,
+            } => policy_list(),
+            Command::Policy {
+                command: PolicyCommand::Diff { a, b, examples },
+            } => policy_diff(&a, &b, examples),
             Command::Policy {
                 command: PolicyCommand::Vectors { output },
             } => {
