@@ -344,3 +344,28 @@ fn policy_export_list_and_diff() {
         "{said}"
     );
 }
+
+#[test]
+fn policy_check_passes_the_shipped_policies_and_names_what_a_hostile_one_breaks() {
+    let out = run(&["policy", "check", "default"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("conformance vectors: 1329 cases, 0 break the contract, 1329 answered as the default policy does"), "{said}");
+    assert!(
+        said.contains("0 broke the invariants or the host's facts"),
+        "{said}"
+    );
+    let dir = std::path::Path::new(regionsync::policy_runtime::builtin::COMPONENT_DIR);
+    for (fixture, why) in [
+        ("hostile_snapshot_flip", "breaks the contract"),
+        ("hostile_claim_elsewhere", "breaks the contract"),
+        ("hostile_plan_send", "plan-send"),
+    ] {
+        let file = dir.join(format!("policy_{fixture}.wasm"));
+        let err = one_line_failure(&["policy", "check", file.to_str().unwrap()]);
+        assert!(
+            err.contains("failed the check") && err.contains(why),
+            "{fixture}: {err}"
+        );
+    }
+}

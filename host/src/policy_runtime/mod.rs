@@ -50,6 +50,7 @@ pub use allow_list::{AllowList, BadDigest, Sha256};
 pub use engine::{LoadError, PolicyEngine, PolicyError};
 pub use native::NativePolicy;
 pub use rollback::RollbackRule;
+pub use self_check::run as self_check;
 pub use wasm::{WasmPolicy, WasmRuntime};
 
 /// Why a stream got its route: the policy's own reason, or the runtime's

@@ -349,8 +349,14 @@ impl WasmPolicy {
             PolicyError::Deadline(cfg.deadline)
         } else if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
             PolicyError::Fuel(cfg.fuel)
+        } else if let Some(trap) = e.downcast_ref::<Trap>() {
+            // The trap itself: wasmtime's full text adds a backtrace over
+            // several lines, which neither a log line nor a one-line error
+            // wants.
+            PolicyError::Trap(format!("wasm trap: {trap}"))
         } else {
-            PolicyError::Trap(format!("{e:#}"))
+            let text = format!("{e:#}");
+            PolicyError::Trap(text.split_whitespace().collect::<Vec<_>>().join(" "))
         }
     }
 }

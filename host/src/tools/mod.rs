@@ -7,6 +7,7 @@
 //! can drive them.
 
 pub mod admin_client;
+pub mod check;
 pub mod demo;
 pub mod load;
 pub mod vectors;

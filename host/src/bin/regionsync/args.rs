@@ -86,6 +86,14 @@ pub enum PolicyCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Check a component without any node: contract and imports, the
+    /// self-check, every export on the conformance vectors' inputs and over
+    /// seeded follower streams against the invariants, size and call cost.
+    /// Exits non-zero on any violation. FILE may name an embedded policy.
+    Check {
+        /// A policy component (.wasm), or an embedded policy's name.
+        file: String,
+    },
     /// List the embedded policies with their versions, sizes and SHA-256.
     List,
     /// Say which decisions two components take differently, over the

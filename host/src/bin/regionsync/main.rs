@@ -248,6 +248,33 @@ fn component(what: &str) -> anyhow::Result<regionsync::policy_runtime::WasmPolic
     })
 }
 
+fn policy_check(what: &str) -> anyhow::Result<()> {
+    let bytes = match regionsync::policy_runtime::builtin::by_name(what) {
+        Some(b) => b.to_vec(),
+        None => std::fs::read(what).with_context(|| format!("cannot read policy file {what}"))?,
+    };
+    let report = regionsync::tools::check::check(&bytes);
+    for line in &report.lines {
+        println!("{line}");
+    }
+    // One line each, whatever the component's error text holds.
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for v in &report.violations {
+        println!("VIOLATION {}", flat(v));
+    }
+    match report.violations.first() {
+        None => {
+            println!("{what}: passed");
+            Ok(())
+        }
+        Some(first) => bail!(
+            "{what} failed the check ({} violations; first: {})",
+            report.violations.len(),
+            flat(first).chars().take(300).collect::<String>()
+        ),
+    }
+}
+
 fn policy_list() -> anyhow::Result<()> {
     use regionsync::policy_runtime::PolicyEngine;
     println!("{:<14} {:<8} {:>8}  sha256", "name", "version", "bytes");
@@ -359,6 +386,9 @@ fn main() -> ExitCode {
             Command::Policy {
                 command: PolicyCommand::List,
             } => policy_list(),
+            Command::Policy {
+                command: PolicyCommand::Check { file },
+            } => policy_check(&file),
             Command::Policy {
                 command: PolicyCommand::Diff { a, b, examples },
             } => policy_diff(&a, &b, examples),
