@@ -7,6 +7,10 @@
 //! the pre-instantiated component on the next call. Instances live in a few
 //! slots so that concurrent callers rarely queue behind one another, or
 //! behind a call that is about to hit its deadline.
+//!
+//! Long file: loading, the instance slots and the call wrapper share one
+//! private state (the pre-instantiated component and its limits); split
+//! apart, that state would have to be exposed to each part.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -350,13 +354,15 @@ impl WasmPolicy {
         } else if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
             PolicyError::Fuel(cfg.fuel)
         } else if let Some(trap) = e.downcast_ref::<Trap>() {
-            // The trap itself: wasmtime's full text adds a backtrace over
-            // several lines, which neither a log line nor a one-line error
-            // wants.
+            // The trap alone: wasmtime's text adds a backtrace over lines.
             PolicyError::Trap(format!("wasm trap: {trap}"))
         } else {
-            let text = format!("{e:#}");
-            PolicyError::Trap(text.split_whitespace().collect::<Vec<_>>().join(" "))
+            PolicyError::Trap(
+                format!("{e:#}")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         }
     }
 }
