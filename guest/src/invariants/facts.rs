@@ -101,6 +101,19 @@ impl StreamFacts {
         f
     }
 
+    /// Every check of `d`, the answer to `frame` given `before` (a state
+    /// corrected to these facts): the contract's invariants against the
+    /// state ([`super::frame_decision`]), then the host's facts.
+    pub fn check_answer(
+        &self,
+        before: FollowerState,
+        frame: FrameHeader,
+        d: &FrameDecision,
+    ) -> Result<(), Rejection> {
+        super::frame_decision(before, frame, d)?;
+        self.check(frame, d)
+    }
+
     /// Check `d`, the answer to `frame`, against the host's facts (on top of
     /// [`super::frame_decision`], which checks it against the state).
     pub fn check(&self, frame: FrameHeader, d: &FrameDecision) -> Result<(), Rejection> {

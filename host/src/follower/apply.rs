@@ -65,7 +65,7 @@ pub(super) fn on_frame(
         digest,
     };
     let facts = *shared.facts.lock();
-    let before = facts.correct(*shared.state.lock());
+    let before = *shared.state.lock();
     let d = shared.policy.on_frame(before, header, &facts);
     // The host's own reading of the answer, not the policy's `kind`: a claim
     // without history records ends a sync (the runtime checked that this
@@ -82,7 +82,7 @@ pub(super) fn on_frame(
             stats.deltas.fetch_add(1, Ordering::Relaxed);
             stats.snapshot_progress.store(0, Ordering::Relaxed);
             tracing::info!(
-                follower = %shared.config.name, from = before.next_index,
+                follower = %shared.config.name, from = facts.next_index,
                 "delta sync started: the leader sends what changed since our index"
             );
         }
@@ -115,7 +115,7 @@ pub(super) fn on_frame(
             ready.reset()?;
         }
         if d.begin_delta {
-            ready.begin_delta(before.next_index)?;
+            ready.begin_delta(facts.next_index)?;
         }
         // 2. apply, and 3. record what was applied, numbered from where the
         //    policy says the new records start.
@@ -155,7 +155,7 @@ pub(super) fn on_frame(
                 "frame at {} with {} regions while at {} ({})",
                 frame.start_index,
                 header.region_count,
-                before.next_index,
+                facts.next_index,
                 before.phase.as_str()
             )
         }),

@@ -107,23 +107,17 @@ impl PolicyRuntime {
         self.decide(
             "on-frame",
             |e| e.on_frame(state, frame),
-            |d, _| {
-                invariants::frame_decision(state, frame, d)?;
-                facts.check(frame, d)
-            },
+            |d, _| facts.check_answer(state, frame, d),
             |d, _| d,
             || FrameDecision {
-                state: FollowerState {
-                    force_full_sync: true,
-                    ..state
-                },
-                kind: FrameKind::Unexpected,
-                reset_store: false,
-                begin_delta: false,
-                apply_from: None,
-                record_history: false,
-                claim_index: None,
                 reconnect: Some(ReconnectReason::UnexpectedFrame),
+                ..FrameDecision::keep(
+                    FollowerState {
+                        force_full_sync: true,
+                        ..state
+                    },
+                    FrameKind::Unexpected,
+                )
             },
         )
     }

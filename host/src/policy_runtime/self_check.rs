@@ -145,8 +145,8 @@ fn everyday(engine: &dyn PolicyEngine, ring: RingView) -> Result<(), String> {
             let d = engine
                 .on_frame(before, frame)
                 .map_err(|e| format!("on-frame({frame:?}) {e}"))?;
-            invariants::frame_decision(before, frame, &d)
-                .and_then(|()| facts.check(frame, &d))
+            facts
+                .check_answer(before, frame, &d)
                 .map_err(|e| format!("on-frame({frame:?}): {e}"))?;
             if d.apply_from.is_none() && d.reconnect.is_some() {
                 return Err(format!("on-frame({frame:?}) drops an ordinary frame"));

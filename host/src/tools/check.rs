@@ -28,7 +28,7 @@ pub struct Report {
 }
 
 fn arg<T: serde::de::DeserializeOwned>(args: &Value, i: usize) -> T {
-    serde_json::from_value(args[i].clone()).expect("the vectors' own inputs")
+    vectors::arg(args, i).expect("the vectors' own inputs")
 }
 
 /// Check the component in `bytes`.
@@ -156,8 +156,8 @@ fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
                 .on_frame(before, frame)
                 .map_err(|e| e.to_string())
                 .and_then(|d| {
-                    invariants::frame_decision(before, frame, &d)
-                        .and_then(|()| facts.check(frame, &d))
+                    facts
+                        .check_answer(before, frame, &d)
                         .map(|()| d)
                         .map_err(|e| e.to_string())
                 });

@@ -274,7 +274,8 @@ pub fn generate(policy: &Policy, seed: u64) -> Value {
     })
 }
 
-fn arg<T: serde::de::DeserializeOwned>(args: &Value, i: usize) -> Result<T, String> {
+/// Argument `i` of a case, as the contract type it is.
+pub(super) fn arg<T: serde::de::DeserializeOwned>(args: &Value, i: usize) -> Result<T, String> {
     serde_json::from_value(args[i].clone()).map_err(|e| format!("argument {i}: {e}"))
 }
 
