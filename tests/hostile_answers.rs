@@ -8,7 +8,6 @@
 //! Also here: a component that fails every ordinary call is refused at load,
 //! and one that keeps failing is rolled back on its own.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,14 +16,11 @@ use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync::policy_runtime::{
     LoadError, PolicyRuntime, PolicySource, RingView, RollbackRule, RouteAction, RouteCause,
-    SyncRequest, WasmRuntime, builtin,
+    SyncRequest, WasmRuntime,
 };
 use regionsync_tests::cluster::{bumped, feed, leader_config, regions};
+use regionsync_tests::fixture;
 use regionsync_tests::followers::{converged, follower_config};
-
-fn fixture(stem: &str) -> PathBuf {
-    PathBuf::from(builtin::COMPONENT_DIR).join(format!("policy_{stem}.wasm"))
-}
 
 fn runtime_with(stem: &str) -> Arc<PolicyRuntime> {
     let wasm = WasmRuntime::new(WasmConfig::default()).unwrap();
@@ -46,8 +42,8 @@ async fn follower_with(
         .unwrap()
 }
 
-/// The fixtures misbehave from this index on (guest `hostile::FROM`).
-const HOSTILE_FROM: u64 = 1_000;
+/// The fixtures misbehave from this index on.
+const HOSTILE_FROM: u64 = regionsync_hostile_policies::FROM;
 
 /// Run `stem` as a durable follower's policy. `live`: the follower syncs
 /// first and the leader passes the fixture's index while it streams (with
@@ -146,6 +142,8 @@ fn a_component_whose_plan_send_always_traps_is_refused_at_load() {
     assert_eq!(rt.info().name, "default");
 }
 
+/// Any index: the trap fixture fails every request from a follower that can
+/// take a delta.
 const TRIGGER: u64 = 0xDEAD_BEEF;
 
 #[test]
@@ -169,7 +167,7 @@ fn a_failed_call_is_answered_by_the_builtin_policy_and_a_failing_policy_rolls_ba
     };
     let request = SyncRequest {
         start_index: TRIGGER,
-        can_delta: false,
+        can_delta: true,
         must_delta: false,
     };
     for n in 1..=2 {
@@ -197,4 +195,41 @@ fn a_failed_call_is_answered_by_the_builtin_policy_and_a_failing_policy_rolls_ba
     // The previous policy answers the same request itself now.
     let routed = rt.route_request(request, ring);
     assert!(matches!(routed.cause, RouteCause::Policy(_)), "{routed:?}");
+}
+
+/// `regionsync policy check` catches every fixture, each with a message that
+/// names the reason (and, for the on-frame fixtures, the case).
+#[test]
+fn policy_check_fails_every_hostile_fixture_and_names_the_reason() {
+    let cases = [
+        ("hostile_loop", "exceeded its budget"),
+        ("hostile_memory", "exceeded its memory limit"),
+        ("hostile_trap", "trapped"),
+        ("hostile_plan_send", "plan-send"),
+        ("hostile_snapshot_flip", "breaks the contract"),
+        ("hostile_delta_flip", "breaks the contract"),
+        ("hostile_complete_flip", "made complete without a claim"),
+        ("hostile_claim_elsewhere", "claims index"),
+        (
+            "other_contract",
+            "built against regionsync:policy@0.3.0, but this host speaks regionsync:policy@0.2.0",
+        ),
+    ];
+    for (stem, why) in cases {
+        let out = std::process::Command::new(regionsync_tests::regionsync_bin())
+            .args(["policy", "check"])
+            .arg(fixture(stem))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{stem} passed the check:\n{said}");
+        assert_eq!(err.trim().lines().count(), 1, "{stem}: {err}");
+        assert!(
+            err.contains("failed the check") && err.contains(why),
+            "{stem}: wanted {why:?} in {err}"
+        );
+        assert!(said.contains("VIOLATION"), "{stem}: {said}");
+    }
 }

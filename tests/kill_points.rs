@@ -12,7 +12,7 @@
 //! kill_points` (or `scripts/soak.sh`) runs more; `KILL_SEED` picks the
 //! schedule. The default run takes 12 points.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,21 +24,6 @@ use regionsync_tests::Rng;
 use regionsync_tests::faults::oracle::Oracle;
 
 const CLUSTER: u64 = 7;
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("regionsync");
-    assert!(
-        bin.exists(),
-        "{} is not built: run `cargo build --release -p regionsync` (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
 
 fn port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,7 +52,7 @@ impl Drop for Proc {
 
 fn spawn(args: &[String]) -> Proc {
     Proc(
-        Command::new(binary())
+        Command::new(regionsync_tests::regionsync_bin())
             .args(args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())

@@ -40,6 +40,29 @@ impl Rng {
     }
 }
 
+/// A test fixture component built by `build.rs` from `fixtures/`
+/// (`hostile_*`, `other_contract`).
+pub fn fixture(stem: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("REGIONSYNC_FIXTURE_DIR")).join(format!("policy_{stem}.wasm"))
+}
+
+/// The release `regionsync` binary beside this test (`cargo test
+/// --workspace --release` builds it before any test runs).
+pub fn regionsync_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("regionsync");
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build --release -p regionsync` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
 pub mod cluster {
     //! Real nodes on loopback for the integration tests.
 

@@ -1,9 +1,8 @@
 //! A policy component is untrusted code. These tests load real components
-//! that misbehave (built from `guest/` with the `hostile-*` features, or
+//! that misbehave (built from `tests/fixtures/hostile-policies`, or
 //! written as component text) and check that the host contains each one and
 //! keeps answering.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,8 +12,15 @@ use regionsync::policy_runtime::{
     LoadError, PolicyEngine, PolicyError, PolicyRuntime, PolicySource, RingView, RouteAction,
     RouteCause, RouteReason, SyncRequest, WasmRuntime, builtin,
 };
+use regionsync_tests::fixture;
 
-const TRIGGER: u64 = 0xDEAD_BEEF;
+/// What sets the loop, memory and trap fixtures off: a request from a
+/// follower that can take a delta, which the swap's self-check never asks.
+const TRIGGER: SyncRequest = SyncRequest {
+    start_index: 150,
+    can_delta: true,
+    must_delta: false,
+};
 /// A request from a follower that announced nothing.
 fn at(start_index: u64) -> SyncRequest {
     SyncRequest {
@@ -30,10 +36,6 @@ const RING: RingView = RingView {
     next_index: 200,
     capacity: 100,
 };
-
-fn fixture(stem: &str) -> PathBuf {
-    PathBuf::from(builtin::COMPONENT_DIR).join(format!("policy_{stem}.wasm"))
-}
 
 fn runtime() -> WasmRuntime {
     WasmRuntime::new(WasmConfig {
@@ -81,7 +83,7 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
     let policy = rt.load_file(&fixture("hostile_loop")).unwrap();
     for _ in 0..3 {
         let t = Instant::now();
-        let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
+        let err = policy.route_request(TRIGGER, RING).unwrap_err();
         let took = t.elapsed();
         println!("endless loop stopped after {took:?}: {err}");
         assert!(
@@ -106,7 +108,7 @@ fn the_wall_clock_deadline_stops_a_loop_when_fuel_would_not() {
     .unwrap();
     let policy = rt.load_file(&fixture("hostile_loop")).unwrap();
     let t = Instant::now();
-    let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
+    let err = policy.route_request(TRIGGER, RING).unwrap_err();
     let took = t.elapsed();
     println!("endless loop with unlimited fuel stopped after {took:?}: {err}");
     assert_eq!(err, PolicyError::Deadline(Duration::from_millis(10)));
@@ -121,7 +123,7 @@ fn the_wall_clock_deadline_stops_a_loop_when_fuel_would_not() {
 fn unbounded_memory_growth_is_stopped_at_the_limit() {
     let rt = runtime();
     let policy = rt.load_file(&fixture("hostile_memory")).unwrap();
-    let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
+    let err = policy.route_request(TRIGGER, RING).unwrap_err();
     assert_eq!(err, PolicyError::Memory(8 << 20));
     still_answers(&policy);
 }
@@ -130,7 +132,7 @@ fn unbounded_memory_growth_is_stopped_at_the_limit() {
 fn a_trap_is_an_error_not_a_panic() {
     let rt = runtime();
     let policy = rt.load_file(&fixture("hostile_trap")).unwrap();
-    let err = policy.route_request(at(TRIGGER), RING).unwrap_err();
+    let err = policy.route_request(TRIGGER, RING).unwrap_err();
     assert!(matches!(err, PolicyError::Trap(_)), "{err:?}");
     still_answers(&policy);
 }
@@ -139,7 +141,7 @@ fn a_trap_is_an_error_not_a_panic() {
 fn the_runtime_falls_back_to_a_full_sync_and_counts_it() {
     let runtime =
         PolicyRuntime::new(runtime(), PolicySource::File(fixture("hostile_trap"))).unwrap();
-    let routed = runtime.route_request(at(TRIGGER), RING);
+    let routed = runtime.route_request(TRIGGER, RING);
     assert_eq!(routed.cause, RouteCause::Fallback);
     assert_eq!(routed.action, RouteAction::FullSync);
     assert_eq!(routed.cause.as_str(), "policy_fallback");

@@ -21,14 +21,17 @@ mod backoff;
 mod follower;
 pub mod invariants;
 mod routing;
+mod sdk;
 pub mod splitmix;
 mod stream;
 mod types;
 mod wit_conversions;
 
 #[cfg(target_arch = "wasm32")]
-mod component;
+#[doc(hidden)]
+pub mod component;
 
+pub use sdk::SyncPolicy;
 pub use types::*;
 
 /// The WIT package version this library implements; the host checks a
@@ -43,7 +46,7 @@ pub const MAX_FRAME_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The knobs that tell one shipped policy from another. Every decision is a
 /// method on this, so a policy is data plus the shared logic below.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// Name reported by `describe`.
     pub name: &'static str,

@@ -18,11 +18,7 @@ impl Policy {
         };
         // A delta needs a follower that takes one, a store that can name what
         // changed since `start`, and a policy that takes partial syncs.
-        let deltable = request.can_delta
-            && !self.gaps_mean_full_sync
-            && ring.delta_floor != 0
-            && ring.delta_floor <= start
-            && start < ring.next_index;
+        let deltable = !self.gaps_mean_full_sync && ring.takes_delta(request);
         // Index 0 is checked first: a follower with nothing must get a
         // snapshot even from an empty leader (PD #4375 replayed history).
         if start == 0 {

@@ -1,5 +1,6 @@
 //! The admin HTTP interface (docs/protocol.md §6): `GET /status`,
-//! `GET /metrics`, `POST /policy`.
+//! `GET /metrics`, `POST /policy` (swap), and shadow mode: `POST` and
+//! `DELETE /policy/shadow`, `POST /policy/promote`.
 //!
 //! Kept apart from the gRPC port so that operators and scripts can watch
 //! and steer a node without a PD client. Reading is open to whoever can
@@ -17,6 +18,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+
+use crate::policy_runtime::{LoadError, PolicyInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::policy_runtime::{PolicyRuntime, PolicySource};
@@ -33,12 +36,14 @@ pub trait AdminNode: Send + Sync + 'static {
     fn metrics(&self) -> String;
 }
 
-/// Answer of `POST /policy`.
+/// Answer of the policy endpoints: a swap or a promotion (`old` and `new`
+/// active policy), a shadow started (`new`: the candidate) or stopped
+/// (`old`: the candidate).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SwapAnswer {
-    /// The policy that was active (on success).
+    /// The policy that was active, or the shadow stopped (on success).
     pub old: Option<PolicyStatus>,
-    /// The policy now active (on success).
+    /// The policy now active, or the shadow started (on success).
     pub new: Option<PolicyStatus>,
     /// Why the swap was refused (the old policy stays).
     pub error: Option<String>,
@@ -143,6 +148,11 @@ pub fn router<N: AdminNode>(node: Arc<N>, access: AdminAccess) -> Router {
         .route("/status", get(status::<N>))
         .route("/metrics", get(metrics::<N>))
         .route("/policy", post(swap::<N>))
+        .route(
+            "/policy/shadow",
+            post(shadow_start::<N>).delete(shadow_stop::<N>),
+        )
+        .route("/policy/promote", post(promote::<N>))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state((node, access))
 }
@@ -184,32 +194,82 @@ fn refused(code: StatusCode, error: String) -> Response {
     (code, Json(answer)).into_response()
 }
 
-async fn swap<N: AdminNode>(
-    State((node, access)): AdminState<N>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
+/// Run a policy change off the async threads (it compiles a component),
+/// once the caller is permitted; answer with what changed or why not.
+async fn change<N: AdminNode>(
+    (node, access): (Arc<N>, AdminAccess),
+    headers: &axum::http::HeaderMap,
+    what: &'static str,
+    op: impl FnOnce(&PolicyRuntime) -> Result<(Option<PolicyInfo>, Option<PolicyInfo>), LoadError>
+    + Send
+    + 'static,
 ) -> Response {
-    if let Err((code, why)) = access.permits(&headers) {
-        tracing::warn!(status = code.as_u16(), reason = %why, "policy swap over the admin interface refused");
+    if let Err((code, why)) = access.permits(headers) {
+        tracing::warn!(status = code.as_u16(), reason = %why, "{what} over the admin interface refused");
         return refused(code, why);
     }
-    let bytes = body.to_vec();
-    let result =
-        tokio::task::spawn_blocking(move || node.policy().swap(PolicySource::Bytes(bytes))).await;
-    match result {
+    match tokio::task::spawn_blocking(move || op(node.policy())).await {
         Ok(Ok((old, new))) => Json(SwapAnswer {
-            old: Some(old.into()),
-            new: Some(new.into()),
+            old: old.map(Into::into),
+            new: new.map(Into::into),
             error: None,
         })
         .into_response(),
+        Ok(Err(e @ LoadError::NoShadow)) => refused(StatusCode::CONFLICT, e.to_string()),
         Ok(Err(e)) => refused(StatusCode::UNPROCESSABLE_ENTITY, crate::error_chain(&e)),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("swap failed: {e}"),
+            format!("{what} failed: {e}"),
         )
             .into_response(),
     }
+}
+
+async fn swap<N: AdminNode>(
+    State(state): AdminState<N>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bytes = body.to_vec();
+    change(state, &headers, "policy swap", move |p| {
+        p.swap(PolicySource::Bytes(bytes))
+            .map(|(old, new)| (Some(old), Some(new)))
+    })
+    .await
+}
+
+async fn shadow_start<N: AdminNode>(
+    State(state): AdminState<N>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bytes = body.to_vec();
+    change(state, &headers, "policy shadow", move |p| {
+        p.start_shadow(bytes).map(|new| (None, Some(new)))
+    })
+    .await
+}
+
+async fn shadow_stop<N: AdminNode>(
+    State(state): AdminState<N>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    change(state, &headers, "policy shadow stop", |p| {
+        p.stop_shadow()
+            .map(|old| (Some(old), None))
+            .ok_or(LoadError::NoShadow)
+    })
+    .await
+}
+
+async fn promote<N: AdminNode>(
+    State(state): AdminState<N>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    change(state, &headers, "policy promote", |p| {
+        p.promote().map(|(old, new)| (Some(old), Some(new)))
+    })
+    .await
 }
 
 /// Serve the admin interface on `addr` (see [`admin_bind_address`]) until

@@ -140,6 +140,34 @@ impl Metrics {
             "Policy swaps refused (the old policy stayed)",
             s.failed_swaps.load(Ordering::Relaxed),
         );
+        if let Some(shadow) = p.shadow_status() {
+            let (name, version) = (shadow.name, shadow.version);
+            let decisions = shadow.by_function.into_iter().flat_map(|(function, c)| {
+                [("same", c.same), ("differ", c.differ), ("failed", c.failed)].map(
+                    |(outcome, n)| {
+                        let labels = vec![
+                            ("candidate", name.clone()),
+                            ("function", function.clone()),
+                            ("outcome", outcome.to_string()),
+                        ];
+                        (labels, n)
+                    },
+                )
+            });
+            self.counters(
+                "policy_shadow_decisions",
+                "Decisions asked of the shadow policy, by function and outcome against the live answer",
+                decisions,
+            );
+            self.counters(
+                "policy_shadow_skipped",
+                "Decisions not shadowed because the candidate fell behind",
+                [(
+                    vec![("candidate", name), ("version", version)],
+                    shadow.skipped,
+                )],
+            );
+        }
     }
 
     /// The Prometheus text.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::atomic::Ordering;
 
+use crate::policy_runtime::shadow::ShadowStatus;
 use crate::policy_runtime::{PolicyInfo, PolicyRuntime};
 
 /// The active policy, as the status JSON shows it.
@@ -26,6 +27,9 @@ pub struct PolicyStatus {
     /// The last automatic rollback, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<String>,
+    /// A candidate policy running in shadow, with its disagreements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
 }
 
 impl From<PolicyInfo> for PolicyStatus {
@@ -36,6 +40,7 @@ impl From<PolicyInfo> for PolicyStatus {
             builtin_answers: 0,
             rollbacks: 0,
             last_rollback: None,
+            shadow: None,
         }
     }
 }
@@ -48,6 +53,7 @@ impl PolicyStatus {
             builtin_answers: stats.builtin_answers.load(Ordering::Relaxed),
             rollbacks: stats.rollbacks.load(Ordering::Relaxed),
             last_rollback: runtime.last_rollback(),
+            shadow: runtime.shadow_status(),
             ..runtime.info().into()
         }
     }

@@ -346,7 +346,7 @@ fn policy_export_list_and_diff() {
 }
 
 #[test]
-fn policy_check_passes_the_shipped_policies_and_names_what_a_hostile_one_breaks() {
+fn policy_check_passes_the_shipped_policies() {
     let out = run(&["policy", "check", "default"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
@@ -355,17 +355,10 @@ fn policy_check_passes_the_shipped_policies_and_names_what_a_hostile_one_breaks(
         said.contains("0 broke the invariants or the host's facts"),
         "{said}"
     );
-    let dir = std::path::Path::new(regionsync::policy_runtime::builtin::COMPONENT_DIR);
-    for (fixture, why) in [
-        ("hostile_snapshot_flip", "breaks the contract"),
-        ("hostile_claim_elsewhere", "breaks the contract"),
-        ("hostile_plan_send", "plan-send"),
-    ] {
-        let file = dir.join(format!("policy_{fixture}.wasm"));
-        let err = one_line_failure(&["policy", "check", file.to_str().unwrap()]);
-        assert!(
-            err.contains("failed the check") && err.contains(why),
-            "{fixture}: {err}"
-        );
+    for other in ["conservative", "gap-fraction"] {
+        let out = run(&["policy", "check", other]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{other}: {said}");
+        assert!(said.contains(&format!("{other}: passed")), "{said}");
     }
 }

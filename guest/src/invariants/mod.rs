@@ -45,16 +45,7 @@ pub fn routing(request: SyncRequest, ring: RingView, r: &Routing) -> Result<(), 
     }
     match r.action {
         RouteAction::FullSync => Ok(()),
-        RouteAction::Delta(from)
-            if from == start
-                && from != 0
-                && request.can_delta
-                && ring.delta_floor != 0
-                && ring.delta_floor <= from
-                && from < ring.next_index =>
-        {
-            Ok(())
-        }
+        RouteAction::Delta(from) if from == start && ring.takes_delta(request) => Ok(()),
         RouteAction::Delta(from) => Err(Rejection::DeltaInfeasible {
             from,
             start,

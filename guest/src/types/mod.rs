@@ -40,6 +40,21 @@ pub struct RingView {
     pub delta_floor: u64,
 }
 
+impl RingView {
+    /// Can a delta from `request.start_index` be sent? The follower must take
+    /// one, and the leader's store must name every region changed since that
+    /// index, which must be one it reached. The routing and its invariant
+    /// both ask this, so a policy and the host agree on it by construction.
+    pub fn takes_delta(&self, request: SyncRequest) -> bool {
+        let from = request.start_index;
+        request.can_delta
+            && from != 0
+            && self.delta_floor != 0
+            && self.delta_floor <= from
+            && from < self.next_index
+    }
+}
+
 /// What a follower asked for when it opened a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(

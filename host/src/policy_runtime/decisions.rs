@@ -1,10 +1,13 @@
 //! Each decision the host asks, with the check its answer must pass and
 //! the safe decision taken if neither the active policy nor the built-in one
-//! gives an acceptable answer (see `PolicyRuntime::decide`).
+//! gives an acceptable answer (see `PolicyRuntime::decide`), and what a
+//! shadow is told of it.
 
 use std::time::Duration;
 
 use regionsync_guest::invariants;
+
+use super::shadow::Asked;
 
 use super::{
     CatchUpStep, CatchUpView, ConnectPlan, FALLBACK_BACKOFF, FollowerPhase, FollowerState,
@@ -19,6 +22,7 @@ impl PolicyRuntime {
             "route-request",
             |e| e.route_request(request, ring),
             |r, _| invariants::routing(request, ring, r),
+            |r| Asked::RouteRequest(request, ring, *r),
             |r, own| Routed {
                 action: r.action,
                 cause: if own {
@@ -42,6 +46,7 @@ impl PolicyRuntime {
             "plan-send",
             |e| e.plan_send(view),
             |s, limits| invariants::send_step(view, limits, s),
+            |s| Asked::PlanSend(view, *s),
             |s, _| s,
             || SendStep::Exhausted,
         )
@@ -54,6 +59,7 @@ impl PolicyRuntime {
             "plan-catch-up",
             |e| e.plan_catch_up(view),
             |_, _| Ok(()),
+            |step| Asked::PlanCatchUp(view, *step),
             |step, _| step,
             || CatchUpStep::FinalPass,
         )
@@ -66,6 +72,7 @@ impl PolicyRuntime {
             "admit-full-sync",
             |e| e.admit_full_sync(running),
             |_, _| Ok(()),
+            |admit| Asked::AdmitFullSync(running, *admit),
             |admit, _| admit,
             || true,
         )
@@ -79,6 +86,7 @@ impl PolicyRuntime {
             "on-connect",
             |e| e.on_connect(state),
             |plan, _| invariants::connect_plan(state, plan),
+            |plan| Asked::OnConnect(state, *plan),
             |plan, _| plan,
             || ConnectPlan {
                 start_index: 0,
@@ -108,6 +116,7 @@ impl PolicyRuntime {
             "on-frame",
             |e| e.on_frame(state, frame),
             |d, _| facts.check_answer(state, frame, d),
+            |d| Asked::OnFrame(state, frame, *d),
             |d, _| d,
             || FrameDecision {
                 reconnect: Some(ReconnectReason::UnexpectedFrame),
@@ -128,6 +137,7 @@ impl PolicyRuntime {
             "backoff",
             |e| e.backoff(attempt, seed),
             |ms, _| invariants::backoff(*ms),
+            |ms| Asked::Backoff(attempt, seed, *ms),
             |ms, _| Duration::from_millis(ms),
             || FALLBACK_BACKOFF,
         )

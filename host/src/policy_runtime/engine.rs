@@ -121,6 +121,12 @@ pub enum LoadError {
     /// The Wasm engine could not be set up.
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),
+    /// `promote` without a shadow running.
+    #[error("no shadow policy is running; start one with `regionsync policy shadow`")]
+    NoShadow,
+    /// The shadow's thread could not be started.
+    #[error("cannot start the shadow's thread: {0}")]
+    Shadow(#[source] std::io::Error),
 }
 
 /// Something that answers the decisions of `wit/policy.wit`.

@@ -28,6 +28,7 @@ mod engine;
 pub mod native;
 pub mod rollback;
 mod self_check;
+pub mod shadow;
 pub mod wasm;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use regionsync_guest::invariants::Rejection;
 pub use regionsync_guest::invariants::StreamFacts;
@@ -155,6 +156,8 @@ pub struct PolicyRuntime {
     last_rollback: Mutex<Option<String>>,
     wasm: WasmRuntime,
     stats: PolicyStats,
+    /// A candidate asked every decision too, never acted on ([`shadow`]).
+    shadow: ArcSwapOption<shadow::Shadow>,
 }
 
 impl PolicyRuntime {
@@ -182,6 +185,7 @@ impl PolicyRuntime {
             last_rollback: Mutex::new(None),
             wasm,
             stats: PolicyStats::default(),
+            shadow: ArcSwapOption::empty(),
         })
     }
 
@@ -228,7 +232,7 @@ impl PolicyRuntime {
             PolicySource::Native(name) => {
                 Box::new(NativePolicy::by_name(name).ok_or_else(|| unknown(name))?)
             }
-            PolicySource::Tuned(policy) => Box::new(NativePolicy::new(policy.clone())),
+            PolicySource::Tuned(policy) => Box::new(NativePolicy::new(*policy)),
         };
         self_check::run(engine.as_ref())?;
         let limits = engine.limits().map_err(|e| LoadError::SelfCheck {
@@ -320,18 +324,67 @@ impl PolicyRuntime {
         *self.last_rollback.lock() = Some(what);
     }
 
+    /// Load the component in `bytes` as a shadow (replacing any), after the
+    /// same checks as a swap: every decision is then also asked of it and
+    /// compared, never acted on.
+    pub fn start_shadow(&self, bytes: Vec<u8>) -> Result<PolicyInfo, LoadError> {
+        let candidate = Self::build(&self.wasm, &self.allow, &PolicySource::Bytes(bytes.clone()))?;
+        let shadow = shadow::Shadow::start(candidate.engine, bytes).map_err(LoadError::Shadow)?;
+        let info = shadow.info().clone();
+        let old = self.shadow.swap(Some(Arc::new(shadow)));
+        tracing::info!(
+            candidate = %format!("{} {}", info.name, info.version),
+            active = %self.info().name,
+            replaced = ?old.map(|s| s.info().name.clone()),
+            "policy shadow started: every decision is also asked of the candidate, never acted on"
+        );
+        Ok(info)
+    }
+
+    /// Drop the shadow; returns what it was.
+    pub fn stop_shadow(&self) -> Option<PolicyInfo> {
+        let old = self.shadow.swap(None)?;
+        tracing::info!(candidate = %old.info().name, "policy shadow stopped");
+        Some(old.info().clone())
+    }
+
+    /// The shadow's tallies, if one runs.
+    pub fn shadow_status(&self) -> Option<shadow::ShadowStatus> {
+        self.shadow.load().as_ref().map(|s| s.status())
+    }
+
+    /// Make the shadow the active policy (a swap, with its checks) and stop
+    /// shadowing; returns (old, new). Without a shadow: `NoShadow`.
+    pub fn promote(&self) -> Result<(PolicyInfo, PolicyInfo), LoadError> {
+        let candidate = self.shadow.load_full().ok_or(LoadError::NoShadow)?;
+        let swapped = self.swap(PolicySource::Bytes(candidate.bytes().to_vec()))?;
+        // Only the shadow promoted: another may have been started meanwhile.
+        let promoted = Some(candidate);
+        self.shadow.compare_and_swap(&promoted, None);
+        Ok(swapped)
+    }
+
     /// Run one call on the active engine and check the answer; on any
     /// failure ask the built-in policy the same, checked the same; turn the
     /// answer into what the host acts on (`accept`, told whether it is the
     /// policy's own), or take `safe` if even the built-in answer is refused.
+    /// With a shadow running, the answer taken goes to it too (`shadowed`).
     pub(super) fn decide<T, U>(
         &self,
         call: &'static str,
         ask: impl Fn(&dyn PolicyEngine) -> Result<T, PolicyError>,
         check: impl Fn(&T, FrameLimits) -> Result<(), Rejection>,
+        shadowed: impl FnOnce(&T) -> shadow::Asked,
         accept: impl FnOnce(T, bool) -> U,
         safe: impl FnOnce() -> U,
     ) -> U {
+        let shadow = self.shadow.load();
+        let accept = |t: T, own: bool| {
+            if let Some(s) = shadow.as_ref() {
+                s.ask(shadowed(&t));
+            }
+            accept(t, own)
+        };
         // The guard keeps the engine this call started on alive across a
         // concurrent swap, and its limits with it.
         let active = self.active.load_full();

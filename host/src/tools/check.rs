@@ -104,7 +104,8 @@ fn vector_cases(engine: &dyn PolicyEngine, r: &mut Report) {
         if let Some(why) = bad {
             broken += 1;
             if broken <= 3 {
-                r.violations.push(format!("vector {name}({args}): {why}"));
+                r.violations
+                    .push(format!("{why}, at vector {name}({args})"));
             }
         }
     }
@@ -138,7 +139,7 @@ fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
                     Err(e) => {
                         broken += 1;
                         r.violations
-                            .push(format!("walk {walk} step {step}: on-connect {e}"));
+                            .push(format!("on-connect {e}, at walk {walk} step {step}"));
                         continue 'walks;
                     }
                 }
@@ -171,7 +172,7 @@ fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
                     broken += 1;
                     if broken <= 3 {
                         r.violations.push(format!(
-                            "walk {walk} step {step}: on-frame({before:?}, {frame:?}): {why}"
+                            "{why}, at walk {walk} step {step}: on-frame({before:?}, {frame:?})"
                         ));
                     }
                     continue 'walks;

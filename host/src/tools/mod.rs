@@ -1,6 +1,7 @@
 //! The client-side commands a person runs against nodes: feeding a leader
-//! ([`load`]), the end-to-end demo ([`demo`]), and the admin client behind
-//! `regionsync status` and `regionsync policy swap` ([`admin_client`]).
+//! ([`load`]), the end-to-end demo ([`demo`]), the admin client behind
+//! `regionsync status` and `regionsync policy swap` ([`admin_client`]), and the
+//! policy author's tools (`policy check`, `vectors`, `policy new`).
 //!
 //! These are the binary's edge: they report errors with `anyhow`, as the
 //! binary does, and live in the library only so that tests and benchmarks
@@ -10,4 +11,5 @@ pub mod admin_client;
 pub mod check;
 pub mod demo;
 pub mod load;
+pub mod policy_new;
 pub mod vectors;

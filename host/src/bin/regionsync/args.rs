@@ -78,7 +78,48 @@ pub enum PolicyCommand {
         /// A policy component (.wasm).
         file: PathBuf,
     },
-    /// Write an embedded policy component out (`default`, `conservative`).
+    /// Load a candidate policy beside the active one on a running node: every
+    /// decision is also asked of it and compared, never acted on; `status`
+    /// shows the disagreements (policy.shadow). `--stop` drops it.
+    Shadow {
+        /// The node's admin address (host:port).
+        #[arg(long)]
+        admin: String,
+        /// File holding the node's admin token (its --admin-token-file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The candidate component (.wasm).
+        #[arg(required_unless_present = "stop", conflicts_with = "stop")]
+        file: Option<PathBuf>,
+        /// Stop shadowing (the candidate is dropped).
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Make the running shadow the node's active policy (with a swap's
+    /// checks) and stop shadowing.
+    Promote {
+        /// The node's admin address (host:port).
+        #[arg(long)]
+        admin: String,
+        /// File holding the node's admin token (its --admin-token-file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Write a new policy crate NAME (in ./NAME) that builds into a
+    /// component with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// The policy's name (a-z, 0-9, '-').
+        name: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The regionsync policy SDK, a checkout's guest/ (default: the
+        /// checkout this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Write an embedded policy component out (`default`, `conservative`,
+    /// `gap-fraction`).
     Export {
         /// The embedded policy's name.
         name: String,

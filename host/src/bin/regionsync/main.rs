@@ -202,44 +202,6 @@ async fn run_status(admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_policy_swap(
-    admin: &str,
-    token_file: Option<&std::path::Path>,
-    file: &std::path::Path,
-) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file)
-        .with_context(|| format!("cannot read policy file {}", file.display()))?;
-    let token = match token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read token file {}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
-    let (code, body) =
-        admin_client::request(admin, "POST", "/policy", &bytes, token.as_deref()).await?;
-    let answer: regionsync::admin::SwapAnswer =
-        serde_json::from_slice(&body).with_context(|| {
-            format!(
-                "{admin} answered {code}: {}",
-                String::from_utf8_lossy(&body).trim()
-            )
-        })?;
-    match (answer.old, answer.new, answer.error) {
-        (Some(old), Some(new), None) if code == 200 => {
-            println!(
-                "policy swapped: {} {} -> {} {}",
-                old.name, old.version, new.name, new.version
-            );
-            Ok(())
-        }
-        (_, _, Some(error)) => bail!("policy refused; the old policy stays active: {error}"),
-        _ => bail!("{admin} answered {code} without a result"),
-    }
-}
-
 /// Write `bytes` to `path`, or to standard output.
 fn write_out(path: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -293,14 +255,30 @@ fn main() -> ExitCode {
                         token_file,
                         file,
                     },
-            } => run_policy_swap(&admin, token_file.as_deref(), &file).await,
+            } => policy_cmd::swap(&admin, token_file.as_deref(), &file).await,
+            Command::Policy {
+                command:
+                    PolicyCommand::Shadow {
+                        admin,
+                        token_file,
+                        file,
+                        stop,
+                    },
+            } => policy_cmd::shadow(&admin, token_file.as_deref(), file.as_deref(), stop).await,
+            Command::Policy {
+                command: PolicyCommand::Promote { admin, token_file },
+            } => policy_cmd::promote(&admin, token_file.as_deref()).await,
+            Command::Policy {
+                command: PolicyCommand::New { name, dir, sdk },
+            } => policy_cmd::new(&name, dir, sdk),
             Command::Policy {
                 command: PolicyCommand::Export { name, output },
             } => {
                 let bytes =
                     regionsync::policy_runtime::builtin::by_name(&name).with_context(|| {
                         format!(
-                            "no embedded policy named {name:?} (there are: default, conservative)"
+                            "no embedded policy named {name:?} (there are: {})",
+                            regionsync::policy_runtime::builtin::NAMES.join(", ")
                         )
                     })?;
                 write_out(output.as_deref(), bytes)
