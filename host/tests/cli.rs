@@ -192,19 +192,6 @@ fn swap_args<'a>(admin: &'a str, token: Option<&'a str>, file: &'a str) -> Vec<&
     args
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
 #[test]
 fn a_follower_process_killed_mid_full_sync_restarts_not_ready_and_converges() {
     let dir = tempfile::tempdir().unwrap();

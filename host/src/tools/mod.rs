@@ -13,3 +13,4 @@ pub mod demo;
 pub mod load;
 pub mod policy_new;
 pub mod vectors;
+pub mod workload;

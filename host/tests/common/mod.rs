@@ -78,3 +78,17 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 pub fn admin_up(admin: &str) -> bool {
     std::net::TcpStream::connect(admin).is_ok()
 }
+
+/// A plain HTTP GET of `path` on `addr`: the whole response, head and body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}

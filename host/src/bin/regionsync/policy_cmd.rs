@@ -63,28 +63,55 @@ pub fn list() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What each function decides, for the diff's readers.
+fn kind(function: &str) -> &'static str {
+    match function {
+        "route-request" => "routing",
+        "plan-send" | "limits" => "frame sizes",
+        "plan-catch-up" => "catch-up",
+        "admit-full-sync" => "admission",
+        "backoff" => "backoff",
+        "on-connect" | "on-frame" => "phase machine",
+        _ => "",
+    }
+}
+
 pub fn diff(a: &str, b: &str, examples: usize) -> anyhow::Result<()> {
     use regionsync::policy_runtime::PolicyEngine;
+    use regionsync::tools::{vectors, workload};
     let (x, y) = (component(a)?, component(b)?);
-    let vectors = regionsync::tools::vectors::generate(
-        &regionsync_guest::Policy::default_policy(),
-        regionsync::tools::vectors::SEED,
-    );
-    let d = regionsync::tools::vectors::diff(&x, &y, &vectors, examples);
     let (ia, ib) = (x.info(), y.info());
     println!(
-        "A = {} {} ({a}), B = {} {} ({b}), over the conformance vectors' inputs",
+        "A = {} {} ({a}), B = {} {} ({b})",
         ia.name, ia.version, ib.name, ib.version
     );
-    println!("{:<16} {:>8} {:>8}", "decision", "cases", "differ");
-    for (name, n) in &d.compared {
+    let inputs = [
+        (
+            "the conformance vectors' inputs",
+            vectors::generate(&regionsync_guest::Policy::default_policy(), vectors::SEED),
+        ),
+        (
+            "a simulated workload (a 10,000-record ring under intake, followers at realistic lags)",
+            workload::generate(workload::SEED),
+        ),
+    ];
+    for (over, cases) in inputs {
+        let d = vectors::diff(&x, &y, &cases, examples);
+        println!("\nover {over}:");
         println!(
-            "{name:<16} {n:>8} {:>8}",
-            d.differ.get(name).copied().unwrap_or(0)
+            "{:<16} {:<14} {:>8} {:>8}",
+            "decision", "kind", "cases", "differ"
         );
-    }
-    for (name, args, ra, rb) in &d.examples {
-        println!("\n{name}({args})\n  A: {ra}\n  B: {rb}");
+        for (name, n) in &d.compared {
+            println!(
+                "{name:<16} {:<14} {n:>8} {:>8}",
+                kind(name),
+                d.differ.get(name).copied().unwrap_or(0)
+            );
+        }
+        for (name, args, ra, rb) in &d.examples {
+            println!("\n{name}({args})\n  A: {ra}\n  B: {rb}");
+        }
     }
     Ok(())
 }
