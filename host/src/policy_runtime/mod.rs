@@ -324,46 +324,6 @@ impl PolicyRuntime {
         *self.last_rollback.lock() = Some(what);
     }
 
-    /// Load the component in `bytes` as a shadow (replacing any), after the
-    /// same checks as a swap: every decision is then also asked of it and
-    /// compared, never acted on.
-    pub fn start_shadow(&self, bytes: Vec<u8>) -> Result<PolicyInfo, LoadError> {
-        let candidate = Self::build(&self.wasm, &self.allow, &PolicySource::Bytes(bytes.clone()))?;
-        let shadow = shadow::Shadow::start(candidate.engine, bytes).map_err(LoadError::Shadow)?;
-        let info = shadow.info().clone();
-        let old = self.shadow.swap(Some(Arc::new(shadow)));
-        tracing::info!(
-            candidate = %format!("{} {}", info.name, info.version),
-            active = %self.info().name,
-            replaced = ?old.map(|s| s.info().name.clone()),
-            "policy shadow started: every decision is also asked of the candidate, never acted on"
-        );
-        Ok(info)
-    }
-
-    /// Drop the shadow; returns what it was.
-    pub fn stop_shadow(&self) -> Option<PolicyInfo> {
-        let old = self.shadow.swap(None)?;
-        tracing::info!(candidate = %old.info().name, "policy shadow stopped");
-        Some(old.info().clone())
-    }
-
-    /// The shadow's tallies, if one runs.
-    pub fn shadow_status(&self) -> Option<shadow::ShadowStatus> {
-        self.shadow.load().as_ref().map(|s| s.status())
-    }
-
-    /// Make the shadow the active policy (a swap, with its checks) and stop
-    /// shadowing; returns (old, new). Without a shadow: `NoShadow`.
-    pub fn promote(&self) -> Result<(PolicyInfo, PolicyInfo), LoadError> {
-        let candidate = self.shadow.load_full().ok_or(LoadError::NoShadow)?;
-        let swapped = self.swap(PolicySource::Bytes(candidate.bytes().to_vec()))?;
-        // Only the shadow promoted: another may have been started meanwhile.
-        let promoted = Some(candidate);
-        self.shadow.compare_and_swap(&promoted, None);
-        Ok(swapped)
-    }
-
     /// Run one call on the active engine and check the answer; on any
     /// failure ask the built-in policy the same, checked the same; turn the
     /// answer into what the host acts on (`accept`, told whether it is the

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, PolicyEngine,
-    PolicyError, PolicyInfo, RingView, Routing, SendStep, Sha256, StreamView, SyncRequest,
+    CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, LoadError,
+    PolicyEngine, PolicyError, PolicyInfo, PolicyRuntime, PolicySource, RingView, Routing,
+    SendStep, Sha256, StreamView, SyncRequest,
 };
 
 /// Decisions waiting for the candidate; beyond this they are skipped.
@@ -261,6 +262,49 @@ impl Shadow {
 impl Drop for Shadow {
     fn drop(&mut self) {
         self.tally.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Shadow mode on the runtime: start, stop, look, promote.
+impl PolicyRuntime {
+    /// Load the component in `bytes` as a shadow (replacing any), after the
+    /// same checks as a swap: every decision is then also asked of it and
+    /// compared, never acted on.
+    pub fn start_shadow(&self, bytes: Vec<u8>) -> Result<PolicyInfo, LoadError> {
+        let candidate = Self::build(&self.wasm, &self.allow, &PolicySource::Bytes(bytes.clone()))?;
+        let shadow = Shadow::start(candidate.engine, bytes).map_err(LoadError::Shadow)?;
+        let info = shadow.info().clone();
+        let old = self.shadow.swap(Some(Arc::new(shadow)));
+        tracing::info!(
+            candidate = %format!("{} {}", info.name, info.version),
+            active = %self.info().name,
+            replaced = ?old.map(|s| s.info().name.clone()),
+            "policy shadow started: every decision is also asked of the candidate, never acted on"
+        );
+        Ok(info)
+    }
+
+    /// Drop the shadow; returns what it was.
+    pub fn stop_shadow(&self) -> Option<PolicyInfo> {
+        let old = self.shadow.swap(None)?;
+        tracing::info!(candidate = %old.info().name, "policy shadow stopped");
+        Some(old.info().clone())
+    }
+
+    /// The shadow's tallies, if one runs.
+    pub fn shadow_status(&self) -> Option<ShadowStatus> {
+        self.shadow.load().as_ref().map(|s| s.status())
+    }
+
+    /// Make the shadow the active policy (a swap, with its checks) and stop
+    /// shadowing; returns (old, new). Without a shadow: `NoShadow`.
+    pub fn promote(&self) -> Result<(PolicyInfo, PolicyInfo), LoadError> {
+        let candidate = self.shadow.load_full().ok_or(LoadError::NoShadow)?;
+        let swapped = self.swap(PolicySource::Bytes(candidate.bytes().to_vec()))?;
+        // Only the shadow promoted: another may have been started meanwhile.
+        let promoted = Some(candidate);
+        self.shadow.compare_and_swap(&promoted, None);
+        Ok(swapped)
     }
 }
 
