@@ -41,6 +41,7 @@
 //!   [`metrics`] (what they print);
 //! - assembly: [`node`] (a role plus its server; the only module that knows
 //!   every part);
+//! - [`bench`]: `regionsync bench`, real nodes measured side by side.
 //! - [`tools`]: the client-side commands (`load`, `demo`, the admin client).
 //!   They are the binary's edge, compiled into the library so that tests
 //!   and benchmarks can drive them, and report errors with `anyhow` as the
@@ -51,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod bench;
 pub mod digest;
 pub mod follower;
 pub mod history;

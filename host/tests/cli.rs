@@ -349,3 +349,46 @@ fn policy_check_passes_the_shipped_policies() {
         assert!(said.contains(&format!("{other}: passed")), "{said}");
     }
 }
+
+/// The bench cannot rot: every scenario runs, small, as the shipping binary
+/// runs it, and prints the documented JSON. No timing is asserted.
+#[test]
+fn bench_all_runs_every_scenario_small_and_prints_json() {
+    let out = run(&["bench", "all", "--smoke", "--json"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert!(v["machine"]["cores"].as_u64().unwrap() >= 1, "{v}");
+    let names: Vec<&str> = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "call",
+            "resume",
+            "full-sync",
+            "policy-overhead",
+            "live",
+            "swap-under-load",
+            "memory",
+            "scale"
+        ]
+    );
+    for s in v["scenarios"].as_array().unwrap() {
+        let figures = s["figures"].as_array().unwrap();
+        assert!(!figures.is_empty(), "{s}");
+        for f in figures {
+            for key in ["name", "unit", "min", "median", "max", "runs"] {
+                assert!(f.get(key).is_some(), "figure without {key}: {f}");
+            }
+        }
+    }
+}

@@ -63,6 +63,10 @@ pub struct WasmConfig {
     pub memory_limit: usize,
     /// Where precompiled components are kept across runs (none: memory only).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Count fuel (the `fuel` bound). Off, only the deadline stops a loop.
+    pub fuel_metering: bool,
+    /// Interrupt calls at the wall-clock `deadline`. Off, only fuel does.
+    pub epoch_deadline: bool,
 }
 
 impl Default for WasmConfig {
@@ -72,6 +76,8 @@ impl Default for WasmConfig {
             deadline: Duration::from_millis(100),
             memory_limit: 32 << 20,
             cache_dir: None,
+            fuel_metering: true,
+            epoch_deadline: true,
         }
     }
 }
@@ -101,10 +107,11 @@ impl WasmRuntime {
     /// An engine with the given limits, and its deadline thread.
     pub fn new(config: WasmConfig) -> Result<Self, LoadError> {
         let mut cfg = Config::new();
-        cfg.epoch_interruption(true);
-        cfg.consume_fuel(true);
+        cfg.epoch_interruption(config.epoch_deadline);
+        cfg.consume_fuel(config.fuel_metering);
         // Decisions are synchronous and tiny; without concurrency support a
-        // call costs about a third (measured: docs/design.md).
+        // call costs about a third (measured: docs/design.md), and the
+        // workspace builds wasmtime without it.
         cfg.concurrency_support(false);
         let engine = Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -302,8 +309,10 @@ impl WasmPolicy {
             },
         );
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(cfg.deadline));
+        if cfg.epoch_deadline {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(deadline_ticks(cfg.deadline));
+        }
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Instance { store, bindings }),
             Err(e) => Err(self.classify(e, &store)),
@@ -328,9 +337,13 @@ impl WasmPolicy {
             empty => empty.insert(self.instantiate()?),
         };
         let config = &self.runtime.inner.config;
-        inst.store
-            .set_epoch_deadline(deadline_ticks(config.deadline));
-        if let Err(e) = inst.store.set_fuel(config.fuel) {
+        if config.epoch_deadline {
+            inst.store
+                .set_epoch_deadline(deadline_ticks(config.deadline));
+        }
+        if config.fuel_metering
+            && let Err(e) = inst.store.set_fuel(config.fuel)
+        {
             return Err(PolicyError::Trap(format!("cannot set fuel: {e}")));
         }
         let guest = inst.bindings.regionsync_policy_decisions();

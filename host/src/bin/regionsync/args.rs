@@ -51,6 +51,27 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Measure this machine: real nodes on loopback with real gRPC and
+    /// redb, each figure over several runs (min, median, max) against its
+    /// target (BENCHMARKS.md). `all` runs every scenario.
+    Bench {
+        /// What to measure.
+        #[arg(value_enum)]
+        scenario: regionsync::bench::Scenario,
+        /// Print one JSON object instead of the table (fields: README).
+        #[arg(long)]
+        json: bool,
+        /// Runs of each figure (at least 3 for a figure worth quoting).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Regions of full-sync, policy-overhead and memory.
+        #[arg(long, default_value_t = 1_000_000)]
+        regions: u64,
+        /// Every scenario at a tiny size, in seconds: checks that the bench
+        /// runs, measures nothing worth quoting.
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Print a running node's status JSON (the same as GET /status).
     Status {
         /// The node's admin address (host:port).

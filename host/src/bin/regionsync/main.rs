@@ -202,6 +202,35 @@ async fn run_status(admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_bench(
+    scenario: regionsync::bench::Scenario,
+    json: bool,
+    runs: usize,
+    regions: u64,
+    smoke: bool,
+) -> anyhow::Result<()> {
+    use regionsync::bench;
+    let options = if smoke {
+        bench::Options::smoke()
+    } else {
+        bench::Options {
+            runs,
+            regions,
+            ..bench::Options::full()
+        }
+    };
+    let machine = bench::Machine::this();
+    let progress = |line: &str| eprintln!("{line}");
+    let reports = bench::run(scenario, &options, &progress).await?;
+    if json {
+        let all = serde_json::json!({ "machine": machine, "scenarios": reports });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", bench::table(&machine, &reports));
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path`, or to standard output.
 fn write_out(path: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -226,7 +255,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     // The demo prints its own story; its nodes' logs are for RUST_LOG=info.
     let default_level = match cli.command {
-        Command::Demo { .. } | Command::Load(_) => "warn",
+        Command::Demo { .. } | Command::Load(_) | Command::Bench { .. } => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
@@ -248,6 +277,13 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             },
             Command::Status { admin } => run_status(&admin).await,
+            Command::Bench {
+                scenario,
+                json,
+                runs,
+                regions,
+                smoke,
+            } => run_bench(scenario, json, runs, regions, smoke).await,
             Command::Policy {
                 command:
                     PolicyCommand::Swap {

@@ -1,0 +1,136 @@
+//! `full-sync`: N regions from a leader to a durable follower, end to end
+//! (ready, durable in redb at completion), against the raw figure: the same
+//! leader streaming the same snapshot to a reader that only decodes. Each
+//! run measures both, back to back, and the ratio is taken within the run.
+//!
+//! `policy-overhead`: the same full sync, and a live run, with the Wasm
+//! component and with the same policy linked natively, alternated.
+
+use std::time::{Duration, Instant};
+
+use super::cluster::{self, ms};
+use super::{Figure, Options, Report, live};
+
+/// One run: (raw ms, end-to-end ms), checking the digests.
+async fn once(
+    leader: &crate::node::RunningLeader,
+    native: bool,
+    limit: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let t = Instant::now();
+    let got = cluster::raw_full_sync(leader).await?;
+    let raw = ms(t.elapsed());
+    anyhow::ensure!(
+        got == leader.shared().status().regions,
+        "the raw reader got {got} regions"
+    );
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    let follower = cluster::follower(leader, Some(dir.path()), "bench-full-sync", native).await?;
+    cluster::caught_up(leader, &follower, limit).await?;
+    let end_to_end = ms(t.elapsed());
+    anyhow::ensure!(
+        cluster::same_digest(leader, &follower),
+        "the follower's digest differs from the leader's"
+    );
+    follower.shutdown().await;
+    Ok((raw, end_to_end))
+}
+
+fn limit(regions: u64) -> Duration {
+    Duration::from_secs(60 + regions / 10_000)
+}
+
+pub async fn run(
+    o: &Options,
+    r: &mut Report,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let leader = cluster::leader(dir.path(), false).await?;
+    cluster::populate(&leader, o.regions, 1).await?;
+    let (mut raw, mut e2e, mut ratio) = (vec![], vec![], vec![]);
+    for run in 0..o.runs {
+        let (a, b) = once(&leader, false, limit(o.regions)).await?;
+        progress(&format!("  run {run}: raw {a:.0} ms, end to end {b:.0} ms"));
+        raw.push(a);
+        e2e.push(b);
+        ratio.push(b / a);
+    }
+    let n = o.regions;
+    r.figure(Figure::of(format!("raw stream of {n} regions"), "ms", raw));
+    let end = format!("full sync of {n} regions, durable");
+    r.figure(Figure::of(end.clone(), "ms", e2e));
+    r.figure(Figure::of("full sync / raw", "x", ratio));
+    r.at_most("full sync / raw", 2.0);
+    if n >= 1_000_000 {
+        r.at_most(&end, 3_000.0);
+    }
+    r.check(format!(
+        "every run: the follower ready at the leader's index with the leader's digest ({n} regions)"
+    ));
+    leader.shutdown().await;
+    Ok(())
+}
+
+pub async fn overhead(
+    o: &Options,
+    r: &mut Report,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<()> {
+    // Full sync: one leader per engine (the leader's decisions too), runs
+    // alternated so that drift on a noisy machine hits both alike.
+    let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let wasm = cluster::leader(dirs.0.path(), false).await?;
+    let native = cluster::leader(dirs.1.path(), true).await?;
+    cluster::populate(&wasm, o.regions, 1).await?;
+    cluster::populate(&native, o.regions, 1).await?;
+    let (mut w, mut nat, mut ratio) = (vec![], vec![], vec![]);
+    for run in 0..o.runs {
+        let (_, a) = once(&wasm, false, limit(o.regions)).await?;
+        let (_, b) = once(&native, true, limit(o.regions)).await?;
+        progress(&format!(
+            "  run {run}: full sync wasm {a:.0} ms, native {b:.0} ms"
+        ));
+        w.push(a);
+        nat.push(b);
+        // Throughput ratio: native time over Wasm time.
+        ratio.push(b / a);
+    }
+    wasm.shutdown().await;
+    native.shutdown().await;
+    r.figure(Figure::of("full sync, Wasm policy", "ms", w));
+    r.figure(Figure::of("full sync, native policy", "ms", nat));
+    r.figure(Figure::of(
+        "full sync throughput, Wasm / native",
+        "%",
+        pct(ratio),
+    ));
+    r.at_least("full sync throughput, Wasm / native", 98.0);
+    // Live: CPU per change at the same offered rate.
+    let (mut w, mut nat, mut ratio) = (vec![], vec![], vec![]);
+    for run in 0..o.runs {
+        let a = live::cpu_per_change(o, false).await?;
+        let b = live::cpu_per_change(o, true).await?;
+        progress(&format!(
+            "  run {run}: live CPU per change wasm {a:.2} us, native {b:.2} us"
+        ));
+        w.push(a);
+        nat.push(b);
+        ratio.push(b / a);
+    }
+    r.figure(Figure::of("live CPU per change, Wasm policy", "us", w));
+    r.figure(Figure::of("live CPU per change, native policy", "us", nat));
+    r.figure(Figure::of(
+        "live throughput per CPU, Wasm / native",
+        "%",
+        pct(ratio),
+    ));
+    r.at_least("live throughput per CPU, Wasm / native", 98.0);
+    r.check("every full sync ended with equal digests; every live run too");
+    Ok(())
+}
+
+fn pct(v: Vec<f64>) -> Vec<f64> {
+    v.into_iter().map(|x| x * 100.0).collect()
+}
