@@ -20,7 +20,7 @@ pub async fn run(
     let first = cluster::follower(&leader, Some(fdir.path()), "bench-resume", false).await?;
     cluster::caught_up(&leader, &first, Duration::from_secs(120)).await?;
     first.shutdown().await;
-    let (mut took, mut bytes) = (vec![], vec![]);
+    let (mut took, mut bytes, mut opened) = (vec![], vec![], vec![]);
     for run in 0..o.runs {
         // Changes spread over the key space while the follower is away.
         let hbs = (0..o.behind)
@@ -32,8 +32,18 @@ pub async fn run(
         cluster::feed(&leader, hbs).await?;
         let t = Instant::now();
         let f = cluster::follower(&leader, Some(fdir.path()), "bench-resume", false).await?;
+        // The stream is open once the follower counts a connect.
+        while f.shared().stats.connects.load(Ordering::Relaxed) == 0 {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(60),
+                "the follower never connected"
+            );
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        let connected = Instant::now();
         cluster::caught_up(&leader, &f, Duration::from_secs(60)).await?;
-        let d = ms(t.elapsed());
+        let d = ms(connected.elapsed());
+        opened.push(ms(connected - t));
         let status = f.shared().status();
         anyhow::ensure!(
             status.full_syncs.values().sum::<u64>() == 0,
@@ -50,7 +60,12 @@ pub async fn run(
         bytes.push(b);
         f.shutdown().await;
     }
-    let name = format!("resume {} behind: start to caught up", o.behind);
+    let name = format!("resume {} behind: connect to caught up", o.behind);
+    r.figure(Figure::of(
+        format!("store of {n} regions opened, to connect"),
+        "ms",
+        opened,
+    ));
     r.figure(Figure::of(name.clone(), "ms", took));
     r.figure(Figure::of("bytes received", "B", bytes));
     r.at_most(&name, 50.0);

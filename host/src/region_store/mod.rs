@@ -162,6 +162,18 @@ impl RegionStore {
             if old.blob == entry.blob && old.leader == entry.leader && old.extra == entry.extra {
                 return Outcome::Unchanged;
             }
+            // Most heartbeats keep the region's range (a new version, leader
+            // or statistics): in a set without overlaps nothing else can
+            // overlap it, so it is replaced in place, without the range
+            // searches a split or merge needs.
+            if old.start_key() == region.start_key.as_slice()
+                && old.end_key() == region.end_key.as_slice()
+            {
+                self.replace_in_place(region, entry);
+                return Outcome::Applied {
+                    removed: Vec::new(),
+                };
+            }
         }
         let overlapped = self.overlapping(&region.start_key, &region.end_key, region.id);
         if overlapped
@@ -194,6 +206,23 @@ impl RegionStore {
         self.by_id.insert(id, entry);
         let key = KeyRef::of(self.by_id[&id].start_key());
         self.by_start.insert(key, id);
+    }
+
+    /// Replace the stored copy of `region`, which has the same range; keeps
+    /// the `KeyRef` invariant like `insert_entry` and `remove`.
+    fn replace_in_place(&mut self, region: &Region, entry: Entry) {
+        // Unlink the borrowed key while the old blob is alive.
+        self.by_start.remove(region.start_key.as_slice());
+        let new_len = entry.blob.len();
+        let old = self
+            .by_id
+            .insert(region.id, entry)
+            .expect("replace_in_place is only called for a stored region");
+        self.encoded_bytes = self.encoded_bytes - old.blob.len() + new_len;
+        self.digest.remove(&old.decode());
+        self.digest.add(region);
+        let key = KeyRef::of(self.by_id[&region.id].start_key());
+        self.by_start.insert(key, region.id);
     }
 
     /// The only way out of the maps; keeps the `KeyRef` invariant.
