@@ -214,29 +214,20 @@ fn new_build_check_diff_shadow_promote_with_digests_equal() {
     );
 
     // Promote: active, shadow gone, and the copy stays equal.
-    let said = ok(
-        &run(&[
-            "policy",
-            "promote",
-            "--admin",
-            &fadmin,
-            "--token-file",
-            token_s,
-        ]),
-        "policy promote",
-    );
-    assert!(said.contains("default 0.2.0 -> kit-policy 0.1.0"), "{said}");
-    let f = status(&fadmin);
-    assert_eq!(f["policy"]["name"], "kit-policy");
-    assert!(f["policy"].get("shadow").is_none(), "{f}");
-    let err = one_line_failure(&[
+    let promote = [
         "policy",
         "promote",
         "--admin",
         &fadmin,
         "--token-file",
         token_s,
-    ]);
+    ];
+    let said = ok(&run(&promote), "policy promote");
+    assert!(said.contains("default 0.2.0 -> kit-policy 0.1.0"), "{said}");
+    let f = status(&fadmin);
+    assert_eq!(f["policy"]["name"], "kit-policy");
+    assert!(f["policy"].get("shadow").is_none(), "{f}");
+    let err = one_line_failure(&promote);
     assert!(err.contains("no shadow policy is running"), "{err}");
     load("2000", "20");
     wait_for("the follower to converge on the promoted policy", converged);
