@@ -138,12 +138,13 @@ fn a_trap_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn the_runtime_falls_back_to_a_full_sync_and_counts_it() {
+fn the_runtime_falls_back_to_the_builtin_answer_and_counts_it() {
     let runtime =
         PolicyRuntime::new(runtime(), PolicySource::File(fixture("hostile_trap"))).unwrap();
     let routed = runtime.route_request(TRIGGER, RING);
     assert_eq!(routed.cause, RouteCause::Fallback);
-    assert_eq!(routed.action, RouteAction::FullSync);
+    // The built-in default's answer: a replay from the ring.
+    assert_eq!(routed.action, RouteAction::History(TRIGGER.start_index));
     assert_eq!(routed.cause.as_str(), "policy_fallback");
     assert_eq!(runtime.stats().fallbacks.load(Ordering::Relaxed), 1);
     let routed = runtime.route_request(at(150), RING);
