@@ -282,6 +282,9 @@ pub async fn run(
     };
     let mut reports = Vec::new();
     for s in each {
+        // What the last scenario wrote (gigabytes, for the large ones) is
+        // flushed now, not in the middle of this one's fsyncs.
+        let _ = std::process::Command::new("sync").status();
         progress(&format!("bench {}", s.name()));
         let mut r = Report::new(s);
         match s {
