@@ -2,8 +2,9 @@
 //! without any node. Its contract version and imports (by loading it), the
 //! self-check a swap runs, every exported function on the conformance
 //! vectors' inputs with each answer held to the contract's invariants, the
-//! follower's answers over seeded whole streams held to the host's own facts
-//! (`StreamFacts`), and its size and per-call cost. Any violation makes the
+//! follower's answers over seeded whole streams (gaps, reconnects, crashes,
+//! swaps) held to the host's own facts (`StreamFacts`), a simulated leader's
+//! routing and sending on a ring that wraps, and its size and per-call cost. Any violation makes the
 //! report say which case shows it and the command exit non-zero.
 
 use std::time::Instant;
@@ -60,6 +61,7 @@ pub fn check(bytes: &[u8]) -> Report {
     }
     vector_cases(&engine, &mut r);
     walks(&engine, &mut r);
+    leader(&engine, &mut r);
     cost(&engine, &mut r);
     r
 }
@@ -120,7 +122,8 @@ fn vector_cases(engine: &dyn PolicyEngine, r: &mut Report) {
 fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
     let mut rng = SplitMix64::new(vectors::SEED);
     let (walks, steps) = (500u32, 40u32);
-    let mut broken = 0u32;
+    let (mut broken, mut crashes, mut swaps) = (0u32, 0u32, 0u32);
+    let mut swapped = false;
     'walks: for walk in 0..walks {
         let start = [0u64, 500, 1_500, 20_000][rng.below(4) as usize];
         let complete = start != 0 && rng.below(2) == 0;
@@ -132,6 +135,20 @@ fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
         let mut state = opened;
         let mut connected = false;
         for step in 0..steps {
+            match rng.below(25) {
+                // A crash: the follower restarts from what its store holds.
+                0 => {
+                    state = FollowerState::opened(facts.next_index, facts.complete);
+                    state.resumable = facts.resumable;
+                    facts = StreamFacts::of_store(&state);
+                    connected = false;
+                    crashes += 1;
+                }
+                // A swap and back: this frame is the default policy's, the
+                // next ones meet the state it left.
+                1 => swapped = true,
+                _ => {}
+            }
             if !connected {
                 facts.new_stream();
                 match engine.on_connect(facts.correct(state)) {
@@ -153,15 +170,18 @@ fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
                 announced: AnnouncedSync::ALL[rng.below(4) as usize],
                 digest: DigestCheck::ALL[rng.below(3) as usize],
             };
-            let verdict = engine
-                .on_frame(before, frame)
-                .map_err(|e| e.to_string())
-                .and_then(|d| {
-                    facts
-                        .check_answer(before, frame, &d)
-                        .map(|()| d)
-                        .map_err(|e| e.to_string())
-                });
+            let answer = if std::mem::take(&mut swapped) {
+                swaps += 1;
+                Ok(Policy::default_policy().on_frame(before, frame))
+            } else {
+                engine.on_frame(before, frame)
+            };
+            let verdict = answer.map_err(|e| e.to_string()).and_then(|d| {
+                facts
+                    .check_answer(before, frame, &d)
+                    .map(|()| d)
+                    .map_err(|e| e.to_string())
+            });
             match verdict {
                 Ok(d) => {
                     facts = facts.apply(&d);
@@ -181,7 +201,108 @@ fn walks(engine: &dyn PolicyEngine, r: &mut Report) {
         }
     }
     r.lines.push(format!(
-        "follower streams: {walks} seeded walks of up to {steps} frames, {broken} broke the invariants or the host's facts"
+        "follower streams: {walks} seeded walks of up to {steps} frames ({crashes} crashes, {swaps} frames answered across a swap), {broken} broke the invariants or the host's facts"
+    ));
+}
+
+/// A simulated leader: a ring under intake that wraps, and followers at
+/// random lags routed against it, each routed stream played out through
+/// `plan-send` while the ring moves on, every answer held to the invariants.
+fn leader(engine: &dyn PolicyEngine, r: &mut Report) {
+    let mut rng = SplitMix64::new(vectors::SEED ^ 0x1ead);
+    let limits = match engine.limits() {
+        Ok(l) => l,
+        Err(e) => {
+            r.violations.push(format!("limits failed: {e}"));
+            return;
+        }
+    };
+    let capacity = 1_000u64;
+    let mut next = 1u64;
+    let (mut streams, mut sends, mut broken) = (0u32, 0u32, 0u32);
+    let ring = |next: u64| RingView {
+        first_index: next.saturating_sub(capacity).max(1),
+        next_index: next,
+        capacity,
+        delta_floor: 1,
+    };
+    let mut fail = |r: &mut Report, what: String| {
+        broken += 1;
+        if broken <= 3 {
+            r.violations.push(what);
+        }
+    };
+    for _ in 0..300 {
+        next += rng.below(400);
+        let lag = [0, 1, 10, 500, 999, 1_500][rng.below(6) as usize];
+        let request = SyncRequest {
+            start_index: next.saturating_sub(lag).max(1),
+            can_delta: rng.below(2) == 0,
+            must_delta: rng.below(20) == 0,
+        };
+        let now = ring(next);
+        let routing = match engine.route_request(request, now) {
+            Ok(routing) => routing,
+            Err(e) => {
+                fail(
+                    r,
+                    format!("route-request failed: {e}, at {request:?} on {now:?}"),
+                );
+                continue;
+            }
+        };
+        if let Err(e) = invariants::routing(request, now, &routing) {
+            fail(
+                r,
+                format!("breaks the contract: {e}, at route-request({request:?}, {now:?})"),
+            );
+            continue;
+        }
+        let (regionsync_guest::RouteAction::History(from)
+        | regionsync_guest::RouteAction::Delta(from)) = routing.action
+        else {
+            continue;
+        };
+        streams += 1;
+        let (mut cursor, mut phase) = (from, regionsync_guest::StreamPhase::CatchingUp);
+        for _ in 0..50 {
+            // Intake goes on while the stream sends; the ring may wrap past it.
+            next += rng.below(300);
+            let view = regionsync_guest::StreamView {
+                phase,
+                cursor,
+                ring: ring(next),
+            };
+            sends += 1;
+            let step = match engine.plan_send(view) {
+                Ok(step) => step,
+                Err(e) => {
+                    fail(r, format!("plan-send failed: {e}, at {view:?}"));
+                    break;
+                }
+            };
+            if let Err(e) = invariants::send_step(view, limits, &step) {
+                fail(
+                    r,
+                    format!("breaks the contract: {e}, at plan-send({view:?})"),
+                );
+                break;
+            }
+            match step {
+                regionsync_guest::SendStep::Records(range) => {
+                    cursor = range.start + u64::from(range.count)
+                }
+                regionsync_guest::SendStep::CaughtUp(at) => {
+                    cursor = at;
+                    phase = regionsync_guest::StreamPhase::Live;
+                }
+                regionsync_guest::SendStep::Idle => {}
+                regionsync_guest::SendStep::Exhausted => break,
+            }
+        }
+    }
+    r.lines.push(format!(
+        "leader: 300 requests on a wrapping ring, {streams} streams played out in {sends} plan-send calls, {broken} broke the invariants"
     ));
 }
 
