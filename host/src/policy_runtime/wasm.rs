@@ -368,7 +368,7 @@ impl WasmPolicy {
             PolicyError::Fuel(cfg.fuel)
         } else if let Some(trap) = e.downcast_ref::<Trap>() {
             // The trap alone: wasmtime's text adds a backtrace over lines.
-            PolicyError::Trap(format!("wasm trap: {trap}"))
+            PolicyError::Trap(trap.to_string())
         } else {
             PolicyError::Trap(
                 format!("{e:#}")
