@@ -115,13 +115,20 @@ pub async fn feed(
     Ok(())
 }
 
+/// Heartbeats for `n` regions at `version`, in chunks of a size one
+/// `RegionHeartbeat` stream carries well.
+pub fn heartbeat_chunks(n: u64, version: u64) -> impl Iterator<Item = Vec<RegionHeartbeatRequest>> {
+    const CHUNK: u64 = 200_000;
+    (0..n).step_by(CHUNK as usize).map(move |from| {
+        (from..(from + CHUNK).min(n))
+            .map(|i| heartbeat(region(i, n, version), i))
+            .collect()
+    })
+}
+
 /// `n` regions, fed to `leader` at version `version`.
 pub async fn populate(leader: &RunningLeader, n: u64, version: u64) -> anyhow::Result<()> {
-    const CHUNK: u64 = 200_000;
-    for from in (0..n).step_by(CHUNK as usize) {
-        let hbs = (from..(from + CHUNK).min(n))
-            .map(|i| heartbeat(region(i, n, version), i))
-            .collect();
+    for hbs in heartbeat_chunks(n, version) {
         feed(leader, hbs).await?;
     }
     Ok(())

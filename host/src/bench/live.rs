@@ -215,6 +215,10 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
             }
         }
     }
+    // The admin servers hold the nodes; they end with the run.
+    for (_, server) in admins {
+        server.abort();
+    }
     for f in followers {
         f.shutdown().await;
     }

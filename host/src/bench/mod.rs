@@ -206,23 +206,21 @@ impl Report {
 
     /// The target `figure <= bound` (in the figure's unit).
     fn at_most(&mut self, figure: &str, bound: f64) {
-        let f = self.figures.iter().find(|f| f.name == figure);
-        let (median, unit) = f.map_or((f64::NAN, ""), |f| (f.median, f.unit));
-        self.targets.push(Target {
-            figure: figure.into(),
-            bound: format!("<= {bound} {unit}"),
-            met: median <= bound,
-        });
+        self.target(figure, "<=", bound, |median| median <= bound);
     }
 
     /// The target `figure >= bound`.
     fn at_least(&mut self, figure: &str, bound: f64) {
+        self.target(figure, ">=", bound, |median| median >= bound);
+    }
+
+    fn target(&mut self, figure: &str, op: &str, bound: f64, met: impl Fn(f64) -> bool) {
         let f = self.figures.iter().find(|f| f.name == figure);
         let (median, unit) = f.map_or((f64::NAN, ""), |f| (f.median, f.unit));
         self.targets.push(Target {
             figure: figure.into(),
-            bound: format!(">= {bound} {unit}"),
-            met: median >= bound,
+            bound: format!("{op} {bound} {unit}"),
+            met: met(median),
         });
     }
 

@@ -115,12 +115,8 @@ pub fn dir(base: &Path, name: &str) -> PathBuf {
 
 /// Feed `n` regions to the leader process and wait until it holds them.
 pub async fn populate(leader: &Proc, n: u64) -> anyhow::Result<()> {
-    const CHUNK: u64 = 200_000;
     let mut client = PdClient::connect(leader.url.clone()).await?;
-    for from in (0..n).step_by(CHUNK as usize) {
-        let hbs: Vec<_> = (from..(from + CHUNK).min(n))
-            .map(|i| cluster::heartbeat(cluster::region(i, n, 1), i))
-            .collect();
+    for hbs in cluster::heartbeat_chunks(n, 1) {
         let mut responses = client
             .region_heartbeat(tokio_stream::iter(hbs))
             .await?

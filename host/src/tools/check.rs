@@ -12,7 +12,8 @@ use std::time::Instant;
 use regionsync_guest::invariants::{self, StreamFacts};
 use regionsync_guest::splitmix::SplitMix64;
 use regionsync_guest::{
-    AnnouncedSync, DigestCheck, FollowerState, FrameHeader, Policy, RingView, SyncRequest,
+    AnnouncedSync, DigestCheck, FollowerState, FrameHeader, Policy, RingView, RouteAction,
+    SendStep, StreamPhase, StreamView, SyncRequest,
 };
 use serde_json::Value;
 
@@ -258,17 +259,15 @@ fn leader(engine: &dyn PolicyEngine, r: &mut Report) {
             );
             continue;
         }
-        let (regionsync_guest::RouteAction::History(from)
-        | regionsync_guest::RouteAction::Delta(from)) = routing.action
-        else {
+        let (RouteAction::History(from) | RouteAction::Delta(from)) = routing.action else {
             continue;
         };
         streams += 1;
-        let (mut cursor, mut phase) = (from, regionsync_guest::StreamPhase::CatchingUp);
+        let (mut cursor, mut phase) = (from, StreamPhase::CatchingUp);
         for _ in 0..50 {
             // Intake goes on while the stream sends; the ring may wrap past it.
             next += rng.below(300);
-            let view = regionsync_guest::StreamView {
+            let view = StreamView {
                 phase,
                 cursor,
                 ring: ring(next),
@@ -289,15 +288,13 @@ fn leader(engine: &dyn PolicyEngine, r: &mut Report) {
                 break;
             }
             match step {
-                regionsync_guest::SendStep::Records(range) => {
-                    cursor = range.start + u64::from(range.count)
-                }
-                regionsync_guest::SendStep::CaughtUp(at) => {
+                SendStep::Records(range) => cursor = range.start + u64::from(range.count),
+                SendStep::CaughtUp(at) => {
                     cursor = at;
-                    phase = regionsync_guest::StreamPhase::Live;
+                    phase = StreamPhase::Live;
                 }
-                regionsync_guest::SendStep::Idle => {}
-                regionsync_guest::SendStep::Exhausted => break,
+                SendStep::Idle => {}
+                SendStep::Exhausted => break,
             }
         }
     }
