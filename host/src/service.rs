@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use futures::Stream;
 use futures::future::BoxFuture;
-use parking_lot::RwLockReadGuard;
 use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::{
     self, ErrorType, GetMembersRequest, GetMembersResponse, GetRegionByIdRequest, GetRegionRequest,
@@ -28,7 +27,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::history::Record;
 use crate::region_store::{MalformedRegion, RegionStore, StoredRegion, check_region};
-use crate::wire::{CAPABILITIES_HEADER, Capabilities, MAX_MESSAGE_BYTES, ROUTE_HEADER, ok_header};
+use crate::wire::{
+    CAPABILITIES_HEADER, Capabilities, LINEAGE_HEADER, LastTerm, MAX_MESSAGE_BYTES, ROUTE_HEADER,
+    TERM_HEADER, ok_header,
+};
 
 /// Budget of one ScanRegions answer.
 const SCAN_BYTES: usize = 4 << 20;
@@ -38,12 +40,15 @@ pub trait RegionReads: Send + Sync + 'static {
     /// The cluster this node belongs to (0 while a new follower has not
     /// learnt it yet).
     fn cluster_id(&self) -> u64;
-    /// The store to answer reads from, or why reads are refused now. The
-    /// answer holds the store's read lock, so readiness cannot change
-    /// between the check and the read.
-    fn readable(&self) -> Result<RwLockReadGuard<'_, RegionStore>, Status>;
+    /// Run `read` on the store, or say why reads are refused now. `read`
+    /// runs under the store's read lock, so readiness cannot change between
+    /// the check and the read.
+    fn read(&self, read: &mut dyn FnMut(&RegionStore)) -> Result<(), Status>;
     /// This node as a PD member.
     fn member(&self) -> Member;
+    /// The cluster's leader as a PD member, when this node knows it (itself,
+    /// on a leader).
+    fn leader(&self) -> Option<Member>;
 }
 
 /// A stream of sync frames for one follower.
@@ -56,6 +61,9 @@ pub struct SyncStream {
     /// The kind of sync, announced in the response metadata to a follower
     /// that announced its capabilities (`full-sync`, `delta`, ...).
     pub route: Option<&'static str>,
+    /// The leader's lineage (`crate::lineage`), given to a follower that
+    /// said which term wrote its last record; `None` for a static leader.
+    pub lineage: Option<String>,
 }
 
 /// What only a leader offers the service.
@@ -154,10 +162,14 @@ impl Pd for PdService {
     ) -> Result<Response<GetMembersResponse>, Status> {
         self.check_cluster(request.get_ref().header.as_ref(), false)?;
         let me = self.reads.member();
-        let leader = self.leading.as_ref().map(|_| me.clone());
+        let leader = self.reads.leader();
+        let mut members = vec![me];
+        if let Some(l) = leader.as_ref().filter(|l| l.name != members[0].name) {
+            members.push(l.clone());
+        }
         Ok(Response::new(GetMembersResponse {
             header: self.header(),
-            members: vec![me],
+            members,
             etcd_leader: leader.clone(),
             leader,
         }))
@@ -232,7 +244,9 @@ impl Pd for PdService {
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(req.header.as_ref(), false)?;
-        let found = self.reads.readable()?.get_by_key(&req.region_key);
+        let mut found = None;
+        self.reads
+            .read(&mut |store| found = store.get_by_key(&req.region_key))?;
         Ok(Response::new(self.region_response(found)))
     }
 
@@ -242,7 +256,9 @@ impl Pd for PdService {
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check_cluster(req.header.as_ref(), false)?;
-        let found = self.reads.readable()?.get(req.region_id);
+        let mut found = None;
+        self.reads
+            .read(&mut |store| found = store.get(req.region_id))?;
         Ok(Response::new(self.region_response(found)))
     }
 
@@ -254,10 +270,9 @@ impl Pd for PdService {
         self.check_cluster(req.header.as_ref(), false)?;
         let limit = usize::try_from(req.limit).unwrap_or(0).min(100_000);
         let limit = if limit == 0 { 100_000 } else { limit };
-        let mut found = self
-            .reads
-            .readable()?
-            .scan(&req.start_key, &req.end_key, limit);
+        let mut found = Vec::new();
+        self.reads
+            .read(&mut |store| found = store.scan(&req.start_key, &req.end_key, limit))?;
         // Each region goes out twice (region_metas and regions): keep the
         // answer well under the message limit; clients page on from the last
         // region's end key.
@@ -293,12 +308,17 @@ impl Pd for PdService {
         request: Request<Streaming<SyncRegionRequest>>,
     ) -> Result<Response<Self::SyncRegionsStream>, Status> {
         let leading = self.leading("this node is a follower; sync from the leader")?;
-        let caps = request
-            .metadata()
+        let metadata = request.metadata();
+        let mut caps = metadata
             .get(CAPABILITIES_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(Capabilities::parse)
             .unwrap_or_default();
+        caps.last_term = LastTerm::parse(
+            metadata
+                .get(TERM_HEADER)
+                .map(|v| v.to_str().unwrap_or("not text")),
+        );
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("SyncRegions stream closed before its request")
@@ -313,7 +333,14 @@ impl Pd for PdService {
         let opened = leading.open_sync(first, caps)?;
         // Later requests on the stream carry nothing we use; PD sends one.
         tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+        let lineage = opened
+            .lineage
+            .filter(|_| caps.last_term != LastTerm::NotSent)
+            .and_then(|l| l.parse().ok());
         let mut response = Response::new(opened.frames);
+        if let Some(lineage) = lineage {
+            response.metadata_mut().insert(LINEAGE_HEADER, lineage);
+        }
         if let Some(route) = opened.route.filter(|_| caps.any()) {
             response.metadata_mut().insert(
                 ROUTE_HEADER,

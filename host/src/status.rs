@@ -88,4 +88,42 @@ pub struct Status {
     /// Extra, role-specific figures (lags, counters).
     #[serde(default)]
     pub details: BTreeMap<String, u64>,
+    /// High availability: the election through etcd, for a node started
+    /// with `--etcd` (absent for static roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
+}
+
+/// A node's view of the election (`crate::ha`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HaStatus {
+    /// The etcd endpoints it uses.
+    pub etcd: Vec<String>,
+    /// The last etcd call succeeded.
+    pub etcd_reachable: bool,
+    /// The current leader's name (empty when none is known).
+    pub leader: String,
+    /// The current leader's gRPC URL.
+    pub leader_url: String,
+    /// The current leadership's term (etcd revision; 0: none known).
+    pub term: u64,
+    /// The newest term whose records this node holds.
+    pub held_term: u64,
+    /// The node may campaign now (its copy is complete and holds the newest
+    /// term).
+    pub eligible: bool,
+    /// Milliseconds its lease fence still holds (leader only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Elections this node won.
+    pub elections_won: u64,
+    /// Times it stopped leading.
+    pub step_downs: u64,
+    /// How long the last promotion took, from seeing no leader to serving
+    /// as leader, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promotion_ms: Option<u64>,
+    /// Why it is not leading or campaigning, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }

@@ -40,6 +40,37 @@ pub const CAPABILITIES_HEADER: &str = "regionsync-capabilities";
 /// sync the stream is: `full-sync`, `delta`, `history` or `up-to-date`.
 pub const ROUTE_HEADER: &str = "regionsync-route";
 
+/// gRPC request metadata in which a regionsync follower says which term
+/// wrote its last record (`crate::lineage`): a number, or anything else when
+/// it does not know. A follower that sends none is not checked (PD).
+pub const TERM_HEADER: &str = "regionsync-term";
+
+/// gRPC response metadata in which a leader elected through etcd gives a
+/// follower that sent [`TERM_HEADER`] its lineage (`term@index,...`).
+pub const LINEAGE_HEADER: &str = "regionsync-lineage";
+
+/// What a follower said of its last record's term.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LastTerm {
+    /// Nothing (a PD follower): its history is taken on trust, as PD does.
+    #[default]
+    NotSent,
+    /// This term wrote it.
+    Known(u64),
+    /// It cannot say (its lineage was forgotten): it cannot resume.
+    Unknown,
+}
+
+impl LastTerm {
+    /// From the header's value, if there is one.
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            None => LastTerm::NotSent,
+            Some(v) => v.trim().parse().map_or(LastTerm::Unknown, LastTerm::Known),
+        }
+    }
+}
+
 /// What a follower announced it takes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -50,6 +81,8 @@ pub struct Capabilities {
     /// Its store is part-way through a delta from the requested index: only
     /// a delta from there, or a full sync, can complete it.
     pub must_delta: bool,
+    /// The term of its last record ([`TERM_HEADER`], apart from the list).
+    pub last_term: LastTerm,
 }
 
 impl Capabilities {
@@ -109,8 +142,12 @@ mod tests {
             delta: true,
             verify: true,
             must_delta: false,
+            last_term: LastTerm::NotSent,
         };
         assert_eq!(Capabilities::parse(&caps.to_header()), caps);
+        assert_eq!(LastTerm::parse(None), LastTerm::NotSent);
+        assert_eq!(LastTerm::parse(Some("17")), LastTerm::Known(17));
+        assert_eq!(LastTerm::parse(Some("forgotten")), LastTerm::Unknown);
         assert_eq!(
             Capabilities::parse("verify, teleport"),
             Capabilities {

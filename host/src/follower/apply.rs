@@ -323,6 +323,9 @@ impl Ready<'_> {
             self.batch.next_index = Some(claim);
             self.batch.complete = Some(true);
             self.store.set_applied_next(claim);
+            // The first claim of this leader's data: its lineage now
+            // describes our records (`crate::lineage`).
+            self.batch.lineage = self.shared.lineage.lock().adopt();
             if completion {
                 // What a snapshot or a delta brought has no change index of
                 // its own: changes are tracked from the completion on.

@@ -33,7 +33,9 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::handover::Handover;
 use crate::history::HistoryRing;
+use crate::lineage::Lineage;
 use crate::policy_runtime::{ConnectPlan, FollowerState, PolicyRuntime, StreamFacts};
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
@@ -130,6 +132,22 @@ pub struct FollowerShared {
     /// When history was last committed durably (see `durable_every`).
     last_durable: Mutex<std::time::Instant>,
     stopping: watch::Sender<bool>,
+    /// The leader's URL now; a change ends the session and the next one
+    /// dials the new leader (etcd discovery re-points it). Empty: no leader
+    /// is known, so nothing is dialled.
+    leader: watch::Sender<String>,
+    /// Which leaderships wrote the store's records (`crate::lineage`).
+    lineage: Mutex<Lineages>,
+}
+
+/// The store's lineage, and the one the current leader offered.
+#[derive(Debug, Default)]
+struct Lineages {
+    /// What the store's records come from (persisted with them).
+    held: Lineage,
+    /// The current leader's, adopted with the first claim of its data (or
+    /// at once, when it vouched that our records are its own).
+    offered: Option<Lineage>,
 }
 
 /// The cache and the phase machine's state for what `storage` holds: its
@@ -163,6 +181,18 @@ fn new_ring(config: &FollowerConfig, next_index: u64) -> HistoryRing {
     HistoryRing::new(config.history_capacity, config.history_bytes, next_index)
 }
 
+impl Lineages {
+    /// Take the offered lineage as held; `Some` (to persist) when it differs.
+    fn adopt(&mut self) -> Option<Lineage> {
+        let offered = self.offered.as_ref()?;
+        if *offered == self.held {
+            return None;
+        }
+        self.held = offered.clone();
+        Some(self.held.clone())
+    }
+}
+
 /// A running follower: the sync task plus its shared state.
 pub struct Follower {
     /// State shared with the sync task.
@@ -179,6 +209,55 @@ impl Follower {
         let shared = Arc::new(FollowerShared::open(config, policy)?);
         let task = tokio::spawn(stream::run(shared.clone()));
         Ok(Follower { shared, task })
+    }
+
+    /// Follow from what another role handed over (a leader stepping down):
+    /// its complete store at its index, and its ring.
+    pub fn start_from(
+        config: FollowerConfig,
+        policy: Arc<PolicyRuntime>,
+        handover: Handover,
+    ) -> Result<Follower, StartError> {
+        let shared = Arc::new(FollowerShared::from_handover(config, policy, handover)?);
+        let task = tokio::spawn(stream::run(shared.clone()));
+        Ok(Follower { shared, task })
+    }
+
+    /// Stop syncing and hand the store, the regions and the ring to the next
+    /// role (promotion). `None` when the store is not complete at the moment
+    /// syncing stopped: only a complete copy may lead.
+    pub async fn hand_over(self) -> Option<Handover> {
+        self.shared.stopping.send_replace(true);
+        if tokio::time::timeout(Duration::from_secs(3), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("follower sync task did not stop within 3 s");
+        }
+        let shared = self.shared;
+        let state = *shared.state.lock();
+        let storage = shared.storage.lock().take()?;
+        if !state.complete || state.force_full_sync {
+            tracing::warn!(
+                phase = state.phase.as_str(),
+                "not complete when syncing stopped; not handing over"
+            );
+            if let Err(e) = storage.flush() {
+                tracing::warn!(error = %crate::error_chain(&e), "cannot flush the follower store");
+            }
+            return None;
+        }
+        if let Err(e) = storage.flush() {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot flush the follower store at hand-over");
+            return None;
+        }
+        let store = std::mem::take(&mut *shared.store.write());
+        let ring = std::mem::replace(&mut *shared.ring.write(), shared.new_ring(0));
+        Some(Handover {
+            storage,
+            store,
+            ring,
+        })
     }
 
     /// Stop syncing, then make the newest commit durable and close the store.
@@ -241,8 +320,10 @@ impl FollowerShared {
     }
 
     fn open(config: FollowerConfig, policy: Arc<PolicyRuntime>) -> Result<Self, StartError> {
-        let (storage, store, state, kept_cluster) = match &config.data_dir {
-            None => (
+        match &config.data_dir {
+            None => Self::assemble(
+                config,
+                policy,
                 None,
                 RegionStore::new(),
                 FollowerState::opened(0, false),
@@ -256,8 +337,39 @@ impl FollowerShared {
                     data_dir = %dir.display(), regions = store.len(), next_index = meta.next_index,
                     complete = state.complete, resumable = state.resumable, "follower store opened"
                 );
-                (Some(storage), store, state, meta.cluster_id)
+                Self::assemble(config, policy, Some(storage), store, state, None)
             }
+        }
+    }
+
+    fn from_handover(
+        config: FollowerConfig,
+        policy: Arc<PolicyRuntime>,
+        handover: Handover,
+    ) -> Result<Self, StartError> {
+        let Handover {
+            storage,
+            store,
+            ring,
+        } = handover;
+        // A leader's store is complete at its index by construction.
+        let state = FollowerState::opened(store.applied_next(), true);
+        let ring = (ring.next_index() == store.applied_next())
+            .then(|| ring.rebounded(config.history_capacity, config.history_bytes));
+        Self::assemble(config, policy, Some(storage), store, state, ring)
+    }
+
+    fn assemble(
+        config: FollowerConfig,
+        policy: Arc<PolicyRuntime>,
+        storage: Option<Storage>,
+        store: RegionStore,
+        state: FollowerState,
+        ring: Option<HistoryRing>,
+    ) -> Result<Self, StartError> {
+        let (kept_cluster, held) = match &storage {
+            Some(s) => (s.meta()?.cluster_id, s.lineage()?),
+            None => (None, Lineage::default()),
         };
         let cluster_id = match (kept_cluster, config.cluster_id) {
             (Some(kept), Some(flag)) if kept != flag => {
@@ -265,8 +377,13 @@ impl FollowerShared {
             }
             (kept, flag) => kept.or(flag).unwrap_or(0),
         };
-        let ring = new_ring(&config, state.next_index);
+        let ring = ring.unwrap_or_else(|| new_ring(&config, state.next_index));
         Ok(FollowerShared {
+            leader: watch::channel(config.leader.clone()).0,
+            lineage: Mutex::new(Lineages {
+                held,
+                offered: None,
+            }),
             ready: AtomicBool::new(state.ready),
             facts: Mutex::new(StreamFacts::of_store(&state)),
             state: Mutex::new(state),
@@ -287,6 +404,51 @@ impl FollowerShared {
     /// An empty ring whose next record gets `next_index`.
     fn new_ring(&self, next_index: u64) -> HistoryRing {
         new_ring(&self.config, next_index)
+    }
+
+    /// Dial `url` from now on; the session with another leader ends.
+    pub fn point_at(&self, url: &str) {
+        self.leader.send_if_modified(|now| {
+            let changed = now != url;
+            if changed {
+                url.clone_into(now);
+            }
+            changed
+        });
+    }
+
+    /// The leader's URL now (empty when none is known).
+    pub fn leader_url(&self) -> String {
+        self.leader.borrow().clone()
+    }
+
+    /// The newest leadership whose records the store holds (0: none, a
+    /// static cluster's), and whether the store is complete and ready: what
+    /// makes a follower fit to lead (`crate::ha`).
+    pub fn held_term(&self) -> u64 {
+        self.lineage.lock().held.latest()
+    }
+
+    /// The term that wrote the record before `next` (what the leader checks
+    /// our history against), `None` when our lineage forgot it.
+    fn last_term(&self, next: u64) -> Option<u64> {
+        self.lineage.lock().held.term_before(next)
+    }
+
+    /// The leader of this session offered its lineage: adopt it now when it
+    /// vouched that our records are its own (`vouched`), else with the
+    /// first claim of its data.
+    fn offer_lineage(&self, offered: Option<Lineage>, vouched: bool) -> Result<(), StorageError> {
+        let mut lineages = self.lineage.lock();
+        lineages.offered = offered;
+        if vouched && let Some(batch) = lineages.adopt() {
+            self.persist(&WriteBatch {
+                lineage: Some(batch),
+                durable: true,
+                ..Default::default()
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads may be served.
@@ -339,8 +501,13 @@ impl FollowerShared {
             // A cache-only follower writes nothing, so nothing can fail.
             None => return,
         };
+        let held = storage
+            .as_ref()
+            .and_then(|s| s.lineage().ok())
+            .unwrap_or_default();
         drop(storage);
         *store = cache;
+        self.lineage.lock().held = held;
         *self.ring.write() = self.new_ring(state.next_index);
         tracing::warn!(
             follower = %self.config.name, regions = store.len(), next_index = state.next_index,

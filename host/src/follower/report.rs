@@ -57,6 +57,7 @@ impl FollowerShared {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             details,
+            ha: None,
         }
     }
 

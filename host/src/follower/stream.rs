@@ -15,9 +15,12 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 
 use super::FollowerShared;
+use crate::lineage::Lineage;
 use crate::policy_runtime::{AnnouncedSync, ConnectPlan, ReconnectReason};
 use crate::storage::WriteBatch;
-use crate::wire::{CAPABILITIES_HEADER, Capabilities, MAX_MESSAGE_BYTES, ROUTE_HEADER};
+use crate::wire::{
+    CAPABILITIES_HEADER, Capabilities, LINEAGE_HEADER, MAX_MESSAGE_BYTES, ROUTE_HEADER, TERM_HEADER,
+};
 
 /// Why a session with the leader ended: the policy's reconnect reasons, and
 /// the host's own.
@@ -45,6 +48,8 @@ pub enum EndReason {
     Eof,
     /// A frame could not be stored.
     StoreError,
+    /// Another node leads now (etcd discovery re-pointed the follower).
+    LeaderChanged,
 }
 
 impl EndReason {
@@ -62,6 +67,7 @@ impl EndReason {
             EndReason::StreamError => "stream_error",
             EndReason::Eof => "eof",
             EndReason::StoreError => "store_error",
+            EndReason::LeaderChanged => "leader_changed",
         }
     }
 }
@@ -95,11 +101,26 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+    let mut leader = shared.leader.subscribe();
     loop {
+        // No leader known (etcd has none right now): wait for one.
+        let url = tokio::select! {
+            url = leader.wait_for(|url| !url.is_empty()) => match url {
+                Ok(url) => url.clone(),
+                Err(_) => return,
+            },
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        leader.mark_unchanged();
         let plan = shared.begin_stream();
         shared.stats.connects.fetch_add(1, Ordering::Relaxed);
         let ended = tokio::select! {
-            ended = session(&shared, &plan) => ended,
+            ended = session(&shared, &plan, &url) => ended,
+            _ = leader.changed() => Ended::new(
+                EndReason::LeaderChanged,
+                format!("the leader is now {:?}", *leader.borrow()),
+                true,
+            ),
             _ = stopping.wait_for(|s| *s) => return,
         };
         *shared
@@ -117,47 +138,45 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
             .policy
             .backoff(attempt, seed_base.wrapping_add(u64::from(attempt)));
         let state = *shared.state.lock();
+        // A new leader is dialled at once: nothing failed.
+        let delay = if ended.reason == EndReason::LeaderChanged {
+            Duration::ZERO
+        } else {
+            delay
+        };
         tracing::warn!(
-            follower = %shared.config.name, leader = %shared.config.leader,
+            follower = %shared.config.name, leader = %url,
             reason = ended.reason.as_str(), detail = %ended.detail, next_index = state.next_index,
             ready = state.ready, retry_in = ?delay, "sync stream ended; reconnecting"
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = leader.changed() => {}
             _ = stopping.wait_for(|s| *s) => return,
         }
     }
 }
 
-async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
+async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str) -> Ended {
     let config = &shared.config;
     let start_index = plan.start_index;
-    let endpoint =
-        match Endpoint::from_shared(config.leader.clone()).and_then(|e| match &config.tls {
-            Some(tls) => e.tls_config(tls.client()),
-            None => Ok(e),
-        }) {
-            Ok(e) => e
-                .connect_timeout(config.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(20)),
-            Err(e) => {
-                return Ended::new(
-                    EndReason::BadLeaderUrl,
-                    format!("{}: {e}", config.leader),
-                    false,
-                );
-            }
-        };
+    let endpoint = match Endpoint::from_shared(leader.to_string()).and_then(|e| match &config.tls {
+        Some(tls) => e.tls_config(tls.client()),
+        None => Ok(e),
+    }) {
+        Ok(e) => e
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20)),
+        Err(e) => {
+            return Ended::new(EndReason::BadLeaderUrl, format!("{leader}: {e}"), false);
+        }
+    };
     let channel = match endpoint.connect().await {
         Ok(c) => c,
         Err(e) => {
-            return Ended::new(
-                EndReason::ConnectFailed,
-                format!("{}: {e}", config.leader),
-                false,
-            );
+            return Ended::new(EndReason::ConnectFailed, format!("{leader}: {e}"), false);
         }
     };
     let mut client = PdClient::new(channel)
@@ -174,7 +193,7 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
         Ok(r) => r.into_inner().header.map_or(0, |h| h.cluster_id),
         Err(status) => return Ended::new(EndReason::LeaderRefused, status.to_string(), false),
     };
-    if let Err(why) = check_cluster(shared, theirs) {
+    if let Err(why) = check_cluster(shared, leader, theirs) {
         tracing::error!(follower = %config.name, reason = %why, "refusing to sync");
         *shared.refusal.lock() = Some(why.clone());
         return Ended::new(EndReason::ClusterMismatch, why, false);
@@ -201,14 +220,22 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
             && start_index != 0
             && plan.state.resumable
             && !plan.state.complete,
+        last_term: crate::wire::LastTerm::NotSent,
     };
+    // The term of our last record, for the leader to check our history
+    // against its own (`crate::lineage`).
+    let last_term = shared.last_term(start_index);
     tracing::info!(
-        follower = %config.name, leader = %config.leader, start_index,
+        follower = %config.name, %leader, start_index, last_term = ?last_term,
         capabilities = %caps.to_header(), "asking the leader to sync"
     );
     let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
     if let Some(value) = caps.any().then(|| caps.to_header().parse().ok()).flatten() {
         call.metadata_mut().insert(CAPABILITIES_HEADER, value);
+    }
+    let term = last_term.map_or_else(|| "unknown".to_string(), |t| t.to_string());
+    if let Ok(value) = term.parse() {
+        call.metadata_mut().insert(TERM_HEADER, value);
     }
     let (announced, mut frames) = match client.sync_regions(call).await {
         Ok(r) => {
@@ -218,6 +245,17 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
                 Some("history" | "up-to-date") => AnnouncedSync::History,
                 _ => AnnouncedSync::None,
             };
+            let lineage = r
+                .metadata()
+                .get(LINEAGE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lineage::parse);
+            // History or up to date: the leader checked that our records
+            // are its own, so its lineage is ours now.
+            let vouched = announced == AnnouncedSync::History;
+            if let Err(e) = shared.offer_lineage(lineage, vouched) {
+                return Ended::new(EndReason::StoreError, crate::error_chain(&e), false);
+            }
             (announced, r.into_inner())
         }
         Err(status) => return Ended::new(EndReason::SyncRefused, status.to_string(), false),
@@ -261,19 +299,15 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan) -> Ended {
 }
 
 /// Learn the cluster id on first contact and keep it; refuse another.
-fn check_cluster(shared: &FollowerShared, theirs: u64) -> Result<(), String> {
+fn check_cluster(shared: &FollowerShared, leader: &str, theirs: u64) -> Result<(), String> {
     let ours = shared.cluster_id();
     if theirs == 0 {
-        return Err(format!(
-            "leader {} reports no cluster id",
-            shared.config.leader
-        ));
+        return Err(format!("leader {leader} reports no cluster id"));
     }
     if ours != 0 && ours != theirs {
         return Err(format!(
-            "leader {} belongs to cluster {theirs}, this follower to cluster {ours}; \
-             the store is left untouched",
-            shared.config.leader
+            "leader {leader} belongs to cluster {theirs}, this follower to cluster {ours}; \
+             the store is left untouched"
         ));
     }
     // Kept the first time it is used, learnt or given by --cluster-id, so

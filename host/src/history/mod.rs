@@ -257,6 +257,19 @@ impl HistoryRing {
         self.next_index() - 1
     }
 
+    /// The same records under new bounds (a role taking over a ring that
+    /// another role's settings sized); pins stay with the old ring.
+    pub fn rebounded(mut self, capacity: usize, max_bytes: usize) -> Self {
+        let mut ring = HistoryRing::new(capacity, max_bytes, self.first_index);
+        for (record, at) in self.records.drain(..) {
+            ring.push(record);
+            if let Some(last) = ring.records.back_mut() {
+                last.1 = at;
+            }
+        }
+        ring
+    }
+
     /// Pin from the current next index.
     pub fn pin(&mut self) -> Arc<Pin> {
         self.pins.retain(|p| Arc::strong_count(p) > 1);

@@ -34,6 +34,12 @@ pub struct LeaderConfig {
     pub intake_batch: usize,
     /// TLS for the gRPC service (mutual when it has a CA); plain when `None`.
     pub tls: Option<crate::tls::Tls>,
+    /// The etcd term this leadership won (`crate::lineage`); `None` for a
+    /// static leader.
+    pub term: Option<u64>,
+    /// Changes are accepted only while it holds (the etcd lease; a static
+    /// leader's never closes).
+    pub fence: std::sync::Arc<super::Fence>,
 }
 
 impl LeaderConfig {
@@ -53,6 +59,8 @@ impl LeaderConfig {
             intake_queue: 16_384,
             intake_batch: 4_096,
             tls: None,
+            term: None,
+            fence: std::sync::Arc::new(super::Fence::open()),
         }
     }
 }

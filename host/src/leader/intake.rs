@@ -39,6 +39,9 @@ pub enum IntakeError {
     /// The leader is stopping.
     #[error("the leader is stopping")]
     Stopping,
+    /// Its etcd lease is not known to hold: another node may lead by now.
+    #[error("this node's leadership lease has lapsed; send changes to the current leader")]
+    Fenced,
 }
 
 impl LeaderShared {
@@ -46,6 +49,9 @@ impl LeaderShared {
     pub async fn submit(&self, change: Record) -> Result<(), IntakeError> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(IntakeError::Failed);
+        }
+        if !self.config.fence.holds() {
+            return Err(IntakeError::Fenced);
         }
         self.intake
             .send(change)
@@ -90,6 +96,16 @@ pub(super) async fn run(shared: Arc<LeaderShared>, mut rx: mpsc::Receiver<Record
 fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Record>, StorageError> {
     let stats = &shared.stats;
     let taken = batch.len() as u64;
+    // The lease fence (`fence`): nothing is applied once it may have lapsed.
+    if !shared.config.fence.holds() {
+        stats.fenced.fetch_add(taken, Ordering::Relaxed);
+        tracing::warn!(
+            changes = taken,
+            "lease lapsed: queued changes are not applied"
+        );
+        batch.clear();
+        return Ok(batch);
+    }
     let mut records = Vec::new();
     let mut write = WriteBatch {
         durable: true,
@@ -146,6 +162,20 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
             }
         }
         return Err(e);
+    }
+    if !shared.config.fence.holds() {
+        // Durable here, but the lease lapsed during the commit: no follower
+        // gets it. Should this node lead again, its lineage tells followers
+        // that copied another leader's records apart (`crate::lineage`).
+        stats
+            .fenced
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        tracing::warn!(
+            changes = records.len(),
+            next_index = next,
+            "lease lapsed during a commit: the changes are kept but not published"
+        );
+        return Ok(batch);
     }
     stats
         .accepted

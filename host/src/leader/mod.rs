@@ -12,6 +12,7 @@
 //! `node` module adapts a [`Leader`] to both.
 
 pub mod config;
+pub mod fence;
 pub mod frames;
 pub mod intake;
 mod report;
@@ -28,12 +29,15 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::handover::Handover;
 use crate::history::{HistoryRing, Record};
+use crate::lineage::Lineage;
 use crate::policy_runtime::PolicyRuntime;
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 
 pub use config::LeaderConfig;
+pub use fence::Fence;
 pub use intake::IntakeError;
 pub use stats::{FullSyncOutcome, LeaderStats, StreamEntry};
 
@@ -65,6 +69,9 @@ pub struct LeaderShared {
     pub store: RwLock<RegionStore>,
     /// The last accepted changes, numbered.
     pub ring: RwLock<HistoryRing>,
+    /// The leaderships its index passed through, its own last when elected
+    /// through etcd (`crate::lineage`).
+    pub lineage: Lineage,
     /// The durable store.
     pub storage: Storage,
     /// Every decision comes from here.
@@ -125,6 +132,37 @@ impl Leader {
     pub fn start(config: LeaderConfig, policy: Arc<PolicyRuntime>) -> Result<Leader, StartError> {
         let storage = Storage::open(&config.data_dir)?;
         let meta = storage.meta()?;
+        let store = load(&storage, &meta)?;
+        let ring = HistoryRing::new(
+            config.history_capacity,
+            config.history_bytes,
+            store.applied_next(),
+        );
+        Leader::start_from(
+            config,
+            policy,
+            Handover {
+                storage,
+                store,
+                ring,
+            },
+        )
+    }
+
+    /// Start from what another role handed over (a promoted follower's warm
+    /// store and ring), continuing its numbering; with `config.term`, as the
+    /// leadership of that term.
+    pub fn start_from(
+        config: LeaderConfig,
+        policy: Arc<PolicyRuntime>,
+        handover: Handover,
+    ) -> Result<Leader, StartError> {
+        let Handover {
+            storage,
+            mut store,
+            ring,
+        } = handover;
+        let meta = storage.meta()?;
         let cluster_id = match (meta.cluster_id, config.cluster_id) {
             (Some(kept), Some(flag)) if kept != flag => {
                 return Err(StartError::ClusterMismatch {
@@ -136,30 +174,47 @@ impl Leader {
             (Some(kept), _) => kept,
             (None, flag) => flag.unwrap_or_else(new_cluster_id),
         };
-        let store = load(&storage, &meta)?;
+        // A fresh leader numbers from 1, so that index 0 always means "I
+        // have nothing" on the wire (a promoted empty store included).
+        if store.applied_next() == 0 {
+            store.set_applied_next(1);
+        }
+        if store.delta_floor() == 0 {
+            store.set_delta_floor(store.applied_next());
+        }
         let (loaded, next_index, delta_floor) =
             (store.len(), store.applied_next(), store.delta_floor());
+        let ring = if ring.next_index() == next_index {
+            ring.rebounded(config.history_capacity, config.history_bytes)
+        } else {
+            HistoryRing::new(config.history_capacity, config.history_bytes, next_index)
+        };
+        let held = storage.lineage()?;
+        let lineage = match config.term {
+            Some(term) => held.continued(term, next_index),
+            None => held,
+        };
         storage.write(&WriteBatch {
             next_index: Some(next_index),
             cluster_id: Some(cluster_id),
             complete: Some(true),
+            resumable: Some(false),
             delta_floor: Some(delta_floor),
+            lineage: Some(lineage.clone()),
             durable: true,
             ..Default::default()
         })?;
         tracing::info!(
-            cluster_id, regions = loaded, next_index, delta_floor, data_dir = %config.data_dir.display(),
+            cluster_id, regions = loaded, next_index, delta_floor, history = ring.len(),
+            term = ?config.term, lineage = %lineage, data_dir = %config.data_dir.display(),
             "leader store opened"
         );
         let (intake, rx) = mpsc::channel(config.intake_queue.max(1));
         let shared = Arc::new(LeaderShared {
             cluster_id,
             store: RwLock::new(store),
-            ring: RwLock::new(HistoryRing::new(
-                config.history_capacity,
-                config.history_bytes,
-                next_index,
-            )),
+            ring: RwLock::new(ring),
+            lineage,
             flow_divisor: 10u64.saturating_pow(config.flow_round_digits),
             storage,
             policy,
@@ -177,6 +232,61 @@ impl Leader {
         Ok(Leader {
             shared,
             intake_task,
+        })
+    }
+
+    /// Stop as [`Leader::shutdown`] does, then hand the store, the regions
+    /// and the ring to the next role (a leader stepping down to follow).
+    /// `None` when another owner still holds the leader's state.
+    pub async fn hand_over(self) -> Option<Handover> {
+        let shared = self.shared.clone();
+        self.shutdown().await;
+        // Streams' tasks hold the shared state a little longer than their
+        // entries; wait for them to let go.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut shared = shared;
+        let inner = loop {
+            match Arc::try_unwrap(shared) {
+                Ok(inner) => break inner,
+                Err(back) if tokio::time::Instant::now() < deadline => {
+                    shared = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(held) => {
+                    tracing::warn!(
+                        "the leader's state is still held; the next role reloads the store from disk"
+                    );
+                    // Flushed or not, every commit it made is in the file;
+                    // a non-durable one the next open may miss only if the
+                    // machine, not the process, fails.
+                    let _ = held.storage.flush();
+                    held.storage.retire();
+                    return None;
+                }
+            }
+        };
+        let failed = inner.failed.load(std::sync::atomic::Ordering::Acquire);
+        let LeaderShared {
+            storage,
+            store,
+            ring,
+            ..
+        } = inner;
+        if failed {
+            // What is in memory may not be what is on disk: the next role
+            // loads from disk instead.
+            storage.retire();
+            return None;
+        }
+        if let Err(e) = storage.flush() {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot flush the leader store at hand-over");
+            storage.retire();
+            return None;
+        }
+        Some(Handover {
+            storage,
+            store: store.into_inner(),
+            ring: ring.into_inner(),
         })
     }
 

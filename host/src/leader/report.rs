@@ -51,6 +51,8 @@ impl LeaderShared {
         details.insert("accepted".into(), stats.accepted.load(Ordering::Relaxed));
         details.insert("stale".into(), stats.stale.load(Ordering::Relaxed));
         details.insert("refused".into(), stats.refused.load(Ordering::Relaxed));
+        details.insert("fenced".into(), stats.fenced.load(Ordering::Relaxed));
+        details.insert("diverged".into(), stats.diverged.load(Ordering::Relaxed));
         details.insert("streams".into(), self.streams.lock().len() as u64);
         details.insert("history_capacity".into(), ring.capacity);
         details.insert("unchanged".into(), stats.unchanged.load(Ordering::Relaxed));
@@ -79,6 +81,7 @@ impl LeaderShared {
             policy: crate::status::PolicyStatus::of(&self.policy),
             full_syncs: stats.full_syncs_by_reason(),
             details,
+            ha: None,
         }
     }
 
@@ -142,6 +145,16 @@ impl LeaderShared {
                 &stats.unchanged,
             ),
             ("delta_syncs", "Delta syncs served", &stats.deltas),
+            (
+                "changes_fenced",
+                "Changes not applied or not published because the lease fence had closed",
+                &stats.fenced,
+            ),
+            (
+                "streams_diverged",
+                "Follower streams whose history diverged from this leader's lineage (full sync)",
+                &stats.diverged,
+            ),
         ];
         for (name, help, counter) in counters {
             m.counter(name, help, load(counter));

@@ -47,6 +47,12 @@ pub struct LeaderStats {
     pub unchanged: AtomicU64,
     /// Malformed heartbeats refused.
     pub refused: AtomicU64,
+    /// Changes not applied, or not published, because the lease fence had
+    /// closed (`fence`).
+    pub fenced: AtomicU64,
+    /// Follower streams whose history diverged from this leader's lineage
+    /// (routed to a full sync).
+    pub diverged: AtomicU64,
     /// Sync frames sent.
     pub frames_sent: AtomicU64,
     /// Sync frame bytes sent.

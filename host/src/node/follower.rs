@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLockReadGuard;
 use regionsync_proto::pdpb::Member;
 use tonic::Status;
 
@@ -32,12 +31,13 @@ impl RegionReads for FollowerNode {
         self.shared.cluster_id()
     }
 
-    fn readable(&self) -> Result<RwLockReadGuard<'_, RegionStore>, Status> {
+    fn read(&self, read: &mut dyn FnMut(&RegionStore)) -> Result<(), Status> {
         // Readiness is checked under the store's lock, and a full sync drops
         // readiness under the write lock before it touches the store.
         let store = self.shared.store.read();
         if self.shared.is_ready() {
-            Ok(store)
+            read(&store);
+            Ok(())
         } else {
             let state = *self.shared.state.lock();
             Err(Status::unavailable(format!(
@@ -51,6 +51,10 @@ impl RegionReads for FollowerNode {
 
     fn member(&self) -> Member {
         crate::wire::member(&self.shared.config.name, &self.advertise)
+    }
+
+    fn leader(&self) -> Option<Member> {
+        None
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use parking_lot::RwLockReadGuard;
 use regionsync_proto::pdpb::{Member, SyncRegionRequest};
 use tonic::Status;
 
@@ -35,12 +34,17 @@ impl RegionReads for LeaderNode {
         self.shared.cluster_id
     }
 
-    fn readable(&self) -> Result<RwLockReadGuard<'_, RegionStore>, Status> {
-        Ok(self.shared.store.read())
+    fn read(&self, read: &mut dyn FnMut(&RegionStore)) -> Result<(), Status> {
+        read(&self.shared.store.read());
+        Ok(())
     }
 
     fn member(&self) -> Member {
         crate::wire::member(&self.shared.config.name, &self.advertise)
+    }
+
+    fn leader(&self) -> Option<Member> {
+        Some(self.member())
     }
 }
 
@@ -74,9 +78,11 @@ impl Leading for LeaderNode {
             RouteAction::History(_) => "history",
             RouteAction::UpToDate => "up-to-date",
         };
+        let lineage = &self.shared.lineage;
         Ok(SyncStream {
             frames: Box::pin(opened.frames),
             route: Some(route),
+            lineage: (!lineage.is_empty()).then(|| lineage.to_string()),
         })
     }
 }

@@ -21,6 +21,9 @@ pub struct WriteBatch {
     pub delta_floor: Option<u64>,
     /// Set or clear the resumable marker (a delta is under way).
     pub resumable: Option<bool>,
+    /// Replace the store's lineage (the leaderships its index passed
+    /// through), in the same transaction as the records it describes.
+    pub lineage: Option<crate::lineage::Lineage>,
     /// fsync before returning. Without it the batch may be lost in a crash,
     /// never torn; use it only where a lost batch is harmless (a full sync's
     /// data, which an incomplete marker already disowns).
@@ -57,5 +60,6 @@ impl WriteBatch {
             && self.cluster_id.is_none()
             && self.delta_floor.is_none()
             && self.resumable.is_none()
+            && self.lineage.is_none()
     }
 }

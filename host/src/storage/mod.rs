@@ -21,6 +21,8 @@ use redb::{
 };
 use regionsync_proto::metapb::Region;
 
+use crate::lineage::{Lineage, TermStart};
+
 pub use batch::{RegionOp, WriteBatch};
 pub use error::StorageError;
 use layout::{split_value, upgrade};
@@ -31,6 +33,10 @@ type Result<T> = std::result::Result<T, StorageError>;
 /// last change (8 bytes, little endian; layout 2 on), then its encoding.
 const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// first index -> term: the leaderships the regions' index passed through
+/// (`crate::lineage`). Absent in stores that never had one; older builds
+/// ignore it, so the layout stays 2.
+const LINEAGE: TableDefinition<u64, u64> = TableDefinition::new("lineage");
 
 /// Bump when the meaning of the tables changes; an older store is refused
 /// with a clear error rather than misread.
@@ -76,6 +82,8 @@ enum Handle {
     ReadWrite(Database),
     /// Between the two, or after a failed reopen.
     Closed,
+    /// Closed for good: its role stopped and another opens the file.
+    Retired,
 }
 
 /// The durable store of one node.
@@ -167,7 +175,9 @@ impl Storage {
         let txn = match &*self.handle.lock() {
             Handle::ReadOnly(db) => db.begin_read(),
             Handle::ReadWrite(db) => db.begin_read(),
-            Handle::Closed => return Err(StorageError::Closed(self.path.clone())),
+            Handle::Closed | Handle::Retired => {
+                return Err(StorageError::Closed(self.path.clone()));
+            }
         };
         txn.map_err(|e| self.fail("read", e))
     }
@@ -183,6 +193,9 @@ impl Storage {
         f: impl FnOnce(&Database) -> std::result::Result<T, redb::Error>,
     ) -> Result<T> {
         let mut handle = self.handle.lock();
+        if matches!(*handle, Handle::Retired) {
+            return Err(StorageError::Closed(self.path.clone()));
+        }
         if !matches!(*handle, Handle::ReadWrite(_)) {
             *handle = Handle::Closed; // release the read-only handle first
             *handle = Handle::ReadWrite(open_read_write(&self.path)?);
@@ -258,6 +271,26 @@ impl Storage {
         })
     }
 
+    /// The leaderships the store's index passed through (empty for static
+    /// roles and stores that never had any).
+    pub fn lineage(&self) -> Result<Lineage> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(LINEAGE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Lineage::default()),
+            Err(e) => return Err(self.fail("read the lineage", e)),
+        };
+        let mut starts = Vec::new();
+        for entry in table.iter().map_err(|e| self.fail("read the lineage", e))? {
+            let (first_index, term) = entry.map_err(|e| self.fail("read the lineage", e))?;
+            starts.push(TermStart {
+                term: term.value(),
+                first_index: first_index.value(),
+            });
+        }
+        Ok(Lineage::from_starts(starts))
+    }
+
     /// Every stored region with its leader peer id and the index of its last
     /// change (0 where the layout did not keep it). A record that does not
     /// decode is an error naming it, not a panic.
@@ -291,6 +324,13 @@ impl Storage {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Close the file for good, whoever still holds this handle (a role
+    /// that stopped while a straggler kept a reference): later reads and
+    /// writes fail, and the next role can open the file.
+    pub fn retire(&self) {
+        *self.handle.lock() = Handle::Retired;
     }
 
     /// Make every earlier non-durable commit durable (an empty durable
@@ -376,6 +416,13 @@ impl Storage {
                 }
                 if let Some(r) = batch.resumable {
                     meta.insert(KEY_RESUMABLE, u64::from(r))?;
+                }
+                if let Some(lineage) = &batch.lineage {
+                    txn.delete_table(LINEAGE)?;
+                    let mut table = txn.open_table(LINEAGE)?;
+                    for s in lineage.starts() {
+                        table.insert(s.first_index, s.term)?;
+                    }
                 }
             }
             txn.commit()?;

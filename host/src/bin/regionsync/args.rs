@@ -40,6 +40,9 @@ pub enum Command {
     /// Run a follower: keeps a durable copy of the leader's regions and
     /// serves reads once it is complete.
     Follower(FollowerArgs),
+    /// Run a node under etcd: it follows whoever etcd names leader and
+    /// campaigns, when fit to, to lead (README: "Three nodes with etcd").
+    Node(HaArgs),
     /// Feed a leader region heartbeats with realistic churn (splits,
     /// merges, leader transfers, conf changes, flow updates).
     Load(LoadArgs),
@@ -271,8 +274,42 @@ pub struct LeaderArgs {
 }
 
 #[derive(Args)]
+pub struct HaArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// etcd's client URLs, comma-separated (e.g. http://127.0.0.1:2379).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub etcd: Vec<String>,
+    /// Directory of the node's embedded store (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Node name, unique in the cluster: shown in etcd, to peers and in logs.
+    #[arg(long)]
+    pub name: String,
+    /// TTL of the leadership lease, in seconds: a leader that dies is
+    /// replaced after about this long (etcd's minimum applies).
+    #[arg(long, default_value_t = 3)]
+    pub lease_ttl: u64,
+    /// Records kept in the history ring.
+    #[arg(long, default_value_t = 10_000)]
+    pub history_capacity: usize,
+    /// Encoded bytes kept in the history ring (0: no bound).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub history_bytes: usize,
+    /// A heartbeat whose flow changes only below this many digits makes no
+    /// record (PD's flow-round-by-digit).
+    #[arg(long, default_value_t = 3)]
+    pub flow_round_digits: u32,
+    /// Limit on a full sync's snapshot, in bytes per second (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub full_sync_rate: u64,
+}
+
+#[derive(Args)]
 pub struct LoadArgs {
-    /// The leader's gRPC URL.
+    /// The leader's gRPC URL; with nodes under etcd, several comma-separated
+    /// node URLs: the load follows the leader (GetMembers) when it changes,
+    /// and re-sends every region to the new one.
     #[arg(long)]
     pub leader: String,
     #[command(flatten)]

@@ -13,13 +13,28 @@ use crate::args::LoadArgs;
 /// Run the load, then the acceptance check.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let tls = args.tls.load()?;
-    let mut client = load::connect_with(&args.leader, tls.as_ref()).await?;
-    let members = client
-        .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
-        .await
-        .with_context(|| format!("{} is not a regionsync leader", args.leader))?
-        .into_inner();
-    let cluster_id = members.header.map_or(0, |h| h.cluster_id);
+    let nodes: Vec<String> = args
+        .leader
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect();
+    let (mut leader, mut client, cluster_id) = if nodes.len() == 1 {
+        let mut client = load::connect_with(&nodes[0], tls.as_ref()).await?;
+        let members = client
+            .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
+            .await
+            .with_context(|| format!("{} is not a regionsync leader", nodes[0]))?
+            .into_inner();
+        (
+            nodes[0].clone(),
+            client,
+            members.header.map_or(0, |h| h.cluster_id),
+        )
+    } else {
+        load::find_leader(&nodes, tls.as_ref(), Duration::from_secs(30)).await?
+    };
     // A leader that holds regions already gets churn as soon as the first
     // page of them is read (the rest join the model as they arrive); a new
     // one gets every region first.
@@ -68,11 +83,41 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         })
     };
     let heartbeats = load::stream(generator.clone(), seed_all, limit, args.rate, sent.clone());
-    let result = load::send_stream(&mut client, heartbeats).await;
+    let mut result = load::send_stream(&mut client, heartbeats).await;
+    // Under etcd, a leader that goes away is followed: find the new one and
+    // re-send every region to it (as TiKV's stores keep heartbeating), then
+    // go on with the churn that is left.
+    let mut failovers = 0;
+    while let Err(e) = &result {
+        if nodes.len() < 2 {
+            break;
+        }
+        let lost = Instant::now();
+        tracing::warn!(leader = %leader, error = %format!("{e:#}"), "lost the leader; looking for the new one");
+        let found = load::find_leader(&nodes, tls.as_ref(), Duration::from_secs(60)).await?;
+        (leader, client) = (found.0, found.1);
+        failovers += 1;
+        let left = match limit {
+            load::Limit::Duration(d) => load::Limit::Duration(d.saturating_sub(started.elapsed())),
+            load::Limit::Operations(n) => {
+                load::Limit::Operations(n.saturating_sub(generator.lock().counts.operations()))
+            }
+        };
+        let regions = generator.lock().len();
+        println!(
+            "leader changed to {leader} ({:.0?} after losing the old one); re-sending all {regions} regions",
+            lost.elapsed()
+        );
+        let heartbeats = load::stream(generator.clone(), true, left, args.rate, sent.clone());
+        result = load::send_stream(&mut client, heartbeats).await;
+    }
     if let Some(p) = progress {
         p.abort();
     }
     result?;
+    if failovers > 0 {
+        println!("followed {failovers} leader change(s)");
+    }
     let sent_for = started.elapsed();
     scanning.await??;
     first_after.abort();

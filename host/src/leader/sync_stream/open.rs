@@ -12,7 +12,7 @@ use tonic::Status;
 use super::{QUEUED_FRAMES, run};
 use crate::leader::LeaderShared;
 use crate::policy_runtime::{RingView, Routed, SyncRequest};
-use crate::wire::Capabilities;
+use crate::wire::{Capabilities, LastTerm};
 
 /// A stream being served: its frames, and how it was routed (which the
 /// service announces to a follower that announced its capabilities).
@@ -27,8 +27,8 @@ pub struct Opened {
 /// serving it; the frames come out of the returned stream.
 pub fn open(
     shared: &Arc<LeaderShared>,
-    request: SyncRegionRequest,
-    caps: Capabilities,
+    mut request: SyncRegionRequest,
+    mut caps: Capabilities,
 ) -> Result<Opened, Status> {
     if shared.is_stopping() {
         return Err(Status::unavailable("the leader is stopping"));
@@ -37,6 +37,20 @@ pub fn open(
         return Err(Status::unavailable(
             "the leader cannot persist changes; it claims no index until it is restarted",
         ));
+    }
+    if let Some(theirs) = diverged(shared, request.start_index, caps.last_term) {
+        // Its records from somewhere before its index are not ours: only a
+        // full sync replaces them (`crate::lineage`).
+        tracing::warn!(
+            follower = %follower_name(&request), start_index = request.start_index,
+            their_term = %theirs, our_term = ?shared.lineage.term_before(request.start_index),
+            lineage = %shared.lineage,
+            "the follower's history diverged from this leader's (it holds another \
+             leadership's records at its index); it gets a full sync"
+        );
+        shared.stats.diverged.fetch_add(1, Ordering::Relaxed);
+        request.start_index = 0;
+        caps.must_delta = false;
     }
     let ring = shared.routing_view();
     let sync = SyncRequest {
@@ -58,6 +72,21 @@ pub fn open(
         frames: ReceiverStream::new(rx),
         routed,
     })
+}
+
+/// `Some(their term)` when a follower's last record at `start_index - 1`
+/// was written by another term than ours there.
+fn diverged(shared: &LeaderShared, start_index: u64, last: LastTerm) -> Option<String> {
+    if start_index == 0 {
+        return None;
+    }
+    let ours = shared.lineage.term_before(start_index);
+    match last {
+        LastTerm::NotSent => None,
+        LastTerm::Known(t) if ours == Some(t) => None,
+        LastTerm::Known(t) => Some(t.to_string()),
+        LastTerm::Unknown => Some("unknown".into()),
+    }
 }
 
 impl LeaderShared {

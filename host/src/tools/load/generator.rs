@@ -78,6 +78,13 @@ pub struct ChurnCounts {
     pub flow_updates: u64,
 }
 
+impl ChurnCounts {
+    /// Churn operations so far.
+    pub fn operations(&self) -> u64 {
+        self.splits + self.merges + self.leader_transfers + self.conf_changes + self.flow_updates
+    }
+}
+
 /// The model cluster and the heartbeats that describe its changes.
 pub struct Generator {
     cluster_id: u64,

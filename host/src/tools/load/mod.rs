@@ -56,6 +56,52 @@ pub async fn connect_with(
     Ok(PdClient::new(channel).max_decoding_message_size(crate::wire::MAX_MESSAGE_BYTES))
 }
 
+/// The cluster's leader, asked of each of `nodes` in turn (GetMembers), as
+/// a PD client finds it: its URL, a client of it, and the cluster id.
+/// Retries until `within` passes (an election may be under way).
+pub async fn find_leader(
+    nodes: &[String],
+    tls: Option<&crate::tls::Tls>,
+    within: Duration,
+) -> anyhow::Result<(String, PdClient<Channel>, u64)> {
+    let deadline = Instant::now() + within;
+    let mut last = anyhow::anyhow!("no node was asked");
+    loop {
+        for node in nodes {
+            let asked = async {
+                let mut client = connect_with(node, tls).await?;
+                let members = client
+                    .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
+                    .await
+                    .with_context(|| format!("{node} answers no GetMembers"))?
+                    .into_inner();
+                let cluster_id = members.header.map_or(0, |h| h.cluster_id);
+                let url = members
+                    .leader
+                    .and_then(|m| m.client_urls.into_iter().next())
+                    .with_context(|| format!("{node} knows no leader right now"))?;
+                let client = if &url == node {
+                    client
+                } else {
+                    connect_with(&url, tls).await?
+                };
+                anyhow::Ok((url, client, cluster_id))
+            };
+            match asked.await {
+                Ok(found) => return Ok(found),
+                Err(e) => last = e,
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(last.context(format!(
+                "no leader found among {} within {within:?}",
+                nodes.join(",")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every region a node serves, with its leader, paging like a PD client.
 pub async fn scan_all(
     client: &mut PdClient<Channel>,
