@@ -22,6 +22,8 @@
 
 mod apply;
 pub mod config;
+mod handover;
+mod lineage;
 mod report;
 pub mod stream;
 
@@ -33,12 +35,12 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::handover::Handover;
 use crate::history::HistoryRing;
 use crate::lineage::Lineage;
 use crate::policy_runtime::{ConnectPlan, FollowerState, PolicyRuntime, StreamFacts};
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
+use lineage::Lineages;
 
 pub use config::FollowerConfig;
 pub use stream::{EndReason, Ended};
@@ -140,16 +142,6 @@ pub struct FollowerShared {
     lineage: Mutex<Lineages>,
 }
 
-/// The store's lineage, and the one the current leader offered.
-#[derive(Debug, Default)]
-struct Lineages {
-    /// What the store's records come from (persisted with them).
-    held: Lineage,
-    /// The current leader's, adopted with the first claim of its data (or
-    /// at once, when it vouched that our records are its own).
-    offered: Option<Lineage>,
-}
-
 /// The cache and the phase machine's state for what `storage` holds: its
 /// regions when it is complete (or part-way through a delta, which a delta
 /// from its index completes), nothing otherwise.
@@ -181,18 +173,6 @@ fn new_ring(config: &FollowerConfig, next_index: u64) -> HistoryRing {
     HistoryRing::new(config.history_capacity, config.history_bytes, next_index)
 }
 
-impl Lineages {
-    /// Take the offered lineage as held; `Some` (to persist) when it differs.
-    fn adopt(&mut self) -> Option<Lineage> {
-        let offered = self.offered.as_ref()?;
-        if *offered == self.held {
-            return None;
-        }
-        self.held = offered.clone();
-        Some(self.held.clone())
-    }
-}
-
 /// A running follower: the sync task plus its shared state.
 pub struct Follower {
     /// State shared with the sync task.
@@ -209,55 +189,6 @@ impl Follower {
         let shared = Arc::new(FollowerShared::open(config, policy)?);
         let task = tokio::spawn(stream::run(shared.clone()));
         Ok(Follower { shared, task })
-    }
-
-    /// Follow from what another role handed over (a leader stepping down):
-    /// its complete store at its index, and its ring.
-    pub fn start_from(
-        config: FollowerConfig,
-        policy: Arc<PolicyRuntime>,
-        handover: Handover,
-    ) -> Result<Follower, StartError> {
-        let shared = Arc::new(FollowerShared::from_handover(config, policy, handover)?);
-        let task = tokio::spawn(stream::run(shared.clone()));
-        Ok(Follower { shared, task })
-    }
-
-    /// Stop syncing and hand the store, the regions and the ring to the next
-    /// role (promotion). `None` when the store is not complete at the moment
-    /// syncing stopped: only a complete copy may lead.
-    pub async fn hand_over(self) -> Option<Handover> {
-        self.shared.stopping.send_replace(true);
-        if tokio::time::timeout(Duration::from_secs(3), self.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("follower sync task did not stop within 3 s");
-        }
-        let shared = self.shared;
-        let state = *shared.state.lock();
-        let storage = shared.storage.lock().take()?;
-        if !state.complete || state.force_full_sync {
-            tracing::warn!(
-                phase = state.phase.as_str(),
-                "not complete when syncing stopped; not handing over"
-            );
-            if let Err(e) = storage.flush() {
-                tracing::warn!(error = %crate::error_chain(&e), "cannot flush the follower store");
-            }
-            return None;
-        }
-        if let Err(e) = storage.flush() {
-            tracing::warn!(error = %crate::error_chain(&e), "cannot flush the follower store at hand-over");
-            return None;
-        }
-        let store = std::mem::take(&mut *shared.store.write());
-        let ring = std::mem::replace(&mut *shared.ring.write(), shared.new_ring(0));
-        Some(Handover {
-            storage,
-            store,
-            ring,
-        })
     }
 
     /// Stop syncing, then make the newest commit durable and close the store.
@@ -342,23 +273,6 @@ impl FollowerShared {
         }
     }
 
-    fn from_handover(
-        config: FollowerConfig,
-        policy: Arc<PolicyRuntime>,
-        handover: Handover,
-    ) -> Result<Self, StartError> {
-        let Handover {
-            storage,
-            store,
-            ring,
-        } = handover;
-        // A leader's store is complete at its index by construction.
-        let state = FollowerState::opened(store.applied_next(), true);
-        let ring = (ring.next_index() == store.applied_next())
-            .then(|| ring.rebounded(config.history_capacity, config.history_bytes));
-        Self::assemble(config, policy, Some(storage), store, state, ring)
-    }
-
     fn assemble(
         config: FollowerConfig,
         policy: Arc<PolicyRuntime>,
@@ -420,35 +334,6 @@ impl FollowerShared {
     /// The leader's URL now (empty when none is known).
     pub fn leader_url(&self) -> String {
         self.leader.borrow().clone()
-    }
-
-    /// The newest leadership whose records the store holds (0: none, a
-    /// static cluster's), and whether the store is complete and ready: what
-    /// makes a follower fit to lead (`crate::ha`).
-    pub fn held_term(&self) -> u64 {
-        self.lineage.lock().held.latest()
-    }
-
-    /// The term that wrote the record before `next` (what the leader checks
-    /// our history against), `None` when our lineage forgot it.
-    fn last_term(&self, next: u64) -> Option<u64> {
-        self.lineage.lock().held.term_before(next)
-    }
-
-    /// The leader of this session offered its lineage: adopt it now when it
-    /// vouched that our records are its own (`vouched`), else with the
-    /// first claim of its data.
-    fn offer_lineage(&self, offered: Option<Lineage>, vouched: bool) -> Result<(), StorageError> {
-        let mut lineages = self.lineage.lock();
-        lineages.offered = offered;
-        if vouched && let Some(batch) = lineages.adopt() {
-            self.persist(&WriteBatch {
-                lineage: Some(batch),
-                durable: true,
-                ..Default::default()
-            })?;
-        }
-        Ok(())
     }
 
     /// Reads may be served.

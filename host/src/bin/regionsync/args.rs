@@ -53,6 +53,14 @@ pub enum Command {
         /// Where the nodes keep their stores (a temporary directory if absent).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Instead: three `regionsync node` processes under a real etcd
+        /// (Debian's etcd-server), the leader killed under load, alternately
+        /// with SIGKILL and SIGTERM, and a table of each failover.
+        #[arg(long)]
+        ha: bool,
+        /// Failovers of `--ha`.
+        #[arg(long, default_value_t = 4, requires = "ha")]
+        kills: usize,
     },
     /// Measure this machine: real nodes on loopback with real gRPC and
     /// redb, each figure over several runs (min, median, max) against its

@@ -319,11 +319,22 @@ fn main() -> ExitCode {
             Command::Follower(args) => run_follower(args).await,
             Command::Node(args) => run_node(args).await,
             Command::Load(args) => load_cmd::run(args).await,
-            Command::Demo { data_dir } => match demo::run(data_dir).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(anyhow::anyhow!("the nodes' digests differ")),
-                Err(e) => Err(e),
-            },
+            Command::Demo {
+                data_dir,
+                ha,
+                kills,
+            } => {
+                let agreed = if ha {
+                    regionsync::tools::demo_ha::run(data_dir, kills).await
+                } else {
+                    demo::run(data_dir).await
+                };
+                match agreed {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(anyhow::anyhow!("the nodes' digests differ")),
+                    Err(e) => Err(e),
+                }
+            }
             Command::Status { admin } => run_status(&admin).await,
             Command::Bench {
                 scenario,

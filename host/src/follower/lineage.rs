@@ -1,0 +1,65 @@
+//! Which leaderships wrote the follower's records (`crate::lineage`,
+//! docs/protocol.md §8): what it tells a leader of its history, and when it
+//! takes the leader's lineage as its own.
+
+use crate::lineage::Lineage;
+use crate::storage::{StorageError, WriteBatch};
+
+use super::FollowerShared;
+
+/// The store's lineage, and the one the current leader offered.
+#[derive(Debug, Default)]
+pub(super) struct Lineages {
+    /// What the store's records come from (persisted with them).
+    pub(super) held: Lineage,
+    /// The current leader's, adopted with the first claim of its data (or
+    /// at once, when it vouched that our records are its own).
+    pub(super) offered: Option<Lineage>,
+}
+
+impl Lineages {
+    /// Take the offered lineage as held; `Some` (to persist) when it differs.
+    pub(super) fn adopt(&mut self) -> Option<Lineage> {
+        let offered = self.offered.as_ref()?;
+        if *offered == self.held {
+            return None;
+        }
+        self.held = offered.clone();
+        Some(self.held.clone())
+    }
+}
+
+impl FollowerShared {
+    /// The newest leadership whose records the store holds (0: none, a
+    /// static cluster's), and whether the store is complete and ready: what
+    /// makes a follower fit to lead (`crate::ha`).
+    pub fn held_term(&self) -> u64 {
+        self.lineage.lock().held.latest()
+    }
+
+    /// The term that wrote the record before `next` (what the leader checks
+    /// our history against), `None` when our lineage forgot it.
+    pub(super) fn last_term(&self, next: u64) -> Option<u64> {
+        self.lineage.lock().held.term_before(next)
+    }
+
+    /// The leader of this session offered its lineage: adopt it now when it
+    /// vouched that our records are its own (`vouched`), else with the
+    /// first claim of its data.
+    pub(super) fn offer_lineage(
+        &self,
+        offered: Option<Lineage>,
+        vouched: bool,
+    ) -> Result<(), StorageError> {
+        let mut lineages = self.lineage.lock();
+        lineages.offered = offered;
+        if vouched && let Some(batch) = lineages.adopt() {
+            self.persist(&WriteBatch {
+                lineage: Some(batch),
+                durable: true,
+                ..Default::default()
+            })?;
+        }
+        Ok(())
+    }
+}

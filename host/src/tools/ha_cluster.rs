@@ -1,0 +1,446 @@
+//! Three real `regionsync node` processes and a real etcd on loopback: what
+//! `regionsync demo --ha` runs and what the failover tests drive.
+//!
+//! Every node reaches etcd through its own [`Proxy`], so that a test can cut
+//! one node off from etcd (a partition) while the others still see it.
+//! Processes are killed with real signals: SIGKILL is a crash (the lease
+//! must expire), SIGTERM a clean stop (the leader resigns).
+//!
+//! Long file: etcd, the proxy and the node processes are one harness; each
+//! part is used only with the others, so they read best together.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::status::Status;
+
+/// A port free on loopback now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A single-member etcd on loopback, in its own data directory.
+pub struct Etcd {
+    child: Option<Child>,
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl Etcd {
+    /// Start `etcd` (Debian's `etcd-server`) and wait until it answers.
+    pub async fn start(dir: &Path) -> anyhow::Result<Etcd> {
+        let mut etcd = Etcd {
+            child: None,
+            dir: dir.to_path_buf(),
+            client_port: free_port()?,
+            peer_port: free_port()?,
+        };
+        etcd.restart().await?;
+        Ok(etcd)
+    }
+
+    /// etcd's version line (`etcd --version`).
+    pub fn version() -> anyhow::Result<String> {
+        let out = Command::new("etcd")
+            .arg("--version")
+            .output()
+            .context("etcd is not installed (./setup installs Debian's etcd-server)")?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string())
+    }
+
+    /// Its client URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Its client address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    }
+
+    /// Stop it (SIGKILL); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same ports and data, and wait until it answers.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        std::fs::create_dir_all(&self.dir)?;
+        let log = std::fs::File::create(self.dir.join("etcd.log"))?;
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("etcd")
+            .arg("--name=regionsync-test")
+            .arg(format!("--data-dir={}", self.dir.join("data").display()))
+            .arg(format!("--listen-client-urls={}", self.url()))
+            .arg(format!("--advertise-client-urls={}", self.url()))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=regionsync-test={peer}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start etcd (./setup installs Debian's etcd-server)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = async {
+                let mut c = etcd_client::Client::connect([self.url()], None).await?;
+                c.get("/regionsync-probe", None).await
+            };
+            if tokio::time::timeout(Duration::from_secs(1), probe)
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "etcd did not answer within 20 s (log: {})",
+                    self.dir.join("etcd.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP proxy that can be cut: every open connection is dropped and new
+/// ones are closed at once, as a network partition would.
+pub struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Forward a new loopback port to `target`.
+    pub async fn start(target: SocketAddr) -> anyhow::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
+        let task = {
+            let (cut, conns) = (cut.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::Acquire) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let conn = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let mut inbound = inbound;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    let mut conns = conns.lock();
+                    conns.retain(|c| !c.is_finished());
+                    conns.push(conn);
+                }
+            })
+        };
+        Ok(Proxy {
+            addr,
+            cut,
+            conns,
+            task,
+        })
+    }
+
+    /// Its URL, for a node's `--etcd`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Partition: drop every connection, refuse new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        for c in self.conns.lock().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Heal the partition.
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        for c in self.conns.lock().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+/// One `regionsync node` process.
+pub struct NodeProcess {
+    /// Its name.
+    pub name: String,
+    /// Its gRPC URL.
+    pub url: String,
+    /// Its admin address.
+    pub admin: String,
+    args: Vec<String>,
+    bin: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// Start (or start again) the process.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The process runs (or was asked to stop and has not been waited for).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Send SIGTERM (a clean stop) without waiting for it to take effect.
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()?;
+            if !status.success() {
+                bail!("kill -TERM {} failed", child.id());
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the process to end after [`NodeProcess::terminate`]; kill
+    /// it if it takes longer than `within`.
+    pub async fn wait_stopped(&mut self, within: Duration) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + within;
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("{} did not stop within {within:?} of SIGTERM", self.name);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Its status, if it answers.
+    pub async fn status(&self) -> Option<Status> {
+        let asked = super::admin_client::request(&self.admin, "GET", "/status", &[], None);
+        match tokio::time::timeout(Duration::from_secs(2), asked).await {
+            Ok(Ok((200, body))) => serde_json::from_slice(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// etcd, three nodes, and a proxy per node.
+pub struct HaCluster {
+    /// The etcd they elect through.
+    pub etcd: Etcd,
+    /// The nodes.
+    pub nodes: Vec<NodeProcess>,
+    /// Node i's way to etcd.
+    pub proxies: Vec<Proxy>,
+    /// The cluster id.
+    pub cluster_id: u64,
+}
+
+impl HaCluster {
+    /// Start etcd and `n` nodes of `bin` under `dir`, with a lease of
+    /// `lease_ttl_secs`.
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        lease_ttl_secs: u64,
+    ) -> anyhow::Result<HaCluster> {
+        let etcd = Etcd::start(&dir.join("etcd")).await?;
+        let cluster_id = 4242;
+        let mut nodes = Vec::new();
+        let mut proxies = Vec::new();
+        for i in 1..=n {
+            let proxy = Proxy::start(etcd.addr()).await?;
+            let (grpc, admin) = (free_port()?, free_port()?);
+            let name = format!("node{i}");
+            let args = vec![
+                "node".into(),
+                "--etcd".into(),
+                proxy.url(),
+                "--cluster-id".into(),
+                cluster_id.to_string(),
+                "--name".into(),
+                name.clone(),
+                "--listen".into(),
+                format!("127.0.0.1:{grpc}"),
+                "--admin".into(),
+                format!("127.0.0.1:{admin}"),
+                "--data-dir".into(),
+                dir.join(&name).display().to_string(),
+                "--lease-ttl".into(),
+                lease_ttl_secs.to_string(),
+            ];
+            let mut node = NodeProcess {
+                url: format!("http://127.0.0.1:{grpc}"),
+                admin: format!("127.0.0.1:{admin}"),
+                log: dir.join(format!("{name}.log")),
+                name,
+                args,
+                bin: bin.to_path_buf(),
+                child: None,
+            };
+            node.start()?;
+            nodes.push(node);
+            proxies.push(proxy);
+        }
+        Ok(HaCluster {
+            etcd,
+            nodes,
+            proxies,
+            cluster_id,
+        })
+    }
+
+    /// The nodes' gRPC URLs, comma-separated (for `regionsync load`).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every running node's status (`None` for one that does not answer).
+    pub async fn statuses(&self) -> Vec<Option<Status>> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            out.push(if n.is_running() {
+                n.status().await
+            } else {
+                None
+            });
+        }
+        out
+    }
+
+    /// The index of the node serving as leader (leader role, ready), other
+    /// than `except`, once there is one; `None` after `within`.
+    pub async fn wait_for_leader(&self, except: Option<usize>, within: Duration) -> Option<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if Some(i) == except || !n.is_running() {
+                    continue;
+                }
+                if let Some(s) = n.status().await
+                    && s.role == "leader"
+                    && s.ready
+                {
+                    return Some(i);
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until every running node is ready at one index with one digest;
+    /// that (index, digest), or `None` after `within`.
+    pub async fn wait_converged(&self, within: Duration) -> Option<(u64, String)> {
+        let deadline = Instant::now() + within;
+        loop {
+            let all = self.statuses().await;
+            let running: Vec<_> = self
+                .nodes
+                .iter()
+                .zip(&all)
+                .filter(|(n, _)| n.is_running())
+                .map(|(_, s)| s.clone())
+                .collect();
+            if let Some(first) = running.first().cloned().flatten()
+                && running.iter().all(|s| {
+                    s.as_ref().is_some_and(|s| {
+                        s.ready && s.next_index == first.next_index && s.digest == first.digest
+                    })
+                })
+                && running
+                    .iter()
+                    .filter_map(|s| s.as_ref())
+                    .any(|s| s.role == "leader")
+            {
+                return Some((first.next_index, first.digest));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! High availability with a real etcd and three real `regionsync node`
+//! processes on loopback (docs/protocol.md §8): leaders killed with SIGKILL
+//! and SIGTERM under `regionsync load`, a leader cut off from etcd, and etcd
+//! itself restarted under a running cluster. Each ends with every node
+//! ready at one index with one digest, the load's every change held by the
+//! final leader, and no read answered from a partial set.
+//!
+//! etcd comes from Debian's `etcd-server`, which `./setup` installs.
+//! The tests of this file run one at a time: each needs the machine's two
+//! cores for its lease timings.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use regionsync::tools::ha_cluster::HaCluster;
+use regionsync_proto::pdpb::pd_client::PdClient;
+use regionsync_proto::pdpb::{RequestHeader, ScanRegionsRequest};
+use regionsync_tests::regionsync_bin;
+
+const TTL_SECS: u64 = 2;
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `regionsync load` against the cluster's nodes, in the background.
+fn start_load(cluster: &HaCluster, dir: &Path, regions: u64, seconds: u64, rate: u64) -> Child {
+    let out = std::fs::File::create(dir.join("load.out")).unwrap();
+    let err = std::fs::File::create(dir.join("load.err")).unwrap();
+    Command::new(regionsync_bin())
+        .args(["load", "--leader", &cluster.urls()])
+        .args(["--regions", &regions.to_string()])
+        .args(["--duration", &seconds.to_string()])
+        .args(["--rate", &rate.to_string()])
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for the load to end; it must have found every change held by the
+/// final leader. Its output.
+fn finish_load(mut load: Child, dir: &Path) -> String {
+    let status = load.wait().unwrap();
+    let out = std::fs::read_to_string(dir.join("load.out")).unwrap();
+    let err = std::fs::read_to_string(dir.join("load.err")).unwrap();
+    assert!(status.success(), "load failed:\n{out}\n{err}");
+    assert!(out.contains("(100.00% accepted)"), "load:\n{out}\n{err}");
+    out
+}
+
+/// Wait until the leader holds at least `n` regions (the load's seeding).
+async fn wait_seeded(cluster: &HaCluster, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seeded = cluster
+            .statuses()
+            .await
+            .into_iter()
+            .flatten()
+            .any(|s| s.role == "leader" && s.regions >= n);
+        if seeded {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the load never seeded {n} regions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads every node's regions in one ScanRegions answer, over and over,
+/// until stopped. An answer served from a partial set (a full sync's half
+/// filled store) would hold far fewer regions than the cluster has: every
+/// answer must hold at least 90% of `floor` (splits and merges in flight
+/// move the count a little). Returns (answers, refusals, partial answers).
+fn watch_reads(
+    urls: Vec<String>,
+    cluster_id: u64,
+    floor: u64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+    tokio::spawn(async move {
+        let answered = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let mut partial = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            for url in &urls {
+                let asked = async {
+                    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                        .unwrap()
+                        .connect_timeout(Duration::from_millis(300))
+                        .connect()
+                        .await
+                        .ok()?;
+                    let mut client = PdClient::new(channel).max_decoding_message_size(16 << 20);
+                    client
+                        .scan_regions(ScanRegionsRequest {
+                            header: Some(RequestHeader {
+                                cluster_id,
+                                ..Default::default()
+                            }),
+                            limit: 100_000,
+                            ..Default::default()
+                        })
+                        .await
+                        .ok()
+                };
+                match tokio::time::timeout(Duration::from_secs(2), asked).await {
+                    Ok(Some(answer)) => {
+                        let n = answer.into_inner().regions.len() as u64;
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        if n * 10 < floor * 9 {
+                            partial
+                                .push(format!("{url} answered with {n} of about {floor} regions"));
+                        }
+                    }
+                    _ => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (
+            answered.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed),
+            partial,
+        )
+    })
+}
+
+fn full_syncs(s: &regionsync::status::Status) -> u64 {
+    if s.role == "follower" {
+        s.full_syncs.values().sum()
+    } else {
+        0
+    }
+}
+
+fn logs(cluster: &HaCluster) -> String {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(n.log()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            format!(
+                "--- {} ---\n{}",
+                n.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_history() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .wait_for_leader(None, Duration::from_secs(30))
+            .await
+            .is_some(),
+        "no leader was elected\n{}",
+        logs(&cluster)
+    );
+    let regions = 3_000;
+    let load = start_load(&cluster, dir.path(), regions, 30, 1_500);
+    wait_seeded(&cluster, regions).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
+    let reads = watch_reads(urls, cluster.cluster_id, regions, stop.clone());
+
+    let mut cluster = cluster;
+    let mut failovers = Vec::new();
+    for (round, sigkill) in [true, false].into_iter().enumerate() {
+        let old = cluster
+            .wait_for_leader(None, Duration::from_secs(20))
+            .await
+            .expect("a leader");
+        // The followers' full syncs so far: a failover must add none.
+        let before: Vec<u64> = cluster
+            .statuses()
+            .await
+            .iter()
+            .map(|s| s.as_ref().map_or(0, full_syncs))
+            .collect();
+        let killed_at = Instant::now();
+        if sigkill {
+            cluster.nodes[old].kill();
+        } else {
+            cluster.nodes[old].terminate().unwrap();
+        }
+        let new = cluster
+            .wait_for_leader(Some(old), Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("no new leader after round {round}\n{}", logs(&cluster)));
+        let took = killed_at.elapsed();
+        failovers.push(took);
+        cluster.nodes[old]
+            .wait_stopped(Duration::from_secs(15))
+            .await
+            .unwrap();
+        // SIGKILL: the lease must expire; SIGTERM: the old leader resigns.
+        let bound = Duration::from_secs(TTL_SECS) + Duration::from_secs(3);
+        assert!(took < bound, "failover took {took:?} (bound {bound:?})");
+        assert_ne!(new, old);
+        // The survivors resume from the new leader without a full sync.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // Compared on the node that kept following (the new leader's
+        // follower counters went with its follower role).
+        let after = cluster.statuses().await;
+        for (i, s) in after.iter().enumerate() {
+            if i != old && i != new {
+                let s = s.as_ref().expect("a surviving follower answers");
+                assert_eq!(
+                    full_syncs(s),
+                    before[i],
+                    "a failover made {} take a full sync\n{}",
+                    s.name,
+                    logs(&cluster)
+                );
+            }
+        }
+        cluster.nodes[old].start().unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let out = finish_load(load, dir.path());
+    assert!(
+        out.contains("followed"),
+        "the load never followed a new leader:\n{out}"
+    );
+    let converged = cluster.wait_converged(Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Release);
+    let (answered, refused, partial) = reads.await.unwrap();
+    assert!(
+        converged.is_some(),
+        "the nodes did not converge\n{:#?}\n{}",
+        cluster.statuses().await,
+        logs(&cluster)
+    );
+    assert!(
+        partial.is_empty(),
+        "reads served from a partial set: {partial:?}"
+    );
+    assert!(answered > 0, "no read was answered ({refused} refused)");
+    eprintln!(
+        "failovers: {failovers:?}; reads: {answered} answered, {refused} refused; converged at {converged:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
+        .await
+        .unwrap();
+    let old = cluster
+        .wait_for_leader(None, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    // A client that keeps feeding the old leader directly (churn of a
+    // small cluster of its own): when is it refused?
+    let old_url = cluster.nodes[old].url.clone();
+    let cluster_id = cluster.cluster_id;
+    let feeder = tokio::spawn(async move {
+        let mut client = regionsync::tools::load::connect(&old_url).await.unwrap();
+        let generator = regionsync::tools::load::Generator::new(cluster_id, 200, 99);
+        let beats = regionsync::tools::load::stream(
+            Arc::new(parking_lot::Mutex::new(generator)),
+            true,
+            regionsync::tools::load::Limit::Duration(Duration::from_secs(60)),
+            400,
+            Arc::new(AtomicU64::new(0)),
+        );
+        let result = regionsync::tools::load::send_stream(&mut client, beats).await;
+        (Instant::now(), result)
+    });
+    wait_seeded(&cluster, 200).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cut_at = Instant::now();
+    cluster.proxies[old].cut();
+
+    // The first moment another node serves as leader.
+    let new = cluster
+        .wait_for_leader(Some(old), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no new leader after the partition\n{}", logs(&cluster)));
+    let new_leader_seen = Instant::now();
+    let (refused_at, result) = feeder.await.unwrap();
+    assert!(
+        result.is_err(),
+        "the old leader kept taking changes after its lease"
+    );
+    assert!(
+        refused_at <= new_leader_seen,
+        "the old leader refused changes {:?} after the cut, but node {new} led already {:?} after it",
+        refused_at - cut_at,
+        new_leader_seen - cut_at
+    );
+    let old_status = cluster.nodes[old].status().await.unwrap();
+    assert_eq!(old_status.role, "follower", "{old_status:#?}");
+    let lapsed = old_status.ha.as_ref().unwrap().step_downs;
+    assert_eq!(lapsed, 1);
+    eprintln!(
+        "cut at 0; old leader refused changes at {:?}; node {new} led at {:?}",
+        refused_at - cut_at,
+        new_leader_seen - cut_at
+    );
+
+    // Healed, the old leader follows the new one and converges.
+    cluster.proxies[old].heal();
+    assert!(
+        cluster
+            .wait_converged(Duration::from_secs(30))
+            .await
+            .is_some(),
+        "no convergence after healing\n{:#?}\n{}",
+        cluster.statuses().await,
+        logs(&cluster)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_survives_an_etcd_restart_under_load() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
+        .await
+        .unwrap();
+    cluster
+        .wait_for_leader(None, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    let load = start_load(&cluster, dir.path(), 2_000, 20, 800);
+    wait_seeded(&cluster, 2_000).await;
+    // Down for longer than the lease: the leader must fence itself.
+    cluster.etcd.stop();
+    tokio::time::sleep(Duration::from_secs(TTL_SECS + 2)).await;
+    let leaders = cluster
+        .statuses()
+        .await
+        .into_iter()
+        .flatten()
+        .filter(|s| s.role == "leader")
+        .count();
+    assert_eq!(leaders, 0, "a leader kept leading without etcd");
+    cluster.etcd.restart().await.unwrap();
+    assert!(
+        cluster
+            .wait_for_leader(None, Duration::from_secs(20))
+            .await
+            .is_some(),
+        "no leader after etcd came back\n{}",
+        logs(&cluster)
+    );
+    finish_load(load, dir.path());
+    assert!(
+        cluster
+            .wait_converged(Duration::from_secs(30))
+            .await
+            .is_some(),
+        "no convergence after the etcd restart\n{:#?}\n{}",
+        cluster.statuses().await,
+        logs(&cluster)
+    );
+}
