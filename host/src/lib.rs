@@ -39,8 +39,10 @@
 //!   `RegionReads` and `Leading`), [`server`] (running it with a bounded
 //!   shutdown), [`admin`] (HTTP status, metrics, swap), [`status`] and
 //!   [`metrics`] (what they print);
+//! - shared data also: [`lineage`] (which leadership wrote which records)
+//!   and [`handover`] (a role's warm state, passed to the next role);
 //! - assembly: [`node`] (a role plus its server; the only module that knows
-//!   every part);
+//!   every part) and [`ha`] (a node under etcd that changes role);
 //! - [`bench`]: `regionsync bench`, real nodes measured side by side.
 //! - [`tools`]: the client-side commands (`load`, `demo`, the admin client).
 //!   They are the binary's edge, compiled into the library so that tests

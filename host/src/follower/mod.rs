@@ -27,7 +27,6 @@ mod lineage;
 mod report;
 pub mod stream;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,6 +42,7 @@ use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 use lineage::Lineages;
 
 pub use config::FollowerConfig;
+pub use report::{FollowerStats, FullSyncTrigger};
 pub use stream::{EndReason, Ended};
 
 /// Why a follower cannot start.
@@ -61,46 +61,6 @@ pub enum StartError {
         /// The cluster id given.
         flag: u64,
     },
-}
-
-/// What made a follower take a full sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FullSyncTrigger {
-    /// It asked for index 0 (new, incomplete, or told to by its policy).
-    Requested,
-    /// It asked to resume, and the leader routed it to a full sync.
-    LeaderRouted,
-}
-
-impl FullSyncTrigger {
-    /// Stable label for status and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FullSyncTrigger::Requested => "requested",
-            FullSyncTrigger::LeaderRouted => "leader_routed",
-        }
-    }
-}
-
-/// Counters read by status and metrics.
-#[derive(Debug, Default)]
-pub struct FollowerStats {
-    /// Frames received.
-    pub frames: AtomicU64,
-    /// Frame bytes received.
-    pub bytes: AtomicU64,
-    /// Sessions started.
-    pub connects: AtomicU64,
-    /// Full syncs received, by trigger ([`FullSyncTrigger::as_str`]).
-    pub full_syncs: Mutex<BTreeMap<&'static str, u64>>,
-    /// Sessions ended, by reason ([`EndReason::as_str`]).
-    pub reconnects: Mutex<BTreeMap<&'static str, u64>>,
-    /// Regions received so far in the running full sync.
-    pub snapshot_progress: AtomicU64,
-    /// Delta syncs begun.
-    pub deltas: AtomicU64,
-    /// Completions whose digest differed from the follower's set.
-    pub verify_failures: AtomicU64,
 }
 
 /// Everything the follower's tasks share.

@@ -1,9 +1,11 @@
-//! What a follower reports about itself: the status document
+//! What a follower reports about itself, and the counters behind it: the status document
 //! (docs/protocol.md §6) and the Prometheus metrics, both built at request
 //! time from the counters the follower keeps anyway.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 use super::FollowerShared;
 use crate::status::Status;
@@ -124,4 +126,44 @@ impl FollowerShared {
         m.policy(&self.policy);
         m.render()
     }
+}
+
+/// What made a follower take a full sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullSyncTrigger {
+    /// It asked for index 0 (new, incomplete, or told to by its policy).
+    Requested,
+    /// It asked to resume, and the leader routed it to a full sync.
+    LeaderRouted,
+}
+
+impl FullSyncTrigger {
+    /// Stable label for status and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FullSyncTrigger::Requested => "requested",
+            FullSyncTrigger::LeaderRouted => "leader_routed",
+        }
+    }
+}
+
+/// Counters read by status and metrics.
+#[derive(Debug, Default)]
+pub struct FollowerStats {
+    /// Frames received.
+    pub frames: AtomicU64,
+    /// Frame bytes received.
+    pub bytes: AtomicU64,
+    /// Sessions started.
+    pub connects: AtomicU64,
+    /// Full syncs received, by trigger ([`FullSyncTrigger::as_str`]).
+    pub full_syncs: Mutex<BTreeMap<&'static str, u64>>,
+    /// Sessions ended, by reason ([`EndReason::as_str`]).
+    pub reconnects: Mutex<BTreeMap<&'static str, u64>>,
+    /// Regions received so far in the running full sync.
+    pub snapshot_progress: AtomicU64,
+    /// Delta syncs begun.
+    pub deltas: AtomicU64,
+    /// Completions whose digest differed from the follower's set.
+    pub verify_failures: AtomicU64,
 }

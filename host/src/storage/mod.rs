@@ -6,6 +6,9 @@
 //! store that claims an index holds all of that index's regions. A full sync
 //! starts with a batch that clears the regions and the marker together, and
 //! only the completion batch sets the marker again (docs/protocol.md §3).
+//!
+//! Long file: every table and every transaction of the store is here, so
+//! that one file shows all that is durable and in what order it is written.
 
 mod batch;
 mod error;

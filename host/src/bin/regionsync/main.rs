@@ -7,6 +7,7 @@
 mod args;
 mod config_file;
 mod load_cmd;
+mod node_cmd;
 mod policy_cmd;
 mod progress;
 
@@ -23,7 +24,7 @@ use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, RollbackRule, WasmRuntime};
 use regionsync::tools::{admin_client, demo};
 
-use args::{Cli, Command, FollowerArgs, HaArgs, LeaderArgs, LogFormat, NodeArgs, PolicyCommand};
+use args::{Cli, Command, FollowerArgs, LeaderArgs, LogFormat, NodeArgs, PolicyCommand};
 
 /// mimalloc: a million small region encodings cost less memory (no
 /// per-allocation header, finer size classes) and less time than with the
@@ -32,7 +33,7 @@ use args::{Cli, Command, FollowerArgs, HaArgs, LeaderArgs, LogFormat, NodeArgs, 
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Refuse a data directory that is a file before anything else touches it.
-fn check_data_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub(crate) fn check_data_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     if let Some(dir) = dir.filter(|d| d.exists() && !d.is_dir()) {
         bail!(
             "data directory {} is a file, not a directory",
@@ -56,7 +57,7 @@ fn init_logging(format: LogFormat, default: &str) {
     }
 }
 
-fn load_policy(
+pub(crate) fn load_policy(
     node: &NodeArgs,
     data_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Arc<PolicyRuntime>> {
@@ -84,7 +85,7 @@ fn load_policy(
 }
 
 /// Serve the admin interface on `addr`, if one is given; where it listens.
-async fn serve_admin<N: regionsync::admin::AdminNode>(
+pub(crate) async fn serve_admin<N: regionsync::admin::AdminNode>(
     args: &NodeArgs,
     node: Arc<N>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
@@ -99,7 +100,7 @@ async fn serve_admin<N: regionsync::admin::AdminNode>(
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -188,53 +189,6 @@ async fn run_follower(args: FollowerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_node(args: HaArgs) -> anyhow::Result<()> {
-    let node = &args.node;
-    check_data_dir(Some(&args.data_dir))?;
-    let Some(cluster_id) = node.cluster_id else {
-        bail!("--etcd needs --cluster-id: the election's keys are per cluster");
-    };
-    if args.lease_ttl < 2 {
-        bail!("--lease-ttl must be at least 2 seconds (etcd's minimum TTL)");
-    }
-    let tls = node.tls.load()?;
-    let listener = regionsync::server::bind(&node.listen).await?;
-    let policy = load_policy(node, Some(args.data_dir.as_path()))?;
-    let mut leader = LeaderConfig::new(&args.data_dir);
-    leader.tls = tls.clone();
-    leader.cluster_id = Some(cluster_id);
-    leader.name = args.name.clone();
-    leader.history_capacity = args.history_capacity;
-    leader.history_bytes = args.history_bytes;
-    leader.flow_round_digits = args.flow_round_digits;
-    leader.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
-    let mut follower = FollowerConfig::new("", Some(args.data_dir.clone()));
-    follower.cluster_id = Some(cluster_id);
-    follower.name = args.name.clone();
-    follower.tls = tls;
-    follower.history_capacity = args.history_capacity;
-    follower.history_bytes = args.history_bytes;
-    let lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
-    let config = regionsync::ha::HaConfig {
-        etcd: args.etcd.clone(),
-        cluster_id,
-        lease_ttl,
-        bootstrap_grace: lease_ttl,
-        leader,
-        follower,
-    };
-    let ha = regionsync::ha::HaNode::start(config, policy, listener).await?;
-    let admin = serve_admin(node, ha.switch.clone()).await?;
-    tracing::info!(
-        listen = %ha.local_addr(), admin = ?admin, cluster_id, etcd = %args.etcd.join(","),
-        "node running under etcd"
-    );
-    wait_for_signal().await;
-    tracing::info!("stopping");
-    ha.shutdown().await;
-    Ok(())
-}
-
 async fn run_status(admin: &str) -> anyhow::Result<()> {
     let (code, body) = admin_client::request(admin, "GET", "/status", &[], None).await?;
     if code != 200 {
@@ -317,7 +271,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Leader(args) => run_leader(args).await,
             Command::Follower(args) => run_follower(args).await,
-            Command::Node(args) => run_node(args).await,
+            Command::Node(args) => node_cmd::run(args).await,
             Command::Load(args) => load_cmd::run(args).await,
             Command::Demo {
                 data_dir,
