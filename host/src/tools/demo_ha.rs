@@ -84,7 +84,7 @@ pub async fn run(data_dir: Option<PathBuf>, kills: usize) -> anyhow::Result<bool
     println!("{} leads; starting the load", cluster.nodes[first].name);
 
     let regions = 20_000u64;
-    let seconds = 10 + 9 * kills as u64;
+    let seconds = 15 + 6 * kills as u64;
     let load_out = dir.join("load.out");
     let mut load = Command::new(&bin)
         .args(["load", "--leader", &cluster.urls()])
