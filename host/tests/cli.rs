@@ -379,7 +379,8 @@ fn bench_all_runs_every_scenario_small_and_prints_json() {
             "live",
             "swap-under-load",
             "memory",
-            "scale"
+            "scale",
+            "churn"
         ]
     );
     for s in v["scenarios"].as_array().unwrap() {

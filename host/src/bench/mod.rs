@@ -10,6 +10,7 @@
 //! node per process (memory is per process).
 
 mod call;
+mod churn;
 pub mod cluster;
 mod full_sync;
 mod live;
@@ -39,13 +40,15 @@ pub enum Scenario {
     Call,
     /// Full-sync time and RSS at 100k, 1M and 3M regions.
     Scale,
+    /// A full sync of 1,000,000 regions while the leader takes changes.
+    Churn,
     /// Every scenario.
     All,
 }
 
 impl Scenario {
     /// Every scenario `all` runs, in order.
-    pub const EACH: [Scenario; 8] = [
+    pub const EACH: [Scenario; 9] = [
         Scenario::Call,
         Scenario::Resume,
         Scenario::FullSync,
@@ -54,6 +57,7 @@ impl Scenario {
         Scenario::SwapUnderLoad,
         Scenario::Memory,
         Scenario::Scale,
+        Scenario::Churn,
     ];
 
     /// The name on the command line and in the JSON.
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Call => "call",
             Scenario::Scale => "scale",
+            Scenario::Churn => "churn",
             Scenario::All => "all",
         }
     }
@@ -93,6 +98,8 @@ pub struct Options {
     pub behind: u64,
     /// Region counts of `scale`.
     pub scale: Vec<u64>,
+    /// Changes per second during `churn`'s full sync.
+    pub churn_rate: u64,
     /// The `regionsync` binary, for the scenarios that run nodes as
     /// processes (by default, this one).
     pub binary: std::path::PathBuf,
@@ -111,6 +118,7 @@ impl Options {
             swaps: 20,
             behind: 5_000,
             scale: vec![100_000, 1_000_000, 3_000_000],
+            churn_rate: 20_000,
             binary: std::env::current_exe().unwrap_or_else(|_| "regionsync".into()),
         }
     }
@@ -127,6 +135,7 @@ impl Options {
             swaps: 2,
             behind: 200,
             scale: vec![1_000, 3_000],
+            churn_rate: 2_000,
             ..Self::full()
         }
     }
@@ -294,6 +303,7 @@ pub async fn run(
             Scenario::SwapUnderLoad => live::run(options, &mut r, progress, true).await?,
             Scenario::Memory => memory::run(options, &mut r, progress).await?,
             Scenario::Scale => scale::run(options, &mut r, progress).await?,
+            Scenario::Churn => churn::run(options, &mut r, progress).await?,
             Scenario::All => unreachable!("expanded above"),
         }
         reports.push(r);
