@@ -13,7 +13,9 @@
 //!    the leader's numbering.
 //! 4. **claim**: the batch carries the claimed index and the complete marker,
 //!    and is committed (durably for a completion, at least every
-//!    `durable_every` for history). A completion's digest was compared with
+//!    `durable_every` for history). A sync's data frames claim nothing; their
+//!    batches are written behind, on the writer thread (`writer`), and every
+//!    later write, the completion's first, waits for them to land. A completion's digest was compared with
 //!    the store before the policy decided, so a claim is only ever made for a
 //!    set the leader vouched for (when it sent a digest).
 //! 5. **reconnect**: only after the state is stored does a decision to
@@ -340,6 +342,17 @@ impl Ready<'_> {
             if self.batch.durable {
                 *last = Instant::now();
             }
+        } else if matches!(
+            d.kind,
+            FrameKind::SnapshotStart
+                | FrameKind::SnapshotData
+                | FrameKind::DeltaStart
+                | FrameKind::DeltaData
+        ) {
+            // A sync's data, into a store that claims nothing until the
+            // completion: written behind, while the next frame is applied
+            // (`writer`). The completion's write waits for it.
+            return self.shared.persist_behind(std::mem::take(&mut self.batch));
         }
         self.shared.persist(&self.batch)
     }

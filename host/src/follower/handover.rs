@@ -35,7 +35,13 @@ impl Follower {
         }
         let shared = self.shared;
         let state = *shared.state.lock();
+        if let Err(e) = shared.drain_behind() {
+            tracing::warn!(error = %crate::error_chain(&e), "a full sync's data could not be written; not handing over");
+            return None;
+        }
         let storage = shared.storage.lock().take()?;
+        // The writer has stopped: this is the only handle left.
+        let storage = Arc::into_inner(storage)?;
         if !state.complete || state.force_full_sync {
             tracing::warn!(
                 phase = state.phase.as_str(),

@@ -26,6 +26,7 @@ mod handover;
 mod lineage;
 mod report;
 pub mod stream;
+mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,7 +75,9 @@ pub struct FollowerShared {
     /// The follower's own ring, with the leader's numbering.
     pub ring: RwLock<HistoryRing>,
     /// `None` for a cache-only follower, and after `close_storage`.
-    storage: Mutex<Option<Storage>>,
+    storage: Mutex<Option<Arc<Storage>>>,
+    /// A full sync's data batches being written behind the apply (`writer`).
+    behind: Mutex<Option<writer::Behind>>,
     /// The policy's state of this follower, owned here and passed in whole.
     pub state: Mutex<FollowerState>,
     /// What the host itself knows of the store and the stream; the policy's
@@ -263,7 +266,8 @@ impl FollowerShared {
             state: Mutex::new(state),
             store: RwLock::new(store),
             ring: RwLock::new(ring),
-            storage: Mutex::new(storage),
+            storage: Mutex::new(storage.map(Arc::new)),
+            behind: Mutex::new(None),
             policy,
             cluster_id: AtomicU64::new(cluster_id),
             cluster_kept: AtomicBool::new(kept_cluster.is_some() || config.data_dir.is_none()),
@@ -311,8 +315,10 @@ impl FollowerShared {
         self.ready.store(state.ready, Ordering::Release);
     }
 
-    /// Write a batch to the durable store, if this follower has one.
+    /// Write a batch to the durable store, if this follower has one, after
+    /// every batch written behind has landed (writes stay in order).
     fn persist(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        self.drain_behind()?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -321,6 +327,39 @@ impl FollowerShared {
             (None, Some(dir)) => Err(StorageError::Closed(dir.clone())),
             (None, None) => Ok(()),
         }
+    }
+
+    /// Write a full sync's data batch (no claim, into a store marked
+    /// incomplete) on the writer thread, while the caller goes on (`writer`).
+    fn persist_behind(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let storage = match (&*self.storage.lock(), &self.config.data_dir) {
+            (Some(storage), _) => storage.clone(),
+            (None, Some(dir)) => return Err(StorageError::Closed(dir.clone())),
+            (None, None) => return Ok(()),
+        };
+        let mut behind = self.behind.lock();
+        let writer = match behind.take() {
+            Some(w) => w,
+            None => match writer::Behind::start(storage.clone()) {
+                Ok(w) => w,
+                Err(e) => {
+                    // No thread to spare: write it here, as other batches.
+                    tracing::warn!(error = %e, "cannot start the writer thread; writing in line");
+                    return storage.write(&batch);
+                }
+            },
+        };
+        *behind = Some(writer.write(batch)?);
+        Ok(())
+    }
+
+    /// Wait for the batches written behind; the first failure among them.
+    fn drain_behind(&self) -> Result<(), StorageError> {
+        let writer = self.behind.lock().take();
+        writer.map_or(Ok(()), writer::Behind::drain)
     }
 
     /// After a failed write: make the cache what the store holds again, so
@@ -334,6 +373,8 @@ impl FollowerShared {
     /// it), so no reader sees the cache between the failure and this.
     pub(crate) fn recover_locked(&self, store: &mut RegionStore) {
         self.ready.store(false, Ordering::Release);
+        // What was queued behind lands (or fails) before the store is read.
+        let _ = self.drain_behind();
         let storage = self.storage.lock();
         let (cache, state) = match storage.as_ref().map(|s| (s, s.meta())) {
             Some((s, Ok(meta))) => load(s, &meta),
@@ -374,11 +415,18 @@ impl FollowerShared {
     /// writes fail. Lets a stopped follower's directory be reopened at once
     /// even while stray references to this state remain.
     pub fn close_storage(&self) {
-        self.storage.lock().take();
+        if let Some(storage) = self.storage.lock().take() {
+            // As a crash: what is still queued behind is not written.
+            storage.retire();
+        }
+        let _ = self.drain_behind();
     }
 
     /// A clean stop: make the newest commit durable, then close.
     fn flush_and_close_storage(&self) {
+        if let Err(e) = self.drain_behind() {
+            tracing::warn!(error = %crate::error_chain(&e), "a full sync's data could not be written; the store stays incomplete");
+        }
         let storage = self.storage.lock().take();
         if let Some(Err(e)) = storage.map(|s| s.flush()) {
             tracing::warn!(error = %crate::error_chain(&e), "could not flush the follower store at stop; it resumes from its last durable index");

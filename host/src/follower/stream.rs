@@ -262,8 +262,21 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
     };
     let silence = config.keepalive * 3;
     let mut progressed = false;
+    // The next frames are received and decoded while this one is applied,
+    // so that the two overlap on a second core; few are read ahead, so
+    // memory stays bounded (a frame is at most a few MiB).
+    let (ahead, mut received) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let _reader = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let next = frames.message().await;
+            let last = !matches!(next, Ok(Some(_)));
+            if ahead.send(next).await.is_err() || last {
+                return;
+            }
+        }
+    }));
     loop {
-        let frame = match tokio::time::timeout(silence, frames.message()).await {
+        let frame = match tokio::time::timeout(silence, received.recv()).await {
             Err(_) => {
                 return Ended::new(
                     EndReason::KeepaliveSilence,
@@ -271,16 +284,16 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
                     progressed,
                 );
             }
-            Ok(Err(status)) if status.code() == Code::ResourceExhausted => {
+            Ok(Some(Err(status))) if status.code() == Code::ResourceExhausted => {
                 return Ended::new(EndReason::ResourceExhausted, status.message(), progressed);
             }
-            Ok(Err(status)) => {
+            Ok(Some(Err(status))) => {
                 return Ended::new(EndReason::StreamError, status.to_string(), progressed);
             }
-            Ok(Ok(None)) => {
+            Ok(Some(Ok(None)) | None) => {
                 return Ended::new(EndReason::Eof, "the leader closed the stream", progressed);
             }
-            Ok(Ok(Some(frame))) => frame,
+            Ok(Some(Ok(Some(frame)))) => frame,
         };
         progressed = true;
         let worker = shared.clone();
@@ -295,6 +308,18 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
             }
             Err(e) => return Ended::new(EndReason::StoreError, e.to_string(), progressed),
         }
+    }
+}
+
+/// Frames received ahead of the one being applied.
+const READ_AHEAD: usize = 2;
+
+/// Ends the frame reader with the session that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -154,7 +154,19 @@ impl RegionStore {
     pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64, changed: u64) -> Outcome {
         let (version, conf_ver) = epoch(region);
         let entry = Entry::new(region, leader_id, extra, changed);
-        if let Some(old) = self.by_id.get(&region.id) {
+        let Some(old) = self.by_id.get(&region.id) else {
+            // A new region past the end of the set: a full sync's snapshot
+            // arrives so (in key order, into a cleared store), and nothing
+            // can overlap it, so the range searches are skipped.
+            if self.after_last(region) {
+                self.link(region, entry);
+                return Outcome::Applied {
+                    removed: Vec::new(),
+                };
+            }
+            return self.apply_over_others(region, entry, version);
+        };
+        {
             let (old_version, old_conf_ver) = old.epoch();
             if version < old_version || conf_ver < old_conf_ver {
                 return Outcome::Stale;
@@ -175,6 +187,12 @@ impl RegionStore {
                 };
             }
         }
+        self.apply_over_others(region, entry, version)
+    }
+
+    /// Apply a region whose range may overlap others: newer overlapped
+    /// regions make it stale, older ones are removed.
+    fn apply_over_others(&mut self, region: &Region, entry: Entry, version: u64) -> Outcome {
         let overlapped = self.overlapping(&region.start_key, &region.end_key, region.id);
         if overlapped
             .iter()
@@ -192,6 +210,19 @@ impl RegionStore {
         }
     }
 
+    /// `region` starts after the last region of the set ends (or the set is
+    /// empty): it overlaps nothing.
+    fn after_last(&self, region: &Region) -> bool {
+        match self.by_start.last_key_value() {
+            None => true,
+            Some((last_start, last_id)) => {
+                let start = region.start_key.as_slice();
+                let last_end = self.by_id[last_id].end_key();
+                last_start.bytes() < start && !last_end.is_empty() && last_end <= start
+            }
+        }
+    }
+
     /// The only way into the maps; keeps the `KeyRef` invariant.
     fn insert_entry(&mut self, region: &Region, entry: Entry) {
         // Whatever holds this id or this start key goes first: an equal key
@@ -200,6 +231,11 @@ impl RegionStore {
         if let Some(&other) = self.by_start.get(region.start_key.as_slice()) {
             self.remove(other);
         }
+        self.link(region, entry);
+    }
+
+    /// Link an entry whose id and start key the maps do not hold.
+    fn link(&mut self, region: &Region, entry: Entry) {
         self.encoded_bytes += entry.blob.len();
         self.digest.add(region);
         let id = region.id;

@@ -1,0 +1,68 @@
+//! Writing a full sync's data behind the apply: the batches of snapshot and
+//! delta data frames go to redb on a thread of their own while the next
+//! frame is applied to the cache (docs/design.md, "Memory" and BENCHMARKS.md
+//! say what it saves).
+//!
+//! Only those batches may lag: they claim no index, and the store that
+//! receives them is marked incomplete (or resumable) by a durable write made
+//! before them, so a crash or a failed write loses nothing the store claims.
+//! Every other write waits until the batches behind it have landed
+//! ([`Behind::drain`]), so writes stay in order and a claim is only ever
+//! made over data that is on disk; a failed batch behind surfaces there, as
+//! the failure of that write, and the follower recovers as from any failed
+//! write.
+
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use crate::storage::{Storage, StorageError, WriteBatch};
+
+/// Batches queued before the applying thread waits: enough to cover a
+/// commit's jitter, few enough to bound memory (a batch is one frame).
+const QUEUED: usize = 4;
+
+/// A writer thread and its queue, alive for one run of data frames.
+pub(super) struct Behind {
+    jobs: SyncSender<WriteBatch>,
+    thread: JoinHandle<Result<(), StorageError>>,
+    path: std::path::PathBuf,
+}
+
+impl Behind {
+    /// A thread writing batches to `storage` in order, stopping at the first
+    /// failure.
+    pub(super) fn start(storage: Arc<Storage>) -> std::io::Result<Behind> {
+        let path = storage.path().to_path_buf();
+        let (jobs, queue) = sync_channel::<WriteBatch>(QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("follower-writer".into())
+            .spawn(move || {
+                for batch in queue {
+                    storage.write(&batch)?;
+                }
+                Ok(())
+            })?;
+        Ok(Behind { jobs, thread, path })
+    }
+
+    /// Queue `batch`; an error when the thread stopped on a failed write.
+    pub(super) fn write(self, batch: WriteBatch) -> Result<Behind, StorageError> {
+        match self.jobs.send(batch) {
+            Ok(()) => Ok(self),
+            Err(_) => {
+                let path = self.path.clone();
+                self.drain().and(Err(StorageError::Closed(path)))
+            }
+        }
+    }
+
+    /// Wait until every queued batch has landed; the first failure, if any.
+    pub(super) fn drain(self) -> Result<(), StorageError> {
+        drop(self.jobs);
+        let path = self.path;
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(StorageError::Closed(path)))
+    }
+}
