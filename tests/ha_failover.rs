@@ -252,6 +252,27 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_hi
         "reads served from a partial set: {partial:?}"
     );
     assert!(answered > 0, "no read was answered ({refused} refused)");
+    // Every node names the leader etcd names (GetMembers), as PD clients
+    // discover it.
+    let leader = cluster
+        .wait_for_leader(None, Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    for node in &cluster.nodes {
+        let mut client = regionsync::tools::load::connect(&node.url).await.unwrap();
+        let members = client
+            .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let named = members.leader.expect("a leader member").client_urls;
+        assert_eq!(
+            named,
+            vec![cluster.nodes[leader].url.clone()],
+            "{}",
+            node.name
+        );
+    }
     eprintln!(
         "failovers: {failovers:?}; reads: {answered} answered, {refused} refused; converged at {converged:?}"
     );
