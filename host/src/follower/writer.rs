@@ -1,7 +1,7 @@
 //! Writing a full sync's data behind the apply: the batches of snapshot and
 //! delta data frames go to redb on a thread of their own while the next
-//! frame is applied to the cache (docs/design.md, "Memory" and BENCHMARKS.md
-//! say what it saves).
+//! frame is applied to the cache (docs/design.md, "Durability and
+//! readiness"; BENCHMARKS.md has what it saves).
 //!
 //! Only those batches may lag: they claim no index, and the store that
 //! receives them is marked incomplete (or resumable) by a durable write made
