@@ -264,6 +264,14 @@ pub struct LeaderArgs {
     /// Node name, shown to followers and in logs.
     #[arg(long, default_value = "leader")]
     pub name: String,
+    #[command(flatten)]
+    pub leading: LeadingArgs,
+}
+
+/// What a node that leads keeps and sends: `leader`'s flags, and a node
+/// under etcd's for when it leads.
+#[derive(Args)]
+pub struct LeadingArgs {
     /// Records kept in the history ring.
     #[arg(long, default_value_t = 10_000)]
     pub history_capacity: usize,
@@ -279,6 +287,16 @@ pub struct LeaderArgs {
     /// Limit on a full sync's snapshot, in bytes per second (0: none).
     #[arg(long, default_value_t = 0)]
     pub full_sync_rate: u64,
+}
+
+impl LeadingArgs {
+    /// Set these on a leader's configuration.
+    pub fn configure(&self, config: &mut regionsync::leader::LeaderConfig) {
+        config.history_capacity = self.history_capacity;
+        config.history_bytes = self.history_bytes;
+        config.flow_round_digits = self.flow_round_digits;
+        config.full_sync_rate = (self.full_sync_rate > 0).then_some(self.full_sync_rate);
+    }
 }
 
 #[derive(Args)]
@@ -298,19 +316,8 @@ pub struct HaArgs {
     /// replaced after about this long (etcd's minimum applies).
     #[arg(long, default_value_t = 3)]
     pub lease_ttl: u64,
-    /// Records kept in the history ring.
-    #[arg(long, default_value_t = 10_000)]
-    pub history_capacity: usize,
-    /// Encoded bytes kept in the history ring (0: no bound).
-    #[arg(long, default_value_t = 64 << 20)]
-    pub history_bytes: usize,
-    /// A heartbeat whose flow changes only below this many digits makes no
-    /// record (PD's flow-round-by-digit).
-    #[arg(long, default_value_t = 3)]
-    pub flow_round_digits: u32,
-    /// Limit on a full sync's snapshot, in bytes per second (0: none).
-    #[arg(long, default_value_t = 0)]
-    pub full_sync_rate: u64,
+    #[command(flatten)]
+    pub leading: LeadingArgs,
 }
 
 #[derive(Args)]

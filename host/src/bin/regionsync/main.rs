@@ -125,10 +125,7 @@ async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     config.tls = tls;
     config.cluster_id = node.cluster_id;
     config.name = args.name.clone();
-    config.history_capacity = args.history_capacity;
-    config.history_bytes = args.history_bytes;
-    config.flow_round_digits = args.flow_round_digits;
-    config.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
+    args.leading.configure(&mut config);
     let leader = RunningLeader::start(config, policy, listener).await?;
     let admin = serve_admin(node, leader.shared().clone()).await?;
     tracing::info!(

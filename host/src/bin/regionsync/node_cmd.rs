@@ -25,16 +25,13 @@ pub async fn run(args: HaArgs) -> anyhow::Result<()> {
     leader.tls = tls.clone();
     leader.cluster_id = Some(cluster_id);
     leader.name = args.name.clone();
-    leader.history_capacity = args.history_capacity;
-    leader.history_bytes = args.history_bytes;
-    leader.flow_round_digits = args.flow_round_digits;
-    leader.full_sync_rate = (args.full_sync_rate > 0).then_some(args.full_sync_rate);
+    args.leading.configure(&mut leader);
     let mut follower = FollowerConfig::new("", Some(args.data_dir.clone()));
     follower.cluster_id = Some(cluster_id);
     follower.name = args.name.clone();
     follower.tls = tls;
-    follower.history_capacity = args.history_capacity;
-    follower.history_bytes = args.history_bytes;
+    follower.history_capacity = args.leading.history_capacity;
+    follower.history_bytes = args.leading.history_bytes;
     let lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
     let config = regionsync::ha::HaConfig {
         etcd: args.etcd.clone(),
