@@ -395,3 +395,61 @@ async fn a_cluster_survives_an_etcd_restart_under_load() {
         logs(&cluster)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_an_empty_store_never_leads_a_cluster_that_had_data() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
+        .await
+        .unwrap();
+    cluster
+        .wait_for_leader(None, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    let load = start_load(&cluster, dir.path(), 1_000, 2, 1_000);
+    finish_load(load, dir.path());
+    let (index, digest) = cluster
+        .wait_converged(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no convergence\n{}", logs(&cluster)));
+
+    // Every node stops; the third loses its store (a new machine in its
+    // place, PD #10843) and comes back alone.
+    for node in &mut cluster.nodes {
+        node.terminate().unwrap();
+        node.wait_stopped(Duration::from_secs(15)).await.unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join("node3")).unwrap();
+    cluster.nodes[2].start().unwrap();
+    tokio::time::sleep(Duration::from_secs(3 * TTL_SECS)).await;
+    let alone = cluster.nodes[2].status().await.expect("node3 answers");
+    assert_eq!(
+        alone.role, "follower",
+        "an empty node took the lead: {alone:#?}"
+    );
+    assert!(!alone.ready);
+    let ha = alone.ha.expect("ha status");
+    assert!(!ha.eligible, "{ha:#?}");
+    assert!(
+        ha.waiting
+            .as_deref()
+            .is_some_and(|w| w.contains("not complete")),
+        "{ha:#?}"
+    );
+
+    // A node with the data comes back: it leads, and the empty one copies
+    // it whole.
+    cluster.nodes[0].start().unwrap();
+    let leader = cluster
+        .wait_for_leader(None, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    assert_eq!(leader, 0);
+    cluster.nodes[1].start().unwrap();
+    let (again, same) = cluster
+        .wait_converged(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no convergence\n{}", logs(&cluster)));
+    assert_eq!((again, same), (index, digest));
+}

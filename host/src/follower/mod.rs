@@ -8,17 +8,12 @@
 //! renumbering) and the durable store ([`crate::storage`]):
 //! - [`stream`]: sessions with the leader, and why each one ended;
 //! - `apply`: one frame's decision, step by step;
-//! - `report`: status and metrics;
+//! - `report`: status and metrics; `writer`: a sync's data written behind;
+//! - `lineage` and `handover`: terms and role changes under etcd (§8);
 //! - [`config`]: the tunables.
 //!
-//! Full sync strategy, chosen for bounded memory: the first snapshot frame
-//! clears the cache and the store and marks the store incomplete in one
-//! durable transaction; snapshot and catch-up frames then write straight
-//! into both; the completion frame claims the index and marks the store
-//! complete, durably, in one transaction. Reads are refused throughout, and
-//! a crash anywhere in between leaves an incomplete store, which asks for a
-//! full sync (index 0) on restart. Staging a second copy would double the
-//! memory of a million-region sync for no gain in safety.
+//! Why a full sync writes straight into a cleared store, and a crash leaves
+//! it incomplete: docs/design.md, "Durability and readiness".
 
 mod apply;
 pub mod config;
@@ -327,39 +322,6 @@ impl FollowerShared {
             (None, Some(dir)) => Err(StorageError::Closed(dir.clone())),
             (None, None) => Ok(()),
         }
-    }
-
-    /// Write a full sync's data batch (no claim, into a store marked
-    /// incomplete) on the writer thread, while the caller goes on (`writer`).
-    fn persist_behind(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let storage = match (&*self.storage.lock(), &self.config.data_dir) {
-            (Some(storage), _) => storage.clone(),
-            (None, Some(dir)) => return Err(StorageError::Closed(dir.clone())),
-            (None, None) => return Ok(()),
-        };
-        let mut behind = self.behind.lock();
-        let writer = match behind.take() {
-            Some(w) => w,
-            None => match writer::Behind::start(storage.clone()) {
-                Ok(w) => w,
-                Err(e) => {
-                    // No thread to spare: write it here, as other batches.
-                    tracing::warn!(error = %e, "cannot start the writer thread; writing in line");
-                    return storage.write(&batch);
-                }
-            },
-        };
-        *behind = Some(writer.write(batch)?);
-        Ok(())
-    }
-
-    /// Wait for the batches written behind; the first failure among them.
-    fn drain_behind(&self) -> Result<(), StorageError> {
-        let writer = self.behind.lock().take();
-        writer.map_or(Ok(()), writer::Behind::drain)
     }
 
     /// After a failed write: make the cache what the store holds again, so

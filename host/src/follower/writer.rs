@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use super::FollowerShared;
 use crate::storage::{Storage, StorageError, WriteBatch};
 
 /// Batches queued before the applying thread waits: enough to cover a
@@ -64,5 +65,40 @@ impl Behind {
         self.thread
             .join()
             .unwrap_or_else(|_| Err(StorageError::Closed(path)))
+    }
+}
+
+impl FollowerShared {
+    /// Write a full sync's data batch (no claim, into a store marked
+    /// incomplete) on the writer thread, while the caller goes on (`writer`).
+    pub(super) fn persist_behind(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let storage = match (&*self.storage.lock(), &self.config.data_dir) {
+            (Some(storage), _) => storage.clone(),
+            (None, Some(dir)) => return Err(StorageError::Closed(dir.clone())),
+            (None, None) => return Ok(()),
+        };
+        let mut behind = self.behind.lock();
+        let writer = match behind.take() {
+            Some(w) => w,
+            None => match Behind::start(storage.clone()) {
+                Ok(w) => w,
+                Err(e) => {
+                    // No thread to spare: write it here, as other batches.
+                    tracing::warn!(error = %e, "cannot start the writer thread; writing in line");
+                    return storage.write(&batch);
+                }
+            },
+        };
+        *behind = Some(writer.write(batch)?);
+        Ok(())
+    }
+
+    /// Wait for the batches written behind; the first failure among them.
+    pub(super) fn drain_behind(&self) -> Result<(), StorageError> {
+        let writer = self.behind.lock().take();
+        writer.map_or(Ok(()), Behind::drain)
     }
 }
