@@ -71,6 +71,28 @@ async fn full_sync(
     Ok((ms(t.elapsed()), follower, dir))
 }
 
+/// Until the leader's intake has drained what the churn sent (its index
+/// stops moving) and the follower has caught up with it.
+async fn settled(
+    leader: &RunningLeader,
+    follower: &crate::node::RunningFollower,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let want = leader.shared().ring.read().next_index();
+        cluster::caught_up(leader, follower, limit).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if leader.shared().ring.read().next_index() == want {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the leader's index kept moving after the churn stopped"
+        );
+    }
+}
+
 pub async fn run(
     o: &Options,
     r: &mut Report,
@@ -96,7 +118,7 @@ pub async fn run(
         let changes = leader.shared().ring.read().next_index() - from;
         stop.store(true, Ordering::Relaxed);
         feeder.await??;
-        cluster::caught_up(&leader, &follower, limit).await?;
+        settled(&leader, &follower, limit).await?;
         anyhow::ensure!(
             cluster::same_digest(&leader, &follower),
             "after the churn the follower's digest differs from the leader's"
