@@ -417,16 +417,26 @@ async fn a_node_with_an_empty_store_never_leads_a_cluster_that_had_data() {
         .await
         .unwrap_or_else(|| panic!("no convergence\n{}", logs(&cluster)));
 
-    // Every node stops; the third loses its store (a new machine in its
-    // place, PD #10843) and comes back alone.
-    for node in &mut cluster.nodes {
-        node.terminate().unwrap();
-        node.wait_stopped(Duration::from_secs(15)).await.unwrap();
+    // Every node stops, the followers first, so that the leader holds the
+    // newest term to the end; then a follower loses its store (a new
+    // machine in its place, PD #10843) and comes back alone.
+    let leader = cluster
+        .wait_for_leader(None, Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    let wiped = (leader + 1) % 3;
+    for i in [(leader + 1) % 3, (leader + 2) % 3, leader] {
+        cluster.nodes[i].terminate().unwrap();
+        cluster.nodes[i]
+            .wait_stopped(Duration::from_secs(15))
+            .await
+            .unwrap();
     }
-    std::fs::remove_dir_all(dir.path().join("node3")).unwrap();
-    cluster.nodes[2].start().unwrap();
+    let name = cluster.nodes[wiped].name.clone();
+    std::fs::remove_dir_all(dir.path().join(&name)).unwrap();
+    cluster.nodes[wiped].start().unwrap();
     tokio::time::sleep(Duration::from_secs(3 * TTL_SECS)).await;
-    let alone = cluster.nodes[2].status().await.expect("node3 answers");
+    let alone = cluster.nodes[wiped].status().await.expect("it answers");
     assert_eq!(
         alone.role, "follower",
         "an empty node took the lead: {alone:#?}"
@@ -441,15 +451,15 @@ async fn a_node_with_an_empty_store_never_leads_a_cluster_that_had_data() {
         "{ha:#?}"
     );
 
-    // A node with the data comes back: it leads, and the empty one copies
-    // it whole.
-    cluster.nodes[0].start().unwrap();
-    let leader = cluster
+    // The node with the newest term comes back: it leads, and the empty
+    // one copies it whole.
+    cluster.nodes[leader].start().unwrap();
+    let again_leader = cluster
         .wait_for_leader(None, Duration::from_secs(20))
         .await
         .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
-    assert_eq!(leader, 0);
-    cluster.nodes[1].start().unwrap();
+    assert_eq!(again_leader, leader);
+    cluster.nodes[(leader + 2) % 3].start().unwrap();
     let (again, same) = cluster
         .wait_converged(Duration::from_secs(30))
         .await
