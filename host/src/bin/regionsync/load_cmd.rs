@@ -108,8 +108,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             "leader changed to {leader} ({:.0?} after losing the old one); re-sending all {regions} regions",
             lost.elapsed()
         );
-        let heartbeats = load::stream(generator.clone(), true, left, args.rate, sent.clone());
+        // A stream paces itself by what it sent since it began: a counter
+        // of its own, added to the run's total when it ends.
+        let resent = Arc::new(AtomicU64::new(0));
+        let heartbeats = load::stream(generator.clone(), true, left, args.rate, resent.clone());
         result = load::send_stream(&mut client, heartbeats).await;
+        sent.fetch_add(resent.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     if let Some(p) = progress {
         p.abort();
