@@ -80,6 +80,8 @@ pub struct FollowerShared {
     facts: Mutex<StreamFacts>,
     /// Mirror of `state.ready` for the read path.
     ready: AtomicBool,
+    /// A sync stream with the leader is open now.
+    in_session: AtomicBool,
     /// 0 until known.
     cluster_id: AtomicU64,
     /// The store keeps the cluster id (or there is no store to keep it).
@@ -257,6 +259,7 @@ impl FollowerShared {
                 offered: None,
             }),
             ready: AtomicBool::new(state.ready),
+            in_session: AtomicBool::new(false),
             facts: Mutex::new(StreamFacts::of_store(&state)),
             state: Mutex::new(state),
             store: RwLock::new(store),
@@ -293,6 +296,12 @@ impl FollowerShared {
     /// The leader's URL now (empty when none is known).
     pub fn leader_url(&self) -> String {
         self.leader.borrow().clone()
+    }
+
+    /// A sync stream with the leader is open: what it sends is still being
+    /// applied (a node about to lead waits for it to end, `crate::ha`).
+    pub fn in_session(&self) -> bool {
+        self.in_session.load(Ordering::Acquire)
     }
 
     /// Reads may be served.

@@ -123,6 +123,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
             ),
             _ = stopping.wait_for(|s| *s) => return,
         };
+        shared.in_session.store(false, Ordering::Release);
         *shared
             .stats
             .reconnects
@@ -239,6 +240,7 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
     }
     let (announced, mut frames) = match client.sync_regions(call).await {
         Ok(r) => {
+            shared.in_session.store(true, Ordering::Release);
             let announced = match r.metadata().get(ROUTE_HEADER).and_then(|v| v.to_str().ok()) {
                 Some("full-sync") => AnnouncedSync::Full,
                 Some("delta") => AnnouncedSync::Delta,

@@ -32,6 +32,16 @@ pub(super) struct Supervisor {
     pub(super) started: Instant,
 }
 
+/// How long a leader that hands over waits for its followers to take what
+/// it accepted: a second is many frames, and a slow follower must not hold
+/// the cluster leaderless.
+const HANDOVER_DRAIN: Duration = Duration::from_secs(1);
+
+/// How long a follower that saw the leader go waits for the old leader's
+/// stream to end before it campaigns (a resigning leader closes it within
+/// its hand-over drain and its shutdown bound).
+const SESSION_END: Duration = Duration::from_millis(1_500);
+
 /// How often a node re-reads etcd when nothing wakes it earlier.
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -116,9 +126,17 @@ impl Supervisor {
             }
             None => {
                 let since = *leaderless_since.get_or_insert_with(Instant::now);
-                follower.shared.point_at("");
                 match fit {
-                    Ok(guard) => self.campaign(follower, guard, since, stop).await,
+                    Ok(guard) => {
+                        // The old leader's stream stays open until it closes
+                        // it: what it sent before resigning is applied
+                        // first, so that this node leads with all of it.
+                        let deadline = Instant::now() + SESSION_END;
+                        while follower.shared.in_session() && Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        self.campaign(follower, guard, since, stop).await
+                    }
                     Err(why) => {
                         tracing::debug!(reason = %why, "not campaigning");
                         tokio::select! {
@@ -325,6 +343,10 @@ impl Supervisor {
             }
         };
         tracing::warn!(reason = %why, term = won.term, "stepping down from leader");
+        // As at a clean stop: the followers take what was accepted first
+        // (a lapsed lease has closed the fence already).
+        leader.shared.close_intake(HANDOVER_DRAIN).await;
+        leader.shared.drain_streams(HANDOVER_DRAIN).await;
         self.switch.set(Role::Changing);
         self.etcd.resign(won).await;
         {
@@ -342,9 +364,16 @@ impl Supervisor {
         match playing {
             Playing::Follower(f) => f.shutdown().await,
             Playing::Leader(l, won) => {
-                tracing::info!(term = won.term, "stopping: resigning the leadership first");
+                tracing::info!(
+                    term = won.term,
+                    "stopping: fencing the intake, then resigning"
+                );
                 // The fence closes before anything else, so that no change
-                // is taken after another node may have won.
+                // is taken after another node may have won; the followers
+                // then get what was accepted, so that the next leader has
+                // it all; only then does the lease go.
+                l.shared.close_intake(HANDOVER_DRAIN).await;
+                l.shared.drain_streams(HANDOVER_DRAIN).await;
                 self.etcd.resign(won).await;
                 l.shutdown().await;
             }

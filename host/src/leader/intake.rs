@@ -39,8 +39,11 @@ pub enum IntakeError {
     /// The leader is stopping.
     #[error("the leader is stopping")]
     Stopping,
-    /// Its etcd lease is not known to hold: another node may lead by now.
-    #[error("this node's leadership lease has lapsed; send changes to the current leader")]
+    /// Its etcd lease is not known to hold (another node may lead by now),
+    /// or it is handing over.
+    #[error(
+        "this node no longer leads (its lease lapsed, or it hands over); send changes to the current leader"
+    )]
     Fenced,
 }
 
@@ -50,7 +53,7 @@ impl LeaderShared {
         if self.failed.load(Ordering::Relaxed) {
             return Err(IntakeError::Failed);
         }
-        if !self.config.fence.holds() {
+        if !self.config.fence.holds() || self.closing.load(Ordering::Acquire) {
             return Err(IntakeError::Fenced);
         }
         self.intake
@@ -96,8 +99,9 @@ pub(super) async fn run(shared: Arc<LeaderShared>, mut rx: mpsc::Receiver<Record
 fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Record>, StorageError> {
     let stats = &shared.stats;
     let taken = batch.len() as u64;
-    // The lease fence (`fence`): nothing is applied once it may have lapsed.
-    if !shared.config.fence.holds() {
+    // The lease fence (`fence`): nothing is applied once it may have lapsed,
+    // or once the leader hands over.
+    if !shared.config.fence.holds() || shared.closing.load(Ordering::Acquire) {
         stats.fenced.fetch_add(taken, Ordering::Relaxed);
         tracing::warn!(
             changes = taken,

@@ -90,6 +90,9 @@ pub struct LeaderShared {
     pub next_stream_id: AtomicU64,
     /// The intake failed to persist; the leader no longer accepts changes.
     pub failed: AtomicBool,
+    /// The leader is handing over (etcd): it takes no new change, but what
+    /// it is committing is published.
+    pub closing: AtomicBool,
     /// 10^`flow_round_digits`: flow is compared in multiples of this.
     pub flow_divisor: u64,
     intake: mpsc::Sender<Record>,
@@ -225,6 +228,7 @@ impl Leader {
             streams: Mutex::new(HashMap::new()),
             next_stream_id: AtomicU64::new(1),
             failed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             intake,
             config,
         });
@@ -312,6 +316,49 @@ impl Leader {
 }
 
 impl LeaderShared {
+    /// Take no new change, and wait (at most `bound`) until the commit under
+    /// way, if any, is published: a leader handing over cleanly publishes
+    /// all it committed, so that nothing it holds is missing from the next.
+    pub async fn close_intake(&self, bound: Duration) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        let deadline = tokio::time::Instant::now() + bound;
+        while self.store.read().applied_next() != *self.published.borrow()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Wait, at most `bound`, until every open follower stream has sent
+    /// everything published: a leader handing over cleanly (its intake
+    /// already fenced) lets its followers take all it accepted, so that the
+    /// next leader has it too. `true` when they all caught up.
+    pub async fn drain_streams(&self, bound: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let published = *self.published.borrow();
+            let behind = self
+                .streams
+                .lock()
+                .values()
+                .filter(|s| s.cursor.load(std::sync::atomic::Ordering::Acquire) < published)
+                .count();
+            if behind == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    streams = behind,
+                    published,
+                    "follower streams still behind at the hand-over bound"
+                );
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// The leader is stopping (or stopped).
     pub fn is_stopping(&self) -> bool {
         *self.stopping.borrow()

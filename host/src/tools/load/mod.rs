@@ -80,11 +80,24 @@ pub async fn find_leader(
                     .leader
                     .and_then(|m| m.client_urls.into_iter().next())
                     .with_context(|| format!("{node} knows no leader right now"))?;
-                let client = if &url == node {
+                let mut client = if &url == node {
                     client
                 } else {
                     connect_with(&url, tls).await?
                 };
+                // A node may still name a leader that just went away: only
+                // one that names itself leads.
+                let itself = client
+                    .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
+                    .await
+                    .with_context(|| format!("the leader {url} answers no GetMembers"))?
+                    .into_inner()
+                    .leader
+                    .and_then(|m| m.client_urls.into_iter().next());
+                anyhow::ensure!(
+                    itself.as_ref() == Some(&url),
+                    "{url} does not lead (any more)"
+                );
                 anyhow::Ok((url, client, cluster_id))
             };
             match asked.await {
