@@ -374,25 +374,6 @@ impl FollowerShared {
         self.set_state(state);
     }
 
-    /// Make the store's next `n` writes fail, as a full disk would (fault
-    /// injection for tests; a real failure takes the same path).
-    pub fn inject_storage_failures(&self, n: u32) {
-        if let Some(storage) = &*self.storage.lock() {
-            storage.fail_next_writes(n);
-        }
-    }
-
-    /// Close the durable store now (waiting for a write in progress); later
-    /// writes fail. Lets a stopped follower's directory be reopened at once
-    /// even while stray references to this state remain.
-    pub fn close_storage(&self) {
-        if let Some(storage) = self.storage.lock().take() {
-            // As a crash: what is still queued behind is not written.
-            storage.retire();
-        }
-        let _ = self.drain_behind();
-    }
-
     /// A clean stop: make the newest commit durable, then close.
     fn flush_and_close_storage(&self) {
         if let Err(e) = self.drain_behind() {

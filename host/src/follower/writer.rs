@@ -1,4 +1,5 @@
-//! Writing a full sync's data behind the apply: the batches of snapshot and
+//! Writing a full sync's data behind the apply, and the store's closing and
+//! fault injection that must wait for it: the batches of snapshot and
 //! delta data frames go to redb on a thread of their own while the next
 //! frame is applied to the cache (docs/design.md, "Durability and
 //! readiness"; BENCHMARKS.md has what it saves).
@@ -100,5 +101,24 @@ impl FollowerShared {
     pub(super) fn drain_behind(&self) -> Result<(), StorageError> {
         let writer = self.behind.lock().take();
         writer.map_or(Ok(()), Behind::drain)
+    }
+
+    /// Make the store's next `n` writes fail, as a full disk would (fault
+    /// injection for tests; a real failure takes the same path).
+    pub fn inject_storage_failures(&self, n: u32) {
+        if let Some(storage) = &*self.storage.lock() {
+            storage.fail_next_writes(n);
+        }
+    }
+
+    /// Close the durable store now (waiting for a write in progress); later
+    /// writes fail. Lets a stopped follower's directory be reopened at once
+    /// even while stray references to this state remain.
+    pub fn close_storage(&self) {
+        if let Some(storage) = self.storage.lock().take() {
+            // As a crash: what is still queued behind is not written.
+            storage.retire();
+        }
+        let _ = self.drain_behind();
     }
 }
