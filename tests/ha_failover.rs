@@ -160,21 +160,36 @@ fn logs(cluster: &HaCluster) -> String {
         .join("\n")
 }
 
+/// etcd and three nodes in `dir`, once one of them leads (its index).
+async fn three_nodes(dir: &Path) -> (HaCluster, usize) {
+    let cluster = HaCluster::start(&regionsync_bin(), dir, 3, TTL_SECS)
+        .await
+        .unwrap();
+    let leader = cluster
+        .wait_for_leader(None, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no leader was elected\n{}", logs(&cluster)));
+    (cluster, leader)
+}
+
+/// Every running node ready at one (index, digest) within 30 s, or a
+/// failure with their statuses and logs.
+async fn converged(cluster: &HaCluster, when: &str) -> (u64, String) {
+    match cluster.wait_converged(Duration::from_secs(30)).await {
+        Some(at) => at,
+        None => panic!(
+            "no convergence {when}\n{:#?}\n{}",
+            cluster.statuses().await,
+            logs(cluster)
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_history() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
-        .await
-        .unwrap();
-    assert!(
-        cluster
-            .wait_for_leader(None, Duration::from_secs(30))
-            .await
-            .is_some(),
-        "no leader was elected\n{}",
-        logs(&cluster)
-    );
+    let (cluster, _) = three_nodes(dir.path()).await;
     let regions = 3_000;
     let load = start_load(&cluster, dir.path(), regions, 30, 1_500);
     wait_seeded(&cluster, regions).await;
@@ -285,13 +300,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_hi
 async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
-        .await
-        .unwrap();
-    let old = cluster
-        .wait_for_leader(None, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    let (cluster, old) = three_nodes(dir.path()).await;
     // A client that keeps feeding the old leader directly (churn of a
     // small cluster of its own): when is it refused?
     let old_url = cluster.nodes[old].url.clone();
@@ -343,28 +352,14 @@ async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() 
 
     // Healed, the old leader follows the new one and converges.
     cluster.proxies[old].heal();
-    assert!(
-        cluster
-            .wait_converged(Duration::from_secs(30))
-            .await
-            .is_some(),
-        "no convergence after healing\n{:#?}\n{}",
-        cluster.statuses().await,
-        logs(&cluster)
-    );
+    converged(&cluster, "after healing").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_survives_an_etcd_restart_under_load() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
-        .await
-        .unwrap();
-    cluster
-        .wait_for_leader(None, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    let (mut cluster, _) = three_nodes(dir.path()).await;
     let load = start_load(&cluster, dir.path(), 2_000, 20, 800);
     wait_seeded(&cluster, 2_000).await;
     // Down for longer than the lease: the leader must fence itself.
@@ -388,34 +383,17 @@ async fn a_cluster_survives_an_etcd_restart_under_load() {
         logs(&cluster)
     );
     finish_load(load, dir.path());
-    assert!(
-        cluster
-            .wait_converged(Duration::from_secs(30))
-            .await
-            .is_some(),
-        "no convergence after the etcd restart\n{:#?}\n{}",
-        cluster.statuses().await,
-        logs(&cluster)
-    );
+    converged(&cluster, "after the etcd restart").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_an_empty_store_never_leads_a_cluster_that_had_data() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = HaCluster::start(&regionsync_bin(), dir.path(), 3, TTL_SECS)
-        .await
-        .unwrap();
-    cluster
-        .wait_for_leader(None, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
+    let (mut cluster, _) = three_nodes(dir.path()).await;
     let load = start_load(&cluster, dir.path(), 1_000, 2, 1_000);
     finish_load(load, dir.path());
-    let (index, digest) = cluster
-        .wait_converged(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|| panic!("no convergence\n{}", logs(&cluster)));
+    let (index, digest) = converged(&cluster, "before the stop").await;
 
     // Every node stops, the followers first, so that the leader holds the
     // newest term to the end; then a follower loses its store (a new
@@ -460,9 +438,6 @@ async fn a_node_with_an_empty_store_never_leads_a_cluster_that_had_data() {
         .unwrap_or_else(|| panic!("no leader\n{}", logs(&cluster)));
     assert_eq!(again_leader, leader);
     cluster.nodes[(leader + 2) % 3].start().unwrap();
-    let (again, same) = cluster
-        .wait_converged(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|| panic!("no convergence\n{}", logs(&cluster)));
+    let (again, same) = converged(&cluster, "after the restart").await;
     assert_eq!((again, same), (index, digest));
 }

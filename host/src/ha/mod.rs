@@ -58,6 +58,17 @@ pub struct HaConfig {
     pub follower: FollowerConfig,
 }
 
+impl HaConfig {
+    /// The follower role's settings: this cluster, and no leader to dial
+    /// until etcd names one.
+    fn follower_role(&self) -> FollowerConfig {
+        let mut config = self.follower.clone();
+        config.leader = String::new();
+        config.cluster_id = Some(self.cluster_id);
+        config
+    }
+}
+
 /// Why a node under etcd cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum HaError {
@@ -91,10 +102,7 @@ impl HaNode {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let advertise = format!("{scheme}://{addr}");
         let etcd = Coordinator::connect(&config.etcd, config.cluster_id).await?;
-        let mut follower_config = config.follower.clone();
-        follower_config.leader = String::new();
-        follower_config.cluster_id = Some(config.cluster_id);
-        let follower = Follower::start(follower_config, policy.clone())
+        let follower = Follower::start(config.follower_role(), policy.clone())
             .map_err(|e| HaError::Node(e.into()))?;
         let switch = Arc::new(Switch::new(
             config.leader.name.clone(),

@@ -274,9 +274,7 @@ impl Supervisor {
     /// cannot even be opened leaves the node nothing to serve: it says so in
     /// its log and status and keeps trying.
     async fn start_follower(&self, mut handover: Option<crate::handover::Handover>) -> Follower {
-        let mut config = self.config.follower.clone();
-        config.leader = String::new();
-        config.cluster_id = Some(self.config.cluster_id);
+        let config = self.config.follower_role();
         loop {
             let started = match handover.take() {
                 Some(h) => Follower::start_from(config.clone(), self.policy.clone(), h),
