@@ -51,6 +51,11 @@ pub struct Report {
     pub reads_answered: u64,
     /// Reads refused by a follower.
     pub reads_refused: u64,
+    /// Full syncs of the oracle whose set the leader's digest refused
+    /// (`oracle::Seen::unverified`), with what happened.
+    pub oracle_unverified: Vec<String>,
+    /// Completions the real followers refused (their `verify_failures`).
+    pub verify_failures: u64,
 }
 
 /// A tuned policy: the shipped decisions with short backoffs, so that a
@@ -324,6 +329,12 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     }
     report.claims_checked = judge(&oracle.seen.lock(), &claims.lock())
         .map_err(|e| format!("{e}; faults {:?}", report.faults))?;
+    report.oracle_unverified = oracle.seen.lock().unverified.clone();
+    report.verify_failures = nodes
+        .iter()
+        .filter_map(|n| n.running.as_ref())
+        .map(|f| f.shared().stats.verify_failures.load(Ordering::Relaxed))
+        .sum();
     report.reads_answered = reads.0.load(Ordering::Relaxed);
     report.reads_refused = reads.1.load(Ordering::Relaxed);
     for node in &mut nodes {

@@ -23,6 +23,10 @@ pub struct Seen {
     /// Frames that broke the protocol (numbering gaps, a completion at an
     /// index it did not expect).
     pub anomalies: Vec<String>,
+    /// Full syncs whose set differed from the digest the leader sent with
+    /// the completion. A real follower refuses such a set (it verifies and
+    /// starts over), and so does the oracle: it records nothing for it.
+    pub unverified: Vec<String>,
 }
 
 impl Seen {
@@ -103,7 +107,14 @@ async fn session(
     // A full sync: a first frame (the snapshot's start), regions, then an
     // empty frame at the completion index. The set before it is unknown.
     let mut snapshot = if full {
+        // Like a real follower's reset: until the completion the set is
+        // partial and claims no index, so a stream that ends before it
+        // makes the next one ask for a full sync again. (Keeping the old
+        // index here once let an interrupted sync resume as history on top
+        // of a partial set, and the oracle recorded digests the leader
+        // never had.)
         *store = RegionStore::new();
+        *next = 0;
         Some(0u32)
     } else {
         None
@@ -121,8 +132,20 @@ async fn session(
         if let Some(seen_frames) = snapshot.as_mut() {
             *seen_frames += 1;
             if frame.regions.is_empty() && *seen_frames > 1 {
+                let ours = store.digest().value();
+                let theirs = regionsync::wire::digest_of(&frame.regionsync_digest);
+                if theirs.is_some_and(|d| d != ours) {
+                    let what = format!(
+                        "full sync completed at {} with digest {ours:032x}, the leader's is {:032x}",
+                        frame.start_index,
+                        theirs.unwrap_or_default()
+                    );
+                    seen.lock().unverified.push(what.clone());
+                    *next = 0;
+                    return Err(what);
+                }
                 *next = frame.start_index;
-                seen.lock().digests.insert(*next, store.digest().value());
+                seen.lock().digests.insert(*next, ours);
                 snapshot = None;
                 continue;
             }
