@@ -13,11 +13,13 @@
 //!    the leader's numbering.
 //! 4. **claim**: the batch carries the claimed index and the complete marker,
 //!    and is committed (durably for a completion, at least every
-//!    `durable_every` for history). A sync's data frames claim nothing; their
-//!    batches are written behind, on the writer thread (`writer`), and every
-//!    later write, the completion's first, waits for them to land. A completion's digest was compared with
-//!    the store before the policy decided, so a claim is only ever made for a
-//!    set the leader vouched for (when it sent a digest).
+//!    `durable_every` for history). A sync's data frames claim nothing, and
+//!    history frames claim in the transaction that holds their data: both are
+//!    written behind, on the writer thread (`writer`), in order, and every
+//!    other write, the completion's first, waits for them to land. A
+//!    completion's digest was compared with the store before the policy
+//!    decided, so a claim is only ever made for a set the leader vouched for
+//!    (when it sent a digest).
 //! 5. **reconnect**: only after the state is stored does a decision to
 //!    reconnect end the session.
 //!
@@ -341,6 +343,14 @@ impl Ready<'_> {
             self.batch.durable = completion || last.elapsed() >= self.shared.config.durable_every;
             if self.batch.durable {
                 *last = Instant::now();
+            }
+            if !completion {
+                // History: its data and its claim are one transaction, so
+                // the store holds some index this follower held, whichever
+                // lands last. Written behind, the commit (and, every
+                // `durable_every`, its fsync) stays off the path from the
+                // leader's change to this follower applying it.
+                return self.shared.persist_behind(std::mem::take(&mut self.batch));
             }
         } else if matches!(
             d.kind,

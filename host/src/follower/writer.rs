@@ -1,32 +1,76 @@
-//! Writing a full sync's data behind the apply, and the store's closing and
-//! fault injection that must wait for it: the batches of snapshot and
-//! delta data frames go to redb on a thread of their own while the next
+//! Writing behind the apply, and the store's closing and fault injection
+//! that must wait for it: the batches of snapshot and delta data frames, and
+//! of history frames, go to redb on a thread of their own while the next
 //! frame is applied to the cache (docs/design.md, "Durability and
 //! readiness"; BENCHMARKS.md has what it saves).
 //!
-//! Only those batches may lag: they claim no index, and the store that
-//! receives them is marked incomplete (or resumable) by a durable write made
-//! before them, so a crash or a failed write loses nothing the store claims.
-//! Every other write waits until the batches behind it have landed
-//! ([`Behind::drain`]), so writes stay in order and a claim is only ever
-//! made over data that is on disk; a failed batch behind surfaces there, as
-//! the failure of that write, and the follower recovers as from any failed
-//! write.
+//! Only those batches may lag. A sync's data claims no index, and the store
+//! that receives it is marked incomplete (or resumable) by a durable write
+//! made before it. A history batch carries its claim in the transaction that
+//! holds its data, so the store always names some index the follower held,
+//! with exactly that index's set; a crash loses only the newest records,
+//! which the follower replays, as with `durable_every`. Every other write
+//! waits until the batches behind it have landed ([`Behind::drain`]), so
+//! writes stay in order; a failed batch behind surfaces there, as the
+//! failure of that write, and the follower recovers as from any failed
+//! write (the cache goes back to what the store holds).
 
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
 
 use super::FollowerShared;
 use crate::storage::{Storage, StorageError, WriteBatch};
 
-/// Batches queued before the applying thread waits: enough to cover a
-/// commit's jitter, few enough to bound memory (a batch is one frame).
-const QUEUED: usize = 4;
+/// Bytes of batches queued before the applying thread waits: a few frames
+/// of a full sync, or a few hundred live history frames, so that one fsync
+/// (which holds the writer for milliseconds) does not stall the apply, while
+/// memory stays bounded.
+const QUEUED_BYTES: usize = 4 << 20;
 
-/// A writer thread and its queue, alive for one run of data frames.
+/// Batches queued at most, whatever their size.
+const QUEUED: usize = 1024;
+
+/// Batches queued together are written as one transaction, up to this many
+/// bytes: under a stream of small history frames the writer keeps up with
+/// one commit per burst instead of one per frame.
+const COALESCE_BYTES: usize = 2 << 20;
+
+/// What is queued, in bytes, and whether the thread still takes batches.
+#[derive(Default)]
+struct Budget {
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Wait until `weight` more bytes fit (or nothing is queued, or the
+    /// thread stopped), then count them.
+    fn take(&self, weight: usize) {
+        let mut state = self.state.lock();
+        while state.0 > 0 && state.0 + weight > QUEUED_BYTES && !state.1 {
+            self.freed.wait(&mut state);
+        }
+        state.0 += weight;
+    }
+
+    fn give(&self, weight: usize) {
+        self.state.lock().0 -= weight;
+        self.freed.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().1 = true;
+        self.freed.notify_all();
+    }
+}
+
+/// A writer thread and its queue, alive for one run of batches.
 pub(super) struct Behind {
-    jobs: SyncSender<WriteBatch>,
+    jobs: SyncSender<(WriteBatch, usize)>,
+    budget: Arc<Budget>,
     thread: JoinHandle<Result<(), StorageError>>,
     path: std::path::PathBuf,
 }
@@ -36,21 +80,32 @@ impl Behind {
     /// failure.
     pub(super) fn start(storage: Arc<Storage>) -> std::io::Result<Behind> {
         let path = storage.path().to_path_buf();
-        let (jobs, queue) = sync_channel::<WriteBatch>(QUEUED);
+        let (jobs, queue) = sync_channel::<(WriteBatch, usize)>(QUEUED);
+        let budget = Arc::new(Budget::default());
         let thread = std::thread::Builder::new()
             .name("follower-writer".into())
-            .spawn(move || {
-                for batch in queue {
-                    storage.write(&batch)?;
+            .spawn({
+                let budget = budget.clone();
+                move || {
+                    let written = write_all(&storage, &queue, &budget);
+                    // Nobody may wait for room that will never be freed.
+                    budget.close();
+                    written
                 }
-                Ok(())
             })?;
-        Ok(Behind { jobs, thread, path })
+        Ok(Behind {
+            jobs,
+            budget,
+            thread,
+            path,
+        })
     }
 
     /// Queue `batch`; an error when the thread stopped on a failed write.
     pub(super) fn write(self, batch: WriteBatch) -> Result<Behind, StorageError> {
-        match self.jobs.send(batch) {
+        let weight = batch.weight();
+        self.budget.take(weight);
+        match self.jobs.send((batch, weight)) {
             Ok(()) => Ok(self),
             Err(_) => {
                 let path = self.path.clone();
@@ -69,9 +124,44 @@ impl Behind {
     }
 }
 
+/// The writer thread's loop: each batch, with those queued behind it folded
+/// in (`WriteBatch::absorb`), as one transaction, in order.
+fn write_all(
+    storage: &Storage,
+    queue: &Receiver<(WriteBatch, usize)>,
+    budget: &Budget,
+) -> Result<(), StorageError> {
+    let mut held: Option<(WriteBatch, usize)> = None;
+    loop {
+        let (mut batch, mut weight) = match held.take() {
+            Some(next) => next,
+            None => match queue.recv() {
+                Ok(next) => next,
+                Err(_) => return Ok(()),
+            },
+        };
+        while weight < COALESCE_BYTES {
+            let Ok((later, w)) = queue.try_recv() else {
+                break;
+            };
+            match batch.absorb(later) {
+                Ok(()) => weight += w,
+                Err(later) => {
+                    held = Some((later, w));
+                    break;
+                }
+            }
+        }
+        let written = storage.write(&batch);
+        budget.give(weight);
+        written?;
+    }
+}
+
 impl FollowerShared {
     /// Write a full sync's data batch (no claim, into a store marked
-    /// incomplete) on the writer thread, while the caller goes on (`writer`).
+    /// incomplete) or a history batch (its data with its claim) on the
+    /// writer thread, while the caller goes on.
     pub(super) fn persist_behind(&self, batch: WriteBatch) -> Result<(), StorageError> {
         if batch.is_empty() {
             return Ok(());

@@ -63,3 +63,88 @@ impl WriteBatch {
             && self.lineage.is_none()
     }
 }
+
+impl WriteBatch {
+    /// Bytes this batch holds in memory, roughly: what a queue of batches
+    /// is bounded by.
+    pub fn weight(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                RegionOp::Put(.., blob) => 32 + blob.len(),
+                RegionOp::Delete(_) => 16,
+            })
+            .sum::<usize>()
+            + 64
+    }
+
+    /// Fold a `later` batch into this one, so that both land in one
+    /// transaction with the same result as one after the other: its
+    /// region writes after ours, its settings over ours, durable if either
+    /// was. A batch that resets the store cannot follow others in one
+    /// transaction, and is handed back.
+    pub fn absorb(&mut self, later: WriteBatch) -> Result<(), WriteBatch> {
+        if later.reset {
+            return Err(later);
+        }
+        let WriteBatch {
+            reset: _,
+            ops,
+            next_index,
+            complete,
+            cluster_id,
+            delta_floor,
+            resumable,
+            lineage,
+            durable,
+        } = later;
+        self.ops.extend(ops);
+        self.next_index = next_index.or(self.next_index);
+        self.complete = complete.or(self.complete);
+        self.cluster_id = cluster_id.or(self.cluster_id);
+        self.delta_floor = delta_floor.or(self.delta_floor);
+        self.resumable = resumable.or(self.resumable);
+        self.lineage = lineage.or(self.lineage.take());
+        self.durable |= durable;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbing_keeps_order_and_takes_the_later_settings() {
+        let mut first = WriteBatch {
+            next_index: Some(5),
+            complete: Some(true),
+            ..Default::default()
+        };
+        first.put_encoded(1, 0, 4, b"a");
+        let mut later = WriteBatch {
+            next_index: Some(7),
+            durable: true,
+            ..Default::default()
+        };
+        later.delete(1);
+        later.put_encoded(1, 0, 6, b"b");
+        assert!(first.absorb(later).is_ok());
+        assert_eq!(first.next_index, Some(7));
+        assert_eq!(first.complete, Some(true));
+        assert!(first.durable);
+        assert_eq!(
+            first.ops,
+            vec![
+                RegionOp::Put(1, 0, 4, b"a".to_vec()),
+                RegionOp::Delete(1),
+                RegionOp::Put(1, 0, 6, b"b".to_vec()),
+            ]
+        );
+        let reset = WriteBatch {
+            reset: true,
+            ..Default::default()
+        };
+        assert!(first.absorb(reset).is_err());
+    }
+}
