@@ -113,6 +113,12 @@ impl WasmRuntime {
         // call costs about a third (measured: docs/design.md), and the
         // workspace builds wasmtime without it.
         cfg.concurrency_support(false);
+        // A policy's code is a few comparisons; a call's cost is wasmtime's
+        // component bookkeeping, not the code, and is the same unoptimised
+        // (195 ns vs 194 ns for route-request), while compiling, which a
+        // swap to a new policy waits for, takes about a quarter less
+        // (12.8 ms vs 16.6 ms idle; `examples/call_floor.rs`, BENCHMARKS.md).
+        cfg.cranelift_opt_level(wasmtime::OptLevel::None);
         let engine = Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
