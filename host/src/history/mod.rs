@@ -140,7 +140,9 @@ impl Pin {
 /// The ring of one node (leader or follower: both number like the leader).
 pub struct HistoryRing {
     /// Each record with when it was pushed (for the change rate).
-    records: VecDeque<(Arc<Record>, Instant)>,
+    /// Each record with when it was pushed and its encoded size (kept, so
+    /// that neither eviction nor every stream's read walks the record again).
+    records: VecDeque<(Arc<Record>, Instant, usize)>,
     first_index: u64,
     capacity: usize,
     max_bytes: usize,
@@ -220,7 +222,7 @@ impl HistoryRing {
     /// records. `None` before there is a rate to measure.
     pub fn seconds_covered(&self, now: Instant) -> Option<f64> {
         let n = self.records.len().min(RATE_WINDOW);
-        let (_, since) = self.records.get(self.records.len().checked_sub(n)?)?;
+        let (_, since, _) = self.records.get(self.records.len().checked_sub(n)?)?;
         let span = now
             .saturating_duration_since(*since)
             .max(Duration::from_millis(1));
@@ -233,14 +235,15 @@ impl HistoryRing {
     /// Append a record; returns its index. Overwrites the oldest when full,
     /// breaking any pin that still needed it.
     pub fn push(&mut self, record: Arc<Record>) -> u64 {
-        self.bytes += record.encoded_len();
-        self.records.push_back((record, Instant::now()));
+        let size = record.encoded_len();
+        self.bytes += size;
+        self.records.push_back((record, Instant::now(), size));
         while self.records.len() > self.capacity
             || (self.bytes > self.max_bytes && self.records.len() > 1)
         {
             let evicted = self.first_index;
-            let (old, _) = self.records.pop_front().expect("more than one record");
-            self.bytes -= old.encoded_len();
+            let (_, _, size) = self.records.pop_front().expect("more than one record");
+            self.bytes -= size;
             self.first_index += 1;
             self.pins.retain(|pin| {
                 // Only the ring holds it: the stream has let go.
@@ -261,7 +264,7 @@ impl HistoryRing {
     /// another role's settings sized); pins stay with the old ring.
     pub fn rebounded(mut self, capacity: usize, max_bytes: usize) -> Self {
         let mut ring = HistoryRing::new(capacity, max_bytes, self.first_index);
-        for (record, at) in self.records.drain(..) {
+        for (record, at, _) in self.records.drain(..) {
             ring.push(record);
             if let Some(last) = ring.records.back_mut() {
                 last.1 = at;
@@ -290,8 +293,8 @@ impl HistoryRing {
         let offset = (start - self.first_index) as usize;
         let mut bytes = 0;
         let mut out = Vec::with_capacity(count.min(self.records.len() - offset));
-        for (r, _) in self.records.iter().skip(offset).take(count) {
-            let size = r.encoded_len();
+        for (r, _, size) in self.records.iter().skip(offset).take(count) {
+            let size = *size;
             if !out.is_empty() && bytes + size > max_bytes {
                 break;
             }
