@@ -8,25 +8,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use regionsync::bench::call::per_call;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
 mod b {
     wasmtime::component::bindgen!({ world: "policy", path: "../wit" });
-}
-
-fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
-    let mut v: Vec<f64> = (0..9)
-        .map(|s| {
-            let t = Instant::now();
-            for i in 0..n {
-                f(s * n + i);
-            }
-            t.elapsed().as_nanos() as f64 / n as f64
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[4]
 }
 
 fn main() {
@@ -55,7 +42,12 @@ fn main() {
     for (label, fuel, epoch, opt) in [
         ("plain", false, false, wasmtime::OptLevel::Speed),
         ("fuel+epoch", true, true, wasmtime::OptLevel::Speed),
-        ("fuel+epoch, opt-level none", true, true, wasmtime::OptLevel::None),
+        (
+            "fuel+epoch, opt-level none",
+            true,
+            true,
+            wasmtime::OptLevel::None,
+        ),
     ] {
         let mut cfg = Config::new();
         cfg.cranelift_opt_level(opt);

@@ -23,8 +23,9 @@ const RING: RingView = RingView {
     delta_floor: 1,
 };
 
-/// Nanoseconds per call: the median of 11 batches of `batch` calls.
-fn per_call(batch: u64, mut f: impl FnMut(u64)) -> f64 {
+/// Nanoseconds per call: the median of 11 batches of `batch` calls (also
+/// what `examples/call_floor.rs` measures with).
+pub fn per_call(batch: u64, mut f: impl FnMut(u64)) -> f64 {
     let mut samples: Vec<f64> = (0..11)
         .map(|s| {
             let t = Instant::now();
@@ -116,7 +117,7 @@ fn exports(rt: &PolicyRuntime, batch: u64) -> Vec<(&'static str, f64)> {
     ]
 }
 
-pub fn run(o: &Options, r: &mut Report) -> anyhow::Result<()> {
+pub(crate) fn run(o: &Options, r: &mut Report) -> anyhow::Result<()> {
     let batch = if o.runs > 1 { 20_000 } else { 500 };
     let wasm = runtime(WasmConfig::default(), PolicySource::Builtin("default"))?;
     let native = runtime(WasmConfig::default(), PolicySource::Native("default"))?;

@@ -9,7 +9,8 @@
 //! in-process nodes, feeding, waiting), `procs` the scenarios that need a
 //! node per process (memory is per process).
 
-mod call;
+/// `call`: what one decision costs (also the floor example's measure).
+pub mod call;
 mod churn;
 pub mod cluster;
 mod full_sync;
