@@ -128,7 +128,7 @@ fn frame() -> impl Strategy<Value = Frame> {
 }
 
 /// What a refused input must leave as it was.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     digest: String,
     next_index: u64,
@@ -159,49 +159,71 @@ fn follower_frames_never_panic_and_refused_frames_change_nothing() {
     let mut runner = TestRunner::new(cases(256));
     let frames_fed = std::cell::Cell::new(0u64);
     runner
-        .run(&proptest::collection::vec(frame(), 1..14), |frames| {
-            let dir = tempfile::tempdir().unwrap();
-            let mut config = FollowerConfig::new("http://127.0.0.1:1", Some(dir.path().into()));
-            config.cluster_id = Some(CLUSTER);
-            config.durable_every = Duration::ZERO;
-            let f = FollowerShared::open_detached(config.clone(), policy.clone()).unwrap();
-            let mut plan = f.begin_stream();
-            for Frame {
-                frame,
-                announced,
-                refused,
-            } in frames
-            {
-                frames_fed.set(frames_fed.get() + 1);
-                let before = seen(&f);
-                let ended = f.receive(frame, plan.start_index, announced).unwrap();
-                let after = seen(&f);
-                if refused {
-                    prop_assert_eq!(&before, &after, "a refused frame changed the follower");
+        .run(
+            &(proptest::collection::vec(frame(), 1..14), any::<bool>()),
+            |(frames, behind)| {
+                let dir = tempfile::tempdir().unwrap();
+                let mut config = FollowerConfig::new("http://127.0.0.1:1", Some(dir.path().into()));
+                config.cluster_id = Some(CLUSTER);
+                // Zero: every history frame is durable before the next.
+                // Otherwise history is written behind the apply.
+                config.durable_every = if behind {
+                    Duration::from_secs(3600)
+                } else {
+                    Duration::ZERO
+                };
+                let f = FollowerShared::open_detached(config.clone(), policy.clone()).unwrap();
+                let mut plan = f.begin_stream();
+                // Every complete state the follower held, from its start.
+                let mut held = vec![seen(&f)];
+                for Frame {
+                    frame,
+                    announced,
+                    refused,
+                } in frames
+                {
+                    frames_fed.set(frames_fed.get() + 1);
+                    let before = seen(&f);
+                    let ended = f.receive(frame, plan.start_index, announced).unwrap();
+                    let after = seen(&f);
+                    if refused {
+                        prop_assert_eq!(&before, &after, "a refused frame changed the follower");
+                    }
+                    prop_assert!(
+                        !after.ready || after.complete,
+                        "ready on an incomplete store"
+                    );
+                    if after.complete {
+                        held.push(after.clone());
+                    }
+                    if ended.is_some() {
+                        plan = f.begin_stream();
+                    }
                 }
-                prop_assert!(
-                    !after.ready || after.complete,
-                    "ready on an incomplete store"
-                );
-                if ended.is_some() {
-                    plan = f.begin_stream();
+                // A crash here: the store holds what the cache holds, or
+                // (written behind) a complete state the follower held.
+                let last = seen(&f);
+                f.close_storage();
+                drop(f);
+                let again = FollowerShared::open_detached(config, policy.clone()).unwrap();
+                let reopened = seen(&again);
+                let key = |s: &Seen| (s.digest.clone(), s.next_index, s.regions);
+                // Only writes made in line mark the store complete or not.
+                prop_assert_eq!(reopened.complete, last.complete);
+                if !behind {
+                    if last.complete {
+                        prop_assert_eq!(key(&reopened), key(&last));
+                    }
+                } else if reopened.complete {
+                    prop_assert!(
+                        held.iter().any(|h| h.complete && key(h) == key(&reopened)),
+                        "the store claims {:?}, which the follower never held",
+                        key(&reopened)
+                    );
                 }
-            }
-            // What the cache holds is what the store holds.
-            let last = seen(&f);
-            f.close_storage();
-            drop(f);
-            let again = FollowerShared::open_detached(config, policy.clone()).unwrap();
-            let reopened = seen(&again);
-            prop_assert_eq!(reopened.complete, last.complete);
-            if last.complete {
-                prop_assert_eq!(
-                    (&reopened.digest, reopened.next_index, reopened.regions),
-                    (&last.digest, last.next_index, last.regions)
-                );
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap();
     println!(
         "follower frames: {} cases, {} frames",

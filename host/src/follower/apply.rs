@@ -344,12 +344,14 @@ impl Ready<'_> {
             if self.batch.durable {
                 *last = Instant::now();
             }
-            if !completion {
+            if !completion && !self.shared.config.durable_every.is_zero() {
                 // History: its data and its claim are one transaction, so
                 // the store holds some index this follower held, whichever
                 // lands last. Written behind, the commit (and, every
                 // `durable_every`, its fsync) stays off the path from the
-                // leader's change to this follower applying it.
+                // leader's change to this follower applying it. A zero
+                // `durable_every` asks for every record to be durable before
+                // the next frame: that is written here, in line.
                 return self.shared.persist_behind(std::mem::take(&mut self.batch));
             }
         } else if matches!(

@@ -25,7 +25,9 @@ pub struct FollowerConfig {
     pub connect_timeout: Duration,
     /// Longest time between durable commits of history frames. Commits in
     /// between may be lost in a crash, never torn: the store then resumes
-    /// from an older index and replays.
+    /// from an older index and replays. Above zero, history is written
+    /// behind the apply (`writer`); zero makes every history frame durable
+    /// before the next one is applied.
     pub durable_every: Duration,
     /// TLS for its read service and for dialling the leader (an `https://`
     /// URL); plain when `None`.
