@@ -3,9 +3,14 @@
 //! takes, and requests to the admin interface, each as structured values
 //! (near the edges the code decides on) and as arbitrary bytes. Properties:
 //! nothing panics; an input that is refused changes nothing (the size limit
-//! and unknown fields are `wire_limits.rs`). Each test prints its case count; a failure
-//! prints proptest's minimal input and its seed
+//! and unknown fields are `wire_limits.rs`); after a crash a follower's
+//! store holds a state the follower held. Each test prints its case count;
+//! a failure prints proptest's minimal input and its seed
 //! (`PROPTEST_CASES`/`PROPTEST_RNG_SEED` replay and widen a run).
+//!
+//! Long file: the three surfaces share the region and frame generators and
+//! the `Seen` snapshot that the properties compare; apart, each file would
+//! need its own copy of them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
