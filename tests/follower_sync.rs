@@ -4,7 +4,9 @@
 //!
 //! Long file: one suite per role, as `docs/protocol.md` has one section per
 //! role. Each test starts its own nodes and reads on its own; splitting the
-//! suite would only spread the shared helpers (`tests/lib.rs` holds them).
+//! suite would only spread the shared helpers (`tests/lib.rs` holds them),
+//! and each more test binary links the whole node with wasmtime again, the
+//! slowest step of CI's build on two cores.
 
 use std::sync::Arc;
 use std::time::Duration;

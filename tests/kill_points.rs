@@ -327,7 +327,10 @@ fn judge(dir: &Path, oracle: &Oracle, counts: &mut Counts, phase: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "the oracle never saw index {next} (claimed after a kill during {phase})"
+            "the oracle never saw index {next} (claimed after a kill during {phase}); \
+             it is at {}, full syncs it refused: {:?}",
+            oracle.seen.lock().last_index(),
+            oracle.seen.lock().unverified
         );
         std::thread::sleep(Duration::from_millis(10));
     }

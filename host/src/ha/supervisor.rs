@@ -343,8 +343,7 @@ impl Supervisor {
         tracing::warn!(reason = %why, term = won.term, "stepping down from leader");
         // As at a clean stop: the followers take what was accepted first
         // (a lapsed lease has closed the fence already).
-        leader.shared.close_intake(HANDOVER_DRAIN).await;
-        leader.shared.drain_streams(HANDOVER_DRAIN).await;
+        leader.shared.hand_off(HANDOVER_DRAIN).await;
         self.switch.set(Role::Changing);
         self.etcd.resign(won).await;
         {
@@ -370,8 +369,7 @@ impl Supervisor {
                 // is taken after another node may have won; the followers
                 // then get what was accepted, so that the next leader has
                 // it all; only then does the lease go.
-                l.shared.close_intake(HANDOVER_DRAIN).await;
-                l.shared.drain_streams(HANDOVER_DRAIN).await;
+                l.shared.hand_off(HANDOVER_DRAIN).await;
                 self.etcd.resign(won).await;
                 l.shutdown().await;
             }

@@ -139,9 +139,9 @@ impl Pin {
 
 /// The ring of one node (leader or follower: both number like the leader).
 pub struct HistoryRing {
-    /// Each record with when it was pushed (for the change rate).
-    /// Each record with when it was pushed and its encoded size (kept, so
-    /// that neither eviction nor every stream's read walks the record again).
+    /// Each record with when it was pushed (for the change rate) and its
+    /// encoded size (kept, so that neither eviction nor every stream's read
+    /// walks the record again).
     records: VecDeque<(Arc<Record>, Instant, usize)>,
     first_index: u64,
     capacity: usize,

@@ -316,10 +316,18 @@ impl Leader {
 }
 
 impl LeaderShared {
+    /// A clean hand-over's first step: take no new change, let the commit
+    /// under way publish, then let every open follower stream send all that
+    /// was published, each wait at most `bound`. So nothing this leader
+    /// accepted is missing from the next one.
+    pub async fn hand_off(&self, bound: Duration) {
+        self.close_intake(bound).await;
+        self.drain_streams(bound).await;
+    }
+
     /// Take no new change, and wait (at most `bound`) until the commit under
-    /// way, if any, is published: a leader handing over cleanly publishes
-    /// all it committed, so that nothing it holds is missing from the next.
-    pub async fn close_intake(&self, bound: Duration) {
+    /// way, if any, is published.
+    async fn close_intake(&self, bound: Duration) {
         self.closing
             .store(true, std::sync::atomic::Ordering::Release);
         let deadline = tokio::time::Instant::now() + bound;
@@ -331,10 +339,8 @@ impl LeaderShared {
     }
 
     /// Wait, at most `bound`, until every open follower stream has sent
-    /// everything published: a leader handing over cleanly (its intake
-    /// already fenced) lets its followers take all it accepted, so that the
-    /// next leader has it too. `true` when they all caught up.
-    pub async fn drain_streams(&self, bound: Duration) -> bool {
+    /// everything published; say so when some are still behind.
+    async fn drain_streams(&self, bound: Duration) {
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             let published = *self.published.borrow();
@@ -345,7 +351,7 @@ impl LeaderShared {
                 .filter(|s| s.cursor.load(std::sync::atomic::Ordering::Acquire) < published)
                 .count();
             if behind == 0 {
-                return true;
+                return;
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
@@ -353,7 +359,7 @@ impl LeaderShared {
                     published,
                     "follower streams still behind at the hand-over bound"
                 );
-                return false;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

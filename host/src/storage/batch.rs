@@ -62,9 +62,7 @@ impl WriteBatch {
             && self.resumable.is_none()
             && self.lineage.is_none()
     }
-}
 
-impl WriteBatch {
     /// Bytes this batch holds in memory, roughly: what a queue of batches
     /// is bounded by.
     pub fn weight(&self) -> usize {
