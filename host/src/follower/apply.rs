@@ -215,6 +215,8 @@ struct Ready<'a> {
 impl Ready<'_> {
     fn reset(&mut self) -> Result<(), StorageError> {
         self.store.clear();
+        // The snapshot arrives in key order: indexed once, when it settles.
+        self.store.begin_bulk();
         self.shared.persist(&WriteBatch {
             reset: true,
             complete: Some(false),
@@ -324,6 +326,8 @@ impl Ready<'_> {
         completion: bool,
     ) -> Result<(), StorageError> {
         if let Some(claim) = d.claim_index {
+            // A set that claims an index is indexed (`region_store::bulk`).
+            self.store.settle();
             self.batch.next_index = Some(claim);
             self.batch.complete = Some(true);
             self.store.set_applied_next(claim);

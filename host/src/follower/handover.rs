@@ -56,7 +56,8 @@ impl Follower {
             tracing::warn!(error = %crate::error_chain(&e), "cannot flush the follower store at hand-over");
             return None;
         }
-        let store = std::mem::take(&mut *shared.store.write());
+        let mut store = std::mem::take(&mut *shared.store.write());
+        store.settle();
         let ring = std::mem::replace(&mut *shared.ring.write(), shared.new_ring(0));
         Some(Handover {
             storage,

@@ -2,13 +2,10 @@
 //! store being loaded at start): both indexes are built from sorted runs,
 //! which fills their B-tree nodes, instead of one insertion at a time.
 
-use std::collections::BTreeMap;
-
 use regionsync_proto::metapb::Region;
 
-use super::RegionStore;
 use super::entry::Entry;
-use super::key_ref::KeyRef;
+use super::{RegionStore, bulk};
 use crate::digest::SetDigest;
 
 /// Collects regions, then builds the store in one go.
@@ -38,34 +35,17 @@ impl Loader {
         store
     }
 
-    fn build(mut self) -> RegionStore {
-        self.entries.sort_unstable_by_key(|(id, _)| *id);
-        let unique_ids = self.entries.windows(2).all(|w| w[0].0 != w[1].0);
-        if unique_ids {
-            let by_id: BTreeMap<u64, Entry> = self.entries.into_iter().collect();
-            let mut keys: Vec<(KeyRef, u64)> = by_id
-                .iter()
-                .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
-                .collect();
-            keys.sort_unstable_by_key(|k| k.0);
-            if keys.windows(2).all(|w| w[0].0 != w[1].0) {
-                return RegionStore {
-                    by_start: keys.into_iter().collect(),
-                    by_id,
-                    digest: self.digest,
-                    encoded_bytes: self.encoded_bytes,
-                    ..RegionStore::default()
-                };
-            }
-            self.entries = by_id.into_iter().collect();
+    fn build(self) -> RegionStore {
+        match bulk::index(self.entries) {
+            Ok((by_id, by_start)) => RegionStore {
+                by_id,
+                by_start,
+                digest: self.digest,
+                encoded_bytes: self.encoded_bytes,
+                ..RegionStore::default()
+            },
+            // Not a consistent set (repeated ids or start keys).
+            Err(entries) => bulk::insert_one_by_one(entries),
         }
-        // Not a consistent set (repeated ids or start keys): insert one by
-        // one, the later region replacing what it collides with.
-        let mut store = RegionStore::default();
-        for (_, entry) in self.entries {
-            let region = entry.decode();
-            store.insert_entry(&region, entry);
-        }
-        store
     }
 }

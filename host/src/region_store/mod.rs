@@ -9,8 +9,10 @@
 //! end key it needs straight from the encoding. Even the start key that
 //! orders the map is not copied: the ordered index borrows it from the
 //! encoding (`key_ref`, the module's one `unsafe`). Bulk loading at start is
-//! `loader`; which regions are refused before they get here is `check`.
+//! `loader`, a full sync's snapshot taken in bulk is `bulk`; which regions
+//! are refused before they get here is `check`.
 
+mod bulk;
 mod check;
 mod entry;
 mod key_ref;
@@ -67,6 +69,12 @@ pub struct RegionStore {
     /// Oldest index from which `changed_since` names every changed region
     /// (0: none; the changes before it are not tracked).
     delta_floor: u64,
+    /// Taking a snapshot in bulk (`bulk`): regions that follow the run go
+    /// into it rather than into the maps.
+    bulk: bool,
+    /// The snapshot's regions so far, in key order, while the maps are
+    /// empty (`bulk`).
+    run: Vec<(u64, Entry)>,
 }
 
 impl RegionStore {
@@ -77,12 +85,12 @@ impl RegionStore {
 
     /// Number of regions.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.by_id.len() + self.run.len()
     }
 
     /// No regions.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_id.is_empty() && self.run.is_empty()
     }
 
     /// Sum of the regions' protobuf encodings, for memory accounting.
@@ -130,10 +138,9 @@ impl RegionStore {
         after: Option<u64>,
         max_scan: usize,
     ) -> (Vec<u64>, Option<u64>) {
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut found = Vec::new();
         let mut last = None;
-        for (scanned, (&id, entry)) in self.by_id.range((lower, Bound::Unbounded)).enumerate() {
+        for (scanned, (id, entry)) in self.in_id_order(after).enumerate() {
             if scanned == max_scan {
                 return (found, last);
             }
@@ -154,6 +161,11 @@ impl RegionStore {
     pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64, changed: u64) -> Outcome {
         let (version, conf_ver) = epoch(region);
         let entry = Entry::new(region, leader_id, extra, changed);
+        let Err(entry) = self.append_to_run(region, entry) else {
+            return Outcome::Applied {
+                removed: Vec::new(),
+            };
+        };
         let Some(old) = self.by_id.get(&region.id) else {
             // A new region past the end of the set: a full sync's snapshot
             // arrives so (in key order, into a cleared store), and nothing
@@ -278,7 +290,7 @@ impl RegionStore {
 
     /// The stored encoding of region `id`, for persisting it as is.
     pub fn encoded(&self, id: u64) -> Option<&[u8]> {
-        self.by_id.get(&id).map(|e| &*e.blob)
+        self.entry(id).map(|e| &*e.blob)
     }
 
     /// Regions other than `except` whose range intersects [start, end).
@@ -307,26 +319,15 @@ impl RegionStore {
         out
     }
 
-    fn stored(&self, id: u64) -> Option<StoredRegion> {
-        self.by_id.get(&id).map(|e| {
-            let region = e.decode();
-            let leader = leader_of(&region, e.leader);
-            StoredRegion { region, leader }
-        })
-    }
-
     /// Region `id`.
     pub fn get(&self, id: u64) -> Option<StoredRegion> {
-        self.stored(id)
+        self.entry(id).map(stored)
     }
 
     /// The region whose range contains `key`.
     pub fn get_by_key(&self, key: &[u8]) -> Option<StoredRegion> {
-        let (_, &id) = self
-            .by_start
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()?;
-        let found = self.stored(id)?;
+        let (_, entry) = self.at_or_before(key)?;
+        let found = stored(entry);
         let end = &found.region.end_key;
         (end.is_empty() || key < end.as_slice()).then_some(found)
     }
@@ -339,11 +340,10 @@ impl RegionStore {
             .map(|r| r.region.start_key)
             .unwrap_or_else(|| start.to_vec());
         let limit = if limit == 0 { usize::MAX } else { limit };
-        self.by_start
-            .range::<[u8], _>((Bound::Included(first.as_slice()), Bound::Unbounded))
-            .take_while(|(k, _)| end.is_empty() || k.bytes() < end)
+        self.in_key_order(Bound::Included(first.as_slice()))
+            .take_while(|(_, e)| end.is_empty() || e.start_key() < end)
             .take(limit)
-            .filter_map(|(_, &id)| self.stored(id))
+            .map(|(_, e)| stored(e))
             .collect()
     }
 
@@ -359,16 +359,23 @@ impl RegionStore {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut bytes = 0;
         let mut out = Vec::new();
-        for (_, &id) in self.by_start.range::<[u8], _>((lower, Bound::Unbounded)) {
-            let size = self.by_id[&id].blob.len();
+        for (_, entry) in self.in_key_order(lower) {
+            let size = entry.blob.len();
             if out.len() == max_regions || (!out.is_empty() && bytes + size > max_bytes) {
                 break;
             }
             bytes += size;
-            out.extend(self.stored(id));
+            out.push(stored(entry));
         }
         out
     }
+}
+
+/// A stored entry as the region and leader it holds.
+fn stored(e: &Entry) -> StoredRegion {
+    let region = e.decode();
+    let leader = leader_of(&region, e.leader);
+    StoredRegion { region, leader }
 }
 
 #[cfg(test)]

@@ -216,3 +216,109 @@ fn in_place_updates_keep_the_store_equal_to_a_bulk_load_of_its_set() {
         assert_eq!(s.get(sr.region.id).unwrap().region, sr.region);
     }
 }
+
+/// Every read the store offers, as one comparable value.
+fn reads(s: &RegionStore) -> impl PartialEq + std::fmt::Debug {
+    let all = s.scan(b"", b"", 0);
+    let by_key: Vec<_> = ["", "k", "k020", "k0205", "k099", "zz"]
+        .iter()
+        .map(|k| s.get_by_key(k.as_bytes()).map(|r| r.region.id))
+        .collect();
+    let by_id: Vec<_> = (0..=110).map(|id| s.get(id).map(|r| r.region)).collect();
+    let mut chunks = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = s.chunk_after(after.as_deref(), 7, usize::MAX);
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.region.start_key.clone());
+        chunks.push(chunk.iter().map(|r| r.region.id).collect::<Vec<_>>());
+    }
+    (
+        (s.len(), s.digest(), s.encoded_bytes(), all),
+        (by_key, by_id, chunks),
+        (
+            s.scan(b"k010", b"k015", 0).len(),
+            s.changed_since(0, Some(40), 25),
+            s.encoded(33).map(<[u8]>::to_vec),
+        ),
+    )
+}
+
+/// A snapshot taken in bulk reads the same before it settles, after, and
+/// as the same regions applied one by one; the first region that does not
+/// follow the run settles it, and the store goes on from there.
+#[test]
+fn a_snapshot_taken_in_bulk_reads_like_one_applied_region_by_region() {
+    // Ids out of key order, as a real cluster's are.
+    let snapshot: Vec<Region> = (0..100u64)
+        .map(|i| {
+            let end = if i == 99 {
+                String::new()
+            } else {
+                format!("k{:03}", i + 1)
+            };
+            let start = if i == 0 {
+                String::new()
+            } else {
+                format!("k{i:03}")
+            };
+            region((i * 37) % 101 + 1, &start, &end, 1, 1)
+        })
+        .collect();
+    let mut bulk = RegionStore::new();
+    let mut plain = RegionStore::new();
+    bulk.begin_bulk();
+    for r in &snapshot {
+        assert_eq!(
+            bulk.apply(r, r.peers[0].id, 0, 0),
+            plain.apply(r, r.peers[0].id, 0, 0)
+        );
+        assert_eq!(bulk.encoded(r.id), plain.encoded(r.id));
+    }
+    assert!(!bulk.run.is_empty(), "the snapshot went into the run");
+    assert_eq!(
+        reads(&bulk),
+        reads(&plain),
+        "a run reads as the set it holds"
+    );
+    let mut settled = RegionStore::new();
+    settled.begin_bulk();
+    for r in &snapshot {
+        settled.apply(r, r.peers[0].id, 0, 0);
+    }
+    settled.settle();
+    assert!(settled.run.is_empty() && !settled.bulk);
+    assert_eq!(reads(&settled), reads(&plain));
+
+    // A catch-up's split settles the run, then applies as usual.
+    let split = region(500, "k0205", "k021", 2, 1);
+    assert_eq!(bulk.apply(&split, 0, 0, 9), plain.apply(&split, 0, 0, 9));
+    assert!(bulk.run.is_empty() && !bulk.bulk);
+    assert_eq!(reads(&bulk), reads(&plain));
+    assert_eq!(bulk.changed_since(9, None, usize::MAX).0, vec![500]);
+    // A store that is not empty does not take a run.
+    bulk.begin_bulk();
+    assert!(!bulk.bulk);
+}
+
+/// An id sent twice within one snapshot (only a broken leader does that)
+/// keeps its later copy, as the durable store keyed by id does, with the
+/// digest and size of the set that results.
+#[test]
+fn an_id_sent_twice_in_a_run_keeps_its_later_copy() {
+    let mut s = RegionStore::new();
+    s.begin_bulk();
+    for r in [
+        region(1, "a", "b", 1, 1),
+        region(2, "b", "c", 1, 1),
+        region(1, "c", "d", 1, 1),
+    ] {
+        assert_eq!(s.apply(&r, 0, 0, 0), Outcome::Applied { removed: vec![] });
+    }
+    assert_eq!(s.get(1).unwrap().region.start_key, b"c");
+    s.settle();
+    let mut want = RegionStore::new();
+    want.apply(&region(2, "b", "c", 1, 1), 0, 0, 0);
+    want.apply(&region(1, "c", "d", 1, 1), 0, 0, 0);
+    assert_eq!(reads(&s), reads(&want));
+}

@@ -1,0 +1,180 @@
+//! A full sync's snapshot, received in bulk: the regions arrive in key order
+//! into an empty store, so instead of inserting each into both B-trees (a
+//! descent with a key comparison per level, into nodes that key-ordered
+//! insertion leaves half full) they are kept in arrival order in a run, and
+//! the two indexes are built from it once (`settle`), with full nodes.
+//!
+//! The run only exists while the maps are empty: it starts at
+//! [`RegionStore::begin_bulk`] (a follower's reset) and is settled by the
+//! first change that is not such an append (a catch-up's update, a split
+//! streamed twice), by [`RegionStore::settle`] (a completion, a hand-over),
+//! or by `clear`. Until then the run *is* the set, and the store's reads
+//! below read it, so that no read has to know whether it is settled.
+//!
+//! One difference from one-at-a-time inserts: an id sent twice within the
+//! run (a correct leader never does that without a newer epoch) keeps its
+//! later copy when the run settles, as the durable store, keyed by id, does;
+//! until then a scan shows both copies and the digest counts both, so such
+//! a snapshot fails its completion's digest check.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use regionsync_proto::metapb::Region;
+
+use super::RegionStore;
+use super::entry::Entry;
+use super::key_ref::KeyRef;
+
+impl RegionStore {
+    /// Take the next regions in bulk (see the module): the store must be
+    /// empty (a full sync's reset); it stays readable throughout.
+    pub fn begin_bulk(&mut self) {
+        self.bulk = self.is_empty();
+    }
+
+    /// Build the indexes over a run in progress, and end bulk mode.
+    pub fn settle(&mut self) {
+        self.bulk = false;
+        if self.run.is_empty() {
+            return;
+        }
+        let run = std::mem::take(&mut self.run);
+        match index(run) {
+            Ok((by_id, by_start)) => {
+                self.by_id = by_id;
+                self.by_start = by_start;
+            }
+            Err(entries) => {
+                // An id sent twice: inserted one by one, the later copy
+                // replacing the earlier, with digest and size recounted.
+                let settled = insert_one_by_one(entries);
+                self.by_id = settled.by_id;
+                self.by_start = settled.by_start;
+                self.digest = settled.digest;
+                self.encoded_bytes = settled.encoded_bytes;
+            }
+        }
+        // The run's vector and the index builds' scratch are free now.
+        crate::release_free_memory();
+    }
+
+    /// Append `region` to the run if the store is in bulk mode and the
+    /// region starts at or after where the run ends; false otherwise (and
+    /// the run is settled, so that the caller's ordinary path sees it all).
+    pub(super) fn append_to_run(&mut self, region: &Region, entry: Entry) -> Result<(), Entry> {
+        if !self.bulk {
+            return Err(entry);
+        }
+        let follows = match self.run.last() {
+            None => true,
+            Some((_, last)) => {
+                let start = region.start_key.as_slice();
+                let end = last.end_key();
+                last.start_key() < start && !end.is_empty() && end <= start
+            }
+        };
+        if !follows {
+            self.settle();
+            return Err(entry);
+        }
+        self.encoded_bytes += entry.blob.len();
+        self.digest.add(region);
+        self.run.push((region.id, entry));
+        Ok(())
+    }
+
+    /// Region `id`'s entry, wherever it is (the run's later copy first).
+    pub(super) fn entry(&self, id: u64) -> Option<&Entry> {
+        self.by_id.get(&id).or_else(|| {
+            self.run
+                .iter()
+                .rev()
+                .find(|(i, _)| *i == id)
+                .map(|(_, e)| e)
+        })
+    }
+
+    /// The region with the greatest start key at or before `key`.
+    pub(super) fn at_or_before(&self, key: &[u8]) -> Option<(u64, &Entry)> {
+        let in_run = self.run.partition_point(|(_, e)| e.start_key() <= key);
+        if in_run > 0 {
+            let (id, e) = &self.run[in_run - 1];
+            return Some((*id, e));
+        }
+        let (_, &id) = self
+            .by_start
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
+        Some((id, &self.by_id[&id]))
+    }
+
+    /// Every region from `lower` on, in key order.
+    pub(super) fn in_key_order<'a>(
+        &'a self,
+        lower: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (u64, &'a Entry)> + 'a {
+        let from = match lower {
+            Bound::Unbounded => 0,
+            Bound::Included(k) => self.run.partition_point(|(_, e)| e.start_key() < k),
+            Bound::Excluded(k) => self.run.partition_point(|(_, e)| e.start_key() <= k),
+        };
+        self.by_start
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .map(|(_, &id)| (id, &self.by_id[&id]))
+            .chain(self.run[from..].iter().map(|(id, e)| (*id, e)))
+    }
+
+    /// Every region with an id after `after`, in id order.
+    pub(super) fn in_id_order(&self, after: Option<u64>) -> impl Iterator<Item = (u64, &Entry)> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        // Rare: only a caller that reads a run before it settles gets here.
+        let mut run: Vec<(u64, &Entry)> = self
+            .run
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|a| *id > a))
+            .map(|(id, e)| (*id, e))
+            .collect();
+        run.sort_by_key(|(id, _)| *id);
+        self.by_id
+            .range((lower, Bound::Unbounded))
+            .map(|(&id, e)| (id, e))
+            .chain(run)
+    }
+}
+
+/// The two indexes over `entries`, built from sorted runs (full nodes); the
+/// entries back, sorted by id, if two share an id or a start key.
+#[allow(clippy::type_complexity)]
+pub(super) fn index(
+    mut entries: Vec<(u64, Entry)>,
+) -> Result<(BTreeMap<u64, Entry>, BTreeMap<KeyRef, u64>), Vec<(u64, Entry)>> {
+    // Taken before the entries move: a snapshot's run is in key order
+    // already, which the sort then only checks. (A key borrows the entry's
+    // heap buffer, which does not move with it.)
+    let mut keys: Vec<(KeyRef, u64)> = entries
+        .iter()
+        .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
+        .collect();
+    keys.sort_unstable_by_key(|k| k.0);
+    // Stable: of two copies of an id, the later stays later.
+    entries.sort_by_key(|(id, _)| *id);
+    let collide =
+        entries.windows(2).any(|w| w[0].0 == w[1].0) || keys.windows(2).any(|w| w[0].0 == w[1].0);
+    if collide {
+        return Err(entries);
+    }
+    Ok((entries.into_iter().collect(), keys.into_iter().collect()))
+}
+
+/// A store built by inserting `entries` in order, each replacing whatever
+/// holds its id or its start key: the answer for a set that is not
+/// consistent.
+pub(super) fn insert_one_by_one(entries: Vec<(u64, Entry)>) -> RegionStore {
+    let mut store = RegionStore::default();
+    for (_, entry) in entries {
+        let region = entry.decode();
+        store.insert_entry(&region, entry);
+    }
+    store
+}
