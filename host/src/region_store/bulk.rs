@@ -40,7 +40,7 @@ impl RegionStore {
             return;
         }
         let run = std::mem::take(&mut self.run);
-        match index(run) {
+        match index(run, true) {
             Ok((by_id, by_start)) => {
                 self.by_id = by_id;
                 self.by_start = by_start;
@@ -143,28 +143,51 @@ impl RegionStore {
     }
 }
 
-/// The two indexes over `entries`, built from sorted runs (full nodes); the
-/// entries back, sorted by id, if two share an id or a start key.
+/// The two indexes over `entries`, built from sorted runs (full nodes).
+/// `in_key_order`: the entries come in ascending start-key order (a
+/// snapshot's run), which spares sorting the keys. The entries come back,
+/// sorted by id, if two share an id or a start key.
+///
+/// Peak memory matters here (a million regions): each scratch vector is
+/// consumed by the tree built from it before the next one is made.
 #[allow(clippy::type_complexity)]
 pub(super) fn index(
     mut entries: Vec<(u64, Entry)>,
+    in_key_order: bool,
 ) -> Result<(BTreeMap<u64, Entry>, BTreeMap<KeyRef, u64>), Vec<(u64, Entry)>> {
-    // Taken before the entries move: a snapshot's run is in key order
-    // already, which the sort then only checks. (A key borrows the entry's
-    // heap buffer, which does not move with it.)
-    let mut keys: Vec<(KeyRef, u64)> = entries
+    let distinct = |a: &KeyRef, b: &KeyRef| a < b;
+    if in_key_order {
+        // The keys first, in arrival order. (A key borrows its entry's heap
+        // buffer, which does not move when the entry does.)
+        let keys: Vec<(KeyRef, u64)> = entries
+            .iter()
+            .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
+            .collect();
+        if !keys.is_sorted_by(|a, b| distinct(&a.0, &b.0)) {
+            return index(entries, false);
+        }
+        let by_start: BTreeMap<KeyRef, u64> = keys.into_iter().collect();
+        // Stable: of two copies of an id, the later stays later.
+        entries.sort_by_key(|(id, _)| *id);
+        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(entries);
+        }
+        return Ok((entries.into_iter().collect(), by_start));
+    }
+    entries.sort_by_key(|(id, _)| *id);
+    if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(entries);
+    }
+    let by_id: BTreeMap<u64, Entry> = entries.into_iter().collect();
+    let mut keys: Vec<(KeyRef, u64)> = by_id
         .iter()
         .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
         .collect();
     keys.sort_unstable_by_key(|k| k.0);
-    // Stable: of two copies of an id, the later stays later.
-    entries.sort_by_key(|(id, _)| *id);
-    let collide =
-        entries.windows(2).any(|w| w[0].0 == w[1].0) || keys.windows(2).any(|w| w[0].0 == w[1].0);
-    if collide {
-        return Err(entries);
+    if !keys.is_sorted_by(|a, b| distinct(&a.0, &b.0)) {
+        return Err(by_id.into_iter().collect());
     }
-    Ok((entries.into_iter().collect(), keys.into_iter().collect()))
+    Ok((by_id, keys.into_iter().collect()))
 }
 
 /// A store built by inserting `entries` in order, each replacing whatever

@@ -36,7 +36,7 @@ impl Loader {
     }
 
     fn build(self) -> RegionStore {
-        match bulk::index(self.entries) {
+        match bulk::index(self.entries, false) {
             Ok((by_id, by_start)) => RegionStore {
                 by_id,
                 by_start,
