@@ -31,11 +31,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use prost::Message;
-use regionsync_proto::pdpb::{ErrorType, SyncRegionResponse};
+use regionsync_proto::metapb::Peer;
+use regionsync_proto::pdpb::{ErrorType, PeerStats, SyncRegionResponse};
 
 use super::stream::{EndReason, Ended};
 use super::{FollowerShared, FullSyncTrigger};
-use crate::history::{Record, fingerprint};
+use crate::history::{Record, fingerprint_of};
 use crate::policy_runtime::{AnnouncedSync, DigestCheck, FrameDecision, FrameHeader, FrameKind};
 use crate::region_store::{Outcome, RegionStore, check_region};
 use crate::storage::{StorageError, WriteBatch};
@@ -254,13 +255,10 @@ impl Ready<'_> {
         let pendings = aligned(frame.pending_peers.len()).then_some(&frame.pending_peers);
         let mut records = Vec::new();
         for (i, region) in frame.regions.iter().enumerate().skip(from as usize) {
-            let record = Record {
-                region: region.clone(),
-                leader: leaders.map(|l| l[i]).unwrap_or_default(),
-                stats: flows.map(|s| s[i]).unwrap_or_default(),
-                down_peers: downs.map(|d| d[i].peers.clone()).unwrap_or_default(),
-                pending_peers: pendings.map(|p| p[i].peers.clone()).unwrap_or_default(),
-            };
+            let leader = leaders.map(|l| l[i]).unwrap_or_default();
+            let stats = flows.map(|s| s[i]).unwrap_or_default();
+            let down: &[PeerStats] = downs.map_or(&[], |d| &d[i].peers);
+            let pending: &[Peer] = pendings.map_or(&[], |p| &p[i].peers);
             // History records carry their index; a snapshot's or a delta's
             // regions are only known to be older than the completion, which
             // becomes the store's delta floor.
@@ -269,26 +267,33 @@ impl Ready<'_> {
             } else {
                 0
             };
-            let leader_id = record.leader.id;
             match check_region(region) {
                 Ok(()) => {
+                    let extra = fingerprint_of(&leader, &stats, down, pending, 1);
                     if let Outcome::Applied { removed } =
-                        self.store
-                            .apply(region, leader_id, fingerprint(&record, 1), changed)
+                        self.store.apply(region, leader.id, extra, changed)
                     {
                         for id in removed {
                             self.batch.delete(id);
                         }
                         let blob = self.store.encoded(region.id).expect("just applied");
-                        self.batch.put_encoded(region.id, leader_id, changed, blob);
+                        self.batch.put_encoded(region.id, leader.id, changed, blob);
                     }
                 }
                 Err(why) => {
                     tracing::warn!(region = region.id, reason = %why, "leader sent a malformed region; skipped")
                 }
             }
+            // Only history keeps the frame's regions as records: a snapshot
+            // does not copy its million.
             if d.record_history {
-                records.push(Arc::new(record));
+                records.push(Arc::new(Record {
+                    region: region.clone(),
+                    leader,
+                    stats,
+                    down_peers: down.to_vec(),
+                    pending_peers: pending.to_vec(),
+                }));
             }
         }
         if matches!(

@@ -93,26 +93,44 @@ impl Record {
 /// written/read, approximate size and keys make no record. Leader intake and
 /// follower apply use the same function.
 pub fn fingerprint(record: &Record, flow_divisor: u64) -> u64 {
+    fingerprint_of(
+        &record.leader,
+        &record.stats,
+        &record.down_peers,
+        &record.pending_peers,
+        flow_divisor,
+    )
+}
+
+/// [`fingerprint`] of a record's parts, for a caller that has them without
+/// a record (a follower applying a snapshot builds none).
+pub fn fingerprint_of(
+    leader: &Peer,
+    stats: &RegionStat,
+    down_peers: &[PeerStats],
+    pending_peers: &[Peer],
+    flow_divisor: u64,
+) -> u64 {
     let round = |v: u64| {
         let d = flow_divisor.max(1);
         (v.saturating_add(d / 2) / d).saturating_mul(d)
     };
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for word in [
-        record.leader.id,
-        record.leader.store_id,
-        round(record.stats.bytes_written),
-        round(record.stats.bytes_read),
+        leader.id,
+        leader.store_id,
+        round(stats.bytes_written),
+        round(stats.bytes_read),
     ] {
         h.update(&word.to_le_bytes());
     }
-    for d in &record.down_peers {
+    for d in down_peers {
         let p = d.peer.unwrap_or_default();
         // Down time is not part of the state: it grows every heartbeat.
         h.update(&p.id.to_le_bytes());
     }
     h.update(&[0xff]);
-    for p in &record.pending_peers {
+    for p in pending_peers {
         h.update(&p.id.to_le_bytes());
     }
     h.digest()

@@ -33,8 +33,10 @@ pub struct WriteBatch {
 /// One region write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegionOp {
-    /// (id, leader peer id, index of its last change, region encoding).
-    Put(u64, u64, u64, Vec<u8>),
+    /// (id, the value stored for it: leader peer id, index of its last
+    /// change and region encoding, made by the caller's thread so that the
+    /// writer's only copy is into redb).
+    Put(u64, Vec<u8>),
     /// Remove the region with this id.
     Delete(u64),
 }
@@ -42,8 +44,8 @@ pub enum RegionOp {
 impl WriteBatch {
     /// Put a region already encoded (as the region store keeps it).
     pub fn put_encoded(&mut self, id: u64, leader_id: u64, changed: u64, blob: &[u8]) {
-        self.ops
-            .push(RegionOp::Put(id, leader_id, changed, blob.to_vec()));
+        let value = super::layout::join_value(leader_id, changed, blob);
+        self.ops.push(RegionOp::Put(id, value));
     }
 
     /// Remove region `id`.
@@ -69,7 +71,7 @@ impl WriteBatch {
         self.ops
             .iter()
             .map(|op| match op {
-                RegionOp::Put(.., blob) => 32 + blob.len(),
+                RegionOp::Put(_, value) => 16 + value.len(),
                 RegionOp::Delete(_) => 16,
             })
             .sum::<usize>()
@@ -134,9 +136,9 @@ mod tests {
         assert_eq!(
             first.ops,
             vec![
-                RegionOp::Put(1, 0, 4, b"a".to_vec()),
+                RegionOp::Put(1, super::super::layout::join_value(0, 4, b"a")),
                 RegionOp::Delete(1),
-                RegionOp::Put(1, 0, 6, b"b".to_vec()),
+                RegionOp::Put(1, super::super::layout::join_value(0, 6, b"b")),
             ]
         );
         let reset = WriteBatch {

@@ -16,6 +16,16 @@ pub(super) fn split_value(value: &[u8], layout: u64) -> Option<(u64, u64, &[u8])
     Some((leader, u64::from_le_bytes(*changed), encoded))
 }
 
+/// The stored value of a region in the current layout: (leader peer id,
+/// change index, encoding), the inverse of [`split_value`].
+pub(super) fn join_value(leader: u64, changed: u64, encoded: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + encoded.len());
+    value.extend_from_slice(&leader.to_le_bytes());
+    value.extend_from_slice(&changed.to_le_bytes());
+    value.extend_from_slice(encoded);
+    value
+}
+
 /// Rewrite a layout-1 store as layout 2, inside the caller's transaction:
 /// every value gains a change index of 0 ("older than the delta floor"), and
 /// the floor becomes the store's next index, since nothing before it was
@@ -40,15 +50,10 @@ pub(super) fn upgrade(txn: &redb::WriteTransaction) -> std::result::Result<(), r
         let Some(&(last, _)) = slice.last() else {
             break;
         };
-        let mut value = Vec::new();
         for (id, old) in slice {
             let (leader, _, encoded) = split_value(&old, 1)
                 .ok_or_else(|| redb::Error::Corrupted(format!("region {id} is truncated")))?;
-            value.clear();
-            value.extend_from_slice(&leader.to_le_bytes());
-            value.extend_from_slice(&0u64.to_le_bytes());
-            value.extend_from_slice(encoded);
-            regions.insert(id, value.as_slice())?;
+            regions.insert(id, join_value(leader, 0, encoded).as_slice())?;
         }
         if last == u64::MAX {
             break;

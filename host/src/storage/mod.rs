@@ -389,14 +389,9 @@ impl Storage {
                     txn.delete_table(REGIONS)?;
                 }
                 let mut regions = txn.open_table(REGIONS)?;
-                let mut value = Vec::new();
                 for op in &batch.ops {
                     match op {
-                        RegionOp::Put(id, leader, changed, blob) => {
-                            value.clear();
-                            value.extend_from_slice(&leader.to_le_bytes());
-                            value.extend_from_slice(&changed.to_le_bytes());
-                            value.extend_from_slice(blob);
+                        RegionOp::Put(id, value) => {
                             regions.insert(*id, value.as_slice())?;
                         }
                         RegionOp::Delete(id) => {
