@@ -325,13 +325,21 @@ fn judge(dir: &Path, oracle: &Oracle, counts: &mut Counts, phase: &str) {
             counts.claims_judged += 1;
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the oracle never saw index {next} (claimed after a kill during {phase}); \
-             it is at {}, full syncs it refused: {:?}",
-            oracle.seen.lock().last_index(),
-            oracle.seen.lock().unverified
-        );
+        if Instant::now() >= deadline {
+            // One lock for the whole message: a second `lock()` in the
+            // same statement would wait for the first forever.
+            let seen = oracle.seen.lock();
+            let below = seen.digests.keys().filter(|&&i| i < next).max();
+            let above = seen.digests.keys().filter(|&&i| i > next).min();
+            panic!(
+                "the oracle never saw index {next} (claimed with {regions} regions after a kill \
+                 during {phase}); it is at {}, saw {below:?} below and {above:?} above it, \
+                 anomalies {:?}, full syncs it refused: {:?}",
+                seen.last_index(),
+                seen.anomalies,
+                seen.unverified
+            );
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
