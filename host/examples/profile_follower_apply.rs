@@ -51,7 +51,8 @@ fn main() {
     config.cluster_id = Some(cluster::CLUSTER);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let _entered = runtime.enter();
-    let policy = cluster::policy(false).expect("the native policy");
+    // NATIVE=1: the default policy linked natively; otherwise its component.
+    let policy = cluster::policy(std::env::var("NATIVE").is_ok()).expect("the default policy");
     let follower = FollowerShared::open_detached(config, policy).expect("a follower");
     let plan = follower.begin_stream();
     let t = Instant::now();

@@ -91,9 +91,19 @@ pub async fn follower(
     name: &str,
     native: bool,
 ) -> anyhow::Result<RunningFollower> {
+    follower_with(leader, dir, name, policy(native)?).await
+}
+
+/// [`follower`] with a policy loaded already.
+pub async fn follower_with(
+    leader: &RunningLeader,
+    dir: Option<&Path>,
+    name: &str,
+    policy: Arc<PolicyRuntime>,
+) -> anyhow::Result<RunningFollower> {
     let mut config = FollowerConfig::new(leader.url(), dir.map(Path::to_path_buf));
     config.name = name.into();
-    Ok(RunningFollower::start(config, policy(native)?, listener().await?).await?)
+    Ok(RunningFollower::start(config, policy, listener().await?).await?)
 }
 
 /// Send `heartbeats` on one stream and wait until the leader has published

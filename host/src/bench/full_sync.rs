@@ -25,8 +25,13 @@ async fn once(
         "the raw reader got {got} regions"
     );
     let dir = tempfile::tempdir()?;
+    // The policy is loaded before the clock starts, as a node loads it once
+    // at start: what is timed is the sync (compiling the component would add
+    // 12-15 ms to the Wasm runs alone; `scale` times a process from start).
+    let policy = cluster::policy(native)?;
     let t = Instant::now();
-    let follower = cluster::follower(leader, Some(dir.path()), "bench-full-sync", native).await?;
+    let follower =
+        cluster::follower_with(leader, Some(dir.path()), "bench-full-sync", policy).await?;
     cluster::caught_up(leader, &follower, limit).await?;
     let end_to_end = ms(t.elapsed());
     anyhow::ensure!(
@@ -79,7 +84,9 @@ pub async fn overhead(
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<()> {
     // Full sync: one leader per engine (the leader's decisions too), runs
-    // alternated so that drift on a noisy machine hits both alike.
+    // alternated, and which goes first alternated too (W N, N W, ...), so
+    // that neither drift on a noisy machine nor what the run before left
+    // behind (a store being deleted, memory being handed back) favours one.
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let wasm = cluster::leader(dirs.0.path(), false).await?;
     let native = cluster::leader(dirs.1.path(), true).await?;
@@ -87,8 +94,13 @@ pub async fn overhead(
     cluster::populate(&native, o.regions, 1).await?;
     let (mut w, mut nat) = (vec![], vec![]);
     for run in 0..o.runs {
-        let (_, a) = once(&wasm, false, limit(o.regions)).await?;
-        let (_, b) = once(&native, true, limit(o.regions)).await?;
+        let (a, b) = if run % 2 == 0 {
+            let (_, a) = once(&wasm, false, limit(o.regions)).await?;
+            (a, once(&native, true, limit(o.regions)).await?.1)
+        } else {
+            let (_, b) = once(&native, true, limit(o.regions)).await?;
+            (once(&wasm, false, limit(o.regions)).await?.1, b)
+        };
         progress(&format!(
             "  run {run}: full sync wasm {a:.0} ms, native {b:.0} ms"
         ));
@@ -101,8 +113,13 @@ pub async fn overhead(
     // Live: CPU per change at the same offered rate.
     let (mut w, mut nat) = (vec![], vec![]);
     for run in 0..o.runs {
-        let a = live::cpu_per_change(o, false).await?;
-        let b = live::cpu_per_change(o, true).await?;
+        let (a, b) = if run % 2 == 0 {
+            let a = live::cpu_per_change(o, false).await?;
+            (a, live::cpu_per_change(o, true).await?)
+        } else {
+            let b = live::cpu_per_change(o, true).await?;
+            (live::cpu_per_change(o, false).await?, b)
+        };
         progress(&format!(
             "  run {run}: live CPU per change wasm {a:.2} us, native {b:.2} us"
         ));
