@@ -331,8 +331,11 @@ impl Ready<'_> {
         completion: bool,
     ) -> Result<(), StorageError> {
         if let Some(claim) = d.claim_index {
-            // A set that claims an index is indexed (`region_store::bulk`).
-            self.store.settle();
+            // A set that claims an index is indexed (`region_store::bulk`):
+            // a completion's index is built while its write lands (below).
+            if !completion {
+                self.store.settle();
+            }
             self.batch.next_index = Some(claim);
             self.batch.complete = Some(true);
             self.store.set_applied_next(claim);
@@ -374,6 +377,24 @@ impl Ready<'_> {
             // completion: written behind, while the next frame is applied
             // (`writer`). The completion's write waits for it.
             return self.shared.persist_behind(std::mem::take(&mut self.batch));
+        }
+        if completion && self.store.unsettled() {
+            // The snapshot's indexes are built on a second thread while
+            // this one waits for the completion's durable write: both must
+            // end before the state says ready, and neither needs the other.
+            let (store, shared, batch) = (&mut *self.store, self.shared, &self.batch);
+            return std::thread::scope(|s| {
+                let settling = s.spawn(|| store.settle());
+                let written = shared.persist(batch);
+                if let Err(panic) = settling.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                written
+            });
+        }
+        if completion {
+            // Nothing to index (an empty snapshot, a delta): bulk mode ends.
+            self.store.settle();
         }
         self.shared.persist(&self.batch)
     }

@@ -33,6 +33,11 @@ impl RegionStore {
         self.bulk = self.is_empty();
     }
 
+    /// A run waits to be indexed (see [`Self::settle`]).
+    pub fn unsettled(&self) -> bool {
+        !self.run.is_empty()
+    }
+
     /// Build the indexes over a run in progress, and end bulk mode.
     pub fn settle(&mut self) {
         self.bulk = false;
