@@ -379,9 +379,8 @@ impl Ready<'_> {
             return self.shared.persist_behind(std::mem::take(&mut self.batch));
         }
         if completion && self.store.unsettled() {
-            // The snapshot's indexes are built on a second thread while
-            // this one waits for the completion's durable write: both must
-            // end before the state says ready, and neither needs the other.
+            // The snapshot is indexed on a second thread while this one waits
+            // for the completion's durable write; both end before ready.
             let (store, shared, batch) = (&mut *self.store, self.shared, &self.batch);
             return std::thread::scope(|s| {
                 let settling = s.spawn(|| store.settle());
@@ -393,8 +392,7 @@ impl Ready<'_> {
             });
         }
         if completion {
-            // Nothing to index (an empty snapshot, a delta): bulk mode ends.
-            self.store.settle();
+            self.store.settle(); // nothing to index: bulk mode ends
         }
         self.shared.persist(&self.batch)
     }
