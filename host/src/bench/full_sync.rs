@@ -89,18 +89,16 @@ pub async fn overhead(
     // behind (a store being deleted, memory being handed back) favours one.
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let wasm = cluster::leader(dirs.0.path(), false).await?;
-    let native = cluster::leader(dirs.1.path(), true).await?;
+    let native_leader = cluster::leader(dirs.1.path(), true).await?;
     cluster::populate(&wasm, o.regions, 1).await?;
-    cluster::populate(&native, o.regions, 1).await?;
+    cluster::populate(&native_leader, o.regions, 1).await?;
     let (mut w, mut nat) = (vec![], vec![]);
     for run in 0..o.runs {
-        let (a, b) = if run % 2 == 0 {
-            let (_, a) = once(&wasm, false, limit(o.regions)).await?;
-            (a, once(&native, true, limit(o.regions)).await?.1)
-        } else {
-            let (_, b) = once(&native, true, limit(o.regions)).await?;
-            (once(&wasm, false, limit(o.regions)).await?.1, b)
-        };
+        let (a, b) = pair(run, async |native: bool| {
+            let leader = if native { &native_leader } else { &wasm };
+            Ok(once(leader, native, limit(o.regions)).await?.1)
+        })
+        .await?;
         progress(&format!(
             "  run {run}: full sync wasm {a:.0} ms, native {b:.0} ms"
         ));
@@ -108,18 +106,15 @@ pub async fn overhead(
         nat.push(b);
     }
     wasm.shutdown().await;
-    native.shutdown().await;
+    native_leader.shutdown().await;
     paired(r, "full sync", "ms", "full sync throughput", w, nat);
     // Live: CPU per change at the same offered rate.
     let (mut w, mut nat) = (vec![], vec![]);
     for run in 0..o.runs {
-        let (a, b) = if run % 2 == 0 {
-            let a = live::cpu_per_change(o, false).await?;
-            (a, live::cpu_per_change(o, true).await?)
-        } else {
-            let b = live::cpu_per_change(o, true).await?;
-            (live::cpu_per_change(o, false).await?, b)
-        };
+        let (a, b) = pair(run, async |native: bool| {
+            live::cpu_per_change(o, native).await
+        })
+        .await?;
         progress(&format!(
             "  run {run}: live CPU per change wasm {a:.2} us, native {b:.2} us"
         ));
@@ -136,6 +131,21 @@ pub async fn overhead(
     );
     r.check("every full sync ended with equal digests; every live run too");
     Ok(())
+}
+
+/// One pair of a run: `measure(false)` (Wasm) and `measure(true)`
+/// (native), the Wasm one first on even runs and second on odd ones.
+async fn pair(
+    run: usize,
+    measure: impl AsyncFn(bool) -> anyhow::Result<f64>,
+) -> anyhow::Result<(f64, f64)> {
+    if run.is_multiple_of(2) {
+        let wasm = measure(false).await?;
+        Ok((wasm, measure(true).await?))
+    } else {
+        let native = measure(true).await?;
+        Ok((measure(false).await?, native))
+    }
 }
 
 /// A cost measured run by run with the Wasm policy and the native one: both

@@ -330,10 +330,11 @@ impl Ready<'_> {
         d: &FrameDecision,
         completion: bool,
     ) -> Result<(), StorageError> {
+        // A set that claims an index is indexed (`region_store::bulk`): a
+        // completion's snapshot while its durable write lands (below).
+        let settle_alongside = completion && self.store.unsettled();
         if let Some(claim) = d.claim_index {
-            // A set that claims an index is indexed (`region_store::bulk`):
-            // a completion's index is built while its write lands (below).
-            if !completion {
+            if !settle_alongside {
                 self.store.settle();
             }
             self.batch.next_index = Some(claim);
@@ -378,9 +379,9 @@ impl Ready<'_> {
             // (`writer`). The completion's write waits for it.
             return self.shared.persist_behind(std::mem::take(&mut self.batch));
         }
-        if completion && self.store.unsettled() {
-            // The snapshot is indexed on a second thread while this one waits
-            // for the completion's durable write; both end before ready.
+        if settle_alongside {
+            // Indexed on a second thread while this one waits for the
+            // durable write; both end before the state says ready.
             let (store, shared, batch) = (&mut *self.store, self.shared, &self.batch);
             return std::thread::scope(|s| {
                 let settling = s.spawn(|| store.settle());
@@ -390,9 +391,6 @@ impl Ready<'_> {
                 }
                 written
             });
-        }
-        if completion {
-            self.store.settle(); // nothing to index: bulk mode ends
         }
         self.shared.persist(&self.batch)
     }

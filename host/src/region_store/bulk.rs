@@ -53,11 +53,11 @@ impl RegionStore {
             Err(entries) => {
                 // An id sent twice: inserted one by one, the later copy
                 // replacing the earlier, with digest and size recounted.
-                let settled = insert_one_by_one(entries);
-                self.by_id = settled.by_id;
-                self.by_start = settled.by_start;
-                self.digest = settled.digest;
-                self.encoded_bytes = settled.encoded_bytes;
+                *self = RegionStore {
+                    applied_next: self.applied_next,
+                    delta_floor: self.delta_floor,
+                    ..insert_one_by_one(entries)
+                };
             }
         }
         // The run's vector and the index builds' scratch are free now.
@@ -71,14 +71,7 @@ impl RegionStore {
         if !self.bulk {
             return Err(entry);
         }
-        let follows = match self.run.last() {
-            None => true,
-            Some((_, last)) => {
-                let start = region.start_key.as_slice();
-                let end = last.end_key();
-                last.start_key() < start && !end.is_empty() && end <= start
-            }
-        };
+        let follows = (self.run.last()).is_none_or(|(_, last)| last.lies_before(&region.start_key));
         if !follows {
             self.settle();
             return Err(entry);
@@ -172,15 +165,12 @@ pub(super) fn index(
             return index(entries, false);
         }
         let by_start: BTreeMap<KeyRef, u64> = keys.into_iter().collect();
-        // Stable: of two copies of an id, the later stays later.
-        entries.sort_by_key(|(id, _)| *id);
-        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+        if !sort_by_id(&mut entries) {
             return Err(entries);
         }
         return Ok((entries.into_iter().collect(), by_start));
     }
-    entries.sort_by_key(|(id, _)| *id);
-    if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+    if !sort_by_id(&mut entries) {
         return Err(entries);
     }
     let by_id: BTreeMap<u64, Entry> = entries.into_iter().collect();
@@ -193,6 +183,13 @@ pub(super) fn index(
         return Err(by_id.into_iter().collect());
     }
     Ok((by_id, keys.into_iter().collect()))
+}
+
+/// Sort `entries` by id, stably (of two copies of an id, the later stays
+/// later); whether their ids are distinct.
+fn sort_by_id(entries: &mut [(u64, Entry)]) -> bool {
+    entries.sort_by_key(|(id, _)| *id);
+    entries.windows(2).all(|w| w[0].0 != w[1].0)
 }
 
 /// A store built by inserting `entries` in order, each replacing whatever

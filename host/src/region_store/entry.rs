@@ -57,6 +57,14 @@ impl Entry {
         }
     }
 
+    /// A region starting at `start` lies wholly after this one: this one
+    /// starts before `start` and ends at or before it, so they cannot
+    /// overlap (a region appended past the end of a key-ordered set).
+    pub(super) fn lies_before(&self, start: &[u8]) -> bool {
+        let end = self.end_key();
+        self.start_key() < start && !end.is_empty() && end <= start
+    }
+
     /// The start key, as a slice of the encoding.
     pub(super) fn start_key(&self) -> &[u8] {
         match field(&self.blob, 2) {

@@ -225,14 +225,9 @@ impl RegionStore {
     /// `region` starts after the last region of the set ends (or the set is
     /// empty): it overlaps nothing.
     fn after_last(&self, region: &Region) -> bool {
-        match self.by_start.last_key_value() {
-            None => true,
-            Some((last_start, last_id)) => {
-                let start = region.start_key.as_slice();
-                let last_end = self.by_id[last_id].end_key();
-                last_start.bytes() < start && !last_end.is_empty() && last_end <= start
-            }
-        }
+        self.by_start
+            .last_key_value()
+            .is_none_or(|(_, last)| self.by_id[last].lies_before(&region.start_key))
     }
 
     /// The only way into the maps; keeps the `KeyRef` invariant.
