@@ -4,11 +4,48 @@
 //! Kept apart from the gRPC service so that the follower's client side and
 //! the leader's frames can use them without depending on the server.
 
-use regionsync_proto::pdpb::{Member, ResponseHeader};
+use bytes::Bytes;
+use prost::Message;
+use regionsync_proto::pdpb::{Member, ResponseHeader, SyncRegionResponse};
 
 /// Largest gRPC message a node accepts or sends: a 4 MiB frame plus headroom,
 /// and no more than the 8 MiB a PD follower accepts.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// One frame of a sync stream: a message, or the encoding of one
+/// (`leader::frames::snapshot_encoded`; `service::sync_route` sends it as it
+/// is).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// Encoded by tonic.
+    Message(SyncRegionResponse),
+    /// A `SyncRegionResponse` encoding, sent as it is.
+    Encoded(Bytes),
+}
+
+impl Frame {
+    /// Its size on the wire (before gRPC's framing).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Frame::Message(m) => m.encoded_len(),
+            Frame::Encoded(b) => b.len(),
+        }
+    }
+
+    /// The frame as a message (decoding an encoded one).
+    pub fn into_message(self) -> Result<SyncRegionResponse, prost::DecodeError> {
+        match self {
+            Frame::Message(m) => Ok(m),
+            Frame::Encoded(b) => SyncRegionResponse::decode(b),
+        }
+    }
+}
+
+impl From<SyncRegionResponse> for Frame {
+    fn from(m: SyncRegionResponse) -> Self {
+        Frame::Message(m)
+    }
+}
 
 /// A response header for `cluster_id` without an error.
 pub fn ok_header(cluster_id: u64) -> Option<ResponseHeader> {

@@ -65,6 +65,24 @@ impl Entry {
         self.start_key() < start && !end.is_empty() && end <= start
     }
 
+    /// The leader peer's encoding, sliced out of the region's (empty, as an
+    /// unknown leader's empty peer encodes, when unknown): what a frame's
+    /// `region_leaders` entry holds, without decoding the region. The
+    /// encoding is prost's, so the slice is exactly `leader_of`'s peer
+    /// encoded.
+    pub(super) fn leader_encoding(&self) -> &[u8] {
+        let Some(nth) = (self.leader as usize).checked_sub(1) else {
+            return &[];
+        };
+        Fields(&self.blob)
+            .filter_map(|(tag, value)| match (tag, value) {
+                (5, Field::Bytes(peer)) => Some(peer),
+                _ => None,
+            })
+            .nth(nth)
+            .unwrap_or_default()
+    }
+
     /// The start key, as a slice of the encoding.
     pub(super) fn start_key(&self) -> &[u8] {
         match field(&self.blob, 2) {
@@ -84,34 +102,50 @@ enum Field<'a> {
 /// for singular fields), without decoding the message. The update path
 /// needs only a region's epoch and end key; decoding whole regions there
 /// cost more than everything else an update does.
-fn field(mut buf: &[u8], number: u32) -> Option<Field<'_>> {
-    use prost::encoding::{WireType, decode_key, decode_varint};
+fn field(buf: &[u8], number: u32) -> Option<Field<'_>> {
     let mut found = None;
-    while !buf.is_empty() {
-        let (tag, wire) = decode_key(&mut buf).ok()?;
-        let value = match wire {
-            WireType::Varint => Field::Varint(decode_varint(&mut buf).ok()?),
-            WireType::LengthDelimited => {
-                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
-                let (bytes, rest) = (buf.get(..len)?, buf.get(len..)?);
-                buf = rest;
-                Field::Bytes(bytes)
-            }
-            WireType::SixtyFourBit => {
-                buf = buf.get(8..)?;
-                continue;
-            }
-            WireType::ThirtyTwoBit => {
-                buf = buf.get(4..)?;
-                continue;
-            }
-            WireType::StartGroup | WireType::EndGroup => return None,
-        };
+    for (tag, value) in Fields(buf) {
         if tag == number {
             found = Some(value);
         }
     }
     found
+}
+
+/// The fields of an encoding in order, as (number, value); groups end it
+/// (regions have none), fixed-width fields are skipped.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u32, Field<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use prost::encoding::{WireType, decode_key, decode_varint};
+        let buf = &mut self.0;
+        while !buf.is_empty() {
+            let (tag, wire) = decode_key(buf).ok()?;
+            let value = match wire {
+                WireType::Varint => Field::Varint(decode_varint(buf).ok()?),
+                WireType::LengthDelimited => {
+                    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
+                    let (bytes, rest) = (buf.get(..len)?, buf.get(len..)?);
+                    *buf = rest;
+                    Field::Bytes(bytes)
+                }
+                WireType::SixtyFourBit => {
+                    *buf = buf.get(8..)?;
+                    continue;
+                }
+                WireType::ThirtyTwoBit => {
+                    *buf = buf.get(4..)?;
+                    continue;
+                }
+                WireType::StartGroup | WireType::EndGroup => return None,
+            };
+            return Some((tag, value));
+        }
+        None
+    }
 }
 
 /// (version, conf_ver) of a decoded region.

@@ -53,6 +53,18 @@ pub struct StoredRegion {
     pub leader: Peer,
 }
 
+/// A stored region as its encoding, borrowed from the store.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedRegion<'a> {
+    /// The `metapb.Region` encoding.
+    pub region: &'a [u8],
+    /// The leader's `metapb.Peer` encoding; empty (an empty peer) when the
+    /// leader is unknown.
+    pub leader: &'a [u8],
+    /// The region's start key.
+    pub start_key: &'a [u8],
+}
+
 /// The region set of one node.
 #[derive(Default)]
 pub struct RegionStore {
@@ -344,13 +356,15 @@ impl RegionStore {
 
     /// The next run of regions in key order after `after` (none: from the
     /// first), at most `max_regions` and about `max_bytes` of encoding (at
-    /// least one region). Used to stream a snapshot in short read locks.
+    /// least one region), as their encodings: a snapshot frame is made of
+    /// them without decoding a region (`leader::frames`), in a short read
+    /// lock.
     pub fn chunk_after(
         &self,
         after: Option<&[u8]>,
         max_regions: usize,
         max_bytes: usize,
-    ) -> Vec<StoredRegion> {
+    ) -> Vec<EncodedRegion<'_>> {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut bytes = 0;
         let mut out = Vec::new();
@@ -360,7 +374,11 @@ impl RegionStore {
                 break;
             }
             bytes += size;
-            out.push(stored(entry));
+            out.push(EncodedRegion {
+                region: &entry.blob,
+                leader: entry.leader_encoding(),
+                start_key: entry.start_key(),
+            });
         }
         out
     }

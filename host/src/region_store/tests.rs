@@ -91,10 +91,19 @@ fn lookups_by_key_and_scans_respect_ranges() {
 
 #[test]
 fn chunks_cover_the_set_once_in_key_order() {
+    use prost::Message;
     let mut s = RegionStore::new();
     for i in 0..25u64 {
         let (a, b) = (format!("k{i:03}"), format!("k{:03}", i + 1));
-        s.apply(&region(i + 1, &a, &b, 1, 1), 0, 0, 0);
+        let mut r = region(i + 1, &a, &b, 1, 1);
+        r.peers.push(Peer {
+            id: 7_000 + i,
+            store_id: 2,
+            ..Default::default()
+        });
+        // Leaders: unknown, the first peer, the second peer.
+        let leader = [0, r.peers[0].id, r.peers[1].id][i as usize % 3];
+        s.apply(&r, leader, 0, 0);
     }
     let mut seen = Vec::new();
     let mut after: Option<Vec<u8>> = None;
@@ -104,8 +113,19 @@ fn chunks_cover_the_set_once_in_key_order() {
             break;
         }
         assert!(chunk.len() <= 10);
-        after = Some(chunk.last().unwrap().region.start_key.clone());
-        seen.extend(chunk.into_iter().map(|r| r.region.id));
+        after = Some(chunk.last().unwrap().start_key.to_vec());
+        for r in chunk {
+            // The encodings are the stored region and its leader, as the
+            // decoding reads give them.
+            let region = Region::decode(r.region).unwrap();
+            let stored = s.get(region.id).unwrap();
+            assert_eq!(
+                (&region, r.start_key),
+                (&stored.region, &region.start_key[..])
+            );
+            assert_eq!(Peer::decode(r.leader).unwrap(), stored.leader);
+            seen.push(region.id);
+        }
     }
     assert_eq!(seen, (1..=25).collect::<Vec<_>>());
     assert_eq!(s.chunk_after(None, 1000, 1).len(), 1, "at least one region");
@@ -230,8 +250,8 @@ fn reads(s: &RegionStore) -> impl PartialEq + std::fmt::Debug {
     loop {
         let chunk = s.chunk_after(after.as_deref(), 7, usize::MAX);
         let Some(last) = chunk.last() else { break };
-        after = Some(last.region.start_key.clone());
-        chunks.push(chunk.iter().map(|r| r.region.id).collect::<Vec<_>>());
+        after = Some(last.start_key.to_vec());
+        chunks.push(chunk.iter().map(|r| r.region.to_vec()).collect::<Vec<_>>());
     }
     (
         (s.len(), s.digest(), s.encoded_bytes(), all),

@@ -26,7 +26,7 @@ pub use open::{Opened, open};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use regionsync_proto::pdpb::{SyncRegionRequest, SyncRegionResponse};
+use regionsync_proto::pdpb::SyncRegionRequest;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 use tonic::Status;
@@ -35,9 +35,10 @@ use super::frames;
 use super::{FullSyncOutcome, LeaderShared, StreamEntry};
 use crate::policy_runtime::{RingView, RouteAction, Routed, SendStep, StreamPhase, StreamView};
 use crate::wire::Capabilities;
+use crate::wire::Frame;
 
 /// Where a stream's task puts its frames; gRPC takes them from the other end.
-pub type FrameSender = mpsc::Sender<Result<SyncRegionResponse, Status>>;
+pub type FrameSender = mpsc::Sender<Result<Frame, Status>>;
 
 /// Frames queued per stream beyond the one being sent: enough to overlap
 /// reading the store with sending, small enough that a stalled follower
@@ -143,8 +144,9 @@ impl Stream {
 
     /// Send one frame within the bound. Shutdown interrupts a send that is
     /// waiting on a slow follower, so no stream can hold shutdown up.
-    async fn send(&self, frame: SyncRegionResponse) -> Result<(), End> {
-        let bytes = prost::Message::encoded_len(&frame) as u64;
+    async fn send(&self, frame: impl Into<Frame>) -> Result<(), End> {
+        let frame = frame.into();
+        let bytes = frame.encoded_len() as u64;
         let mut stopping = self.shared.stopping.subscribe();
         let sent = tokio::select! {
             sent = self.tx.send_timeout(Ok(frame), self.shared.config.send_timeout) => sent,
@@ -183,14 +185,14 @@ impl Stream {
                 );
                 let _ = self
                     .tx
-                    .send_timeout(Ok(frame), self.shared.config.send_timeout)
+                    .send_timeout(Ok(frame.into()), self.shared.config.send_timeout)
                     .await;
             }
             End::Stopped => {
                 let bound = self.shared.config.shutdown_timeout;
                 let _ = self
                     .tx
-                    .send_timeout(Ok(frames::stopped(self.cluster_id())), bound)
+                    .send_timeout(Ok(frames::stopped(self.cluster_id()).into()), bound)
                     .await;
             }
             End::Exhausted(why) => self.fail(Status::resource_exhausted(why.clone())).await,

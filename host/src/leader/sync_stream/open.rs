@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use regionsync_proto::pdpb::{SyncRegionRequest, SyncRegionResponse};
+use regionsync_proto::pdpb::SyncRegionRequest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -12,13 +12,14 @@ use tonic::Status;
 use super::{QUEUED_FRAMES, run};
 use crate::leader::LeaderShared;
 use crate::policy_runtime::{RingView, Routed, SyncRequest};
+use crate::wire::Frame;
 use crate::wire::{Capabilities, LastTerm};
 
 /// A stream being served: its frames, and how it was routed (which the
 /// service announces to a follower that announced its capabilities).
 pub struct Opened {
     /// The frames, as the stream's task sends them.
-    pub frames: ReceiverStream<Result<SyncRegionResponse, Status>>,
+    pub frames: ReceiverStream<Result<Frame, Status>>,
     /// The routing decision.
     pub routed: Routed,
 }

@@ -76,18 +76,21 @@ impl Stream {
         let mut after: Option<Vec<u8>> = None;
         let mut stopping = shared.stopping.subscribe();
         loop {
-            let chunk = shared.store.read().chunk_after(
-                after.as_deref(),
-                limits.max_regions as usize,
-                max_bytes,
-            );
-            if chunk.is_empty() && position > 0 {
+            let (frame, n) = {
+                let store = shared.store.read();
+                let chunk =
+                    store.chunk_after(after.as_deref(), limits.max_regions as usize, max_bytes);
+                after = chunk.last().map(|r| r.start_key.to_vec());
+                let n = chunk.len() as u64;
+                (
+                    frames::snapshot_encoded(self.cluster_id(), position, &chunk),
+                    n,
+                )
+            };
+            if n == 0 && position > 0 {
                 break;
             }
-            let n = chunk.len() as u64;
-            after = chunk.last().map(|r| r.region.start_key.clone());
-            let frame = frames::snapshot(self.cluster_id(), position, chunk);
-            bytes += prost::Message::encoded_len(&frame) as u64;
+            bytes += frame.encoded_len() as u64;
             self.send(frame).await?;
             position += n;
             if n == 0 {

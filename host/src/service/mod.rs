@@ -9,11 +9,13 @@
 //! the wire handling, and the wire handling (cluster checks, malformed
 //! heartbeats, answer sizes) is written once for both.
 
+mod sync_route;
+
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
 use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
 use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::{
     self, ErrorType, GetMembersRequest, GetMembersResponse, GetRegionByIdRequest, GetRegionRequest,
@@ -28,9 +30,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::history::Record;
 use crate::region_store::{MalformedRegion, RegionStore, StoredRegion, check_region};
 use crate::wire::{
-    CAPABILITIES_HEADER, Capabilities, LINEAGE_HEADER, LastTerm, MAX_MESSAGE_BYTES, ROUTE_HEADER,
-    TERM_HEADER, ok_header,
+    CAPABILITIES_HEADER, Capabilities, Frame, LINEAGE_HEADER, LastTerm, MAX_MESSAGE_BYTES,
+    ROUTE_HEADER, TERM_HEADER, ok_header,
 };
+pub use sync_route::SyncRoute;
 
 /// Budget of one ScanRegions answer.
 const SCAN_BYTES: usize = 4 << 20;
@@ -52,7 +55,7 @@ pub trait RegionReads: Send + Sync + 'static {
 }
 
 /// A stream of sync frames for one follower.
-pub type FrameStream = Pin<Box<dyn Stream<Item = Result<SyncRegionResponse, Status>> + Send>>;
+pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
 
 /// A sync stream as the leader opened it.
 pub struct SyncStream {
@@ -84,6 +87,7 @@ pub trait Leading: Send + Sync + 'static {
 }
 
 /// The gRPC service of one node.
+#[derive(Clone)]
 pub struct PdService {
     reads: Arc<dyn RegionReads>,
     leading: Option<Arc<dyn Leading>>,
@@ -106,11 +110,13 @@ impl PdService {
         }
     }
 
-    /// The tonic server wrapper with the node's message limits.
-    pub fn into_server(self) -> pdpb::pd_server::PdServer<Self> {
-        pdpb::pd_server::PdServer::new(self)
+    /// The tonic server with the node's message limits, SyncRegions served
+    /// by its own route (`sync_route`).
+    pub fn into_server(self) -> SyncRoute {
+        let generated = pdpb::pd_server::PdServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        SyncRoute::new(self, generated)
     }
 
     fn header(&self) -> Option<ResponseHeader> {
@@ -301,12 +307,32 @@ impl Pd for PdService {
         }))
     }
 
-    type SyncRegionsStream = FrameStream;
+    type SyncRegionsStream = Pin<Box<dyn Stream<Item = Result<SyncRegionResponse, Status>> + Send>>;
 
+    /// Only for a server on the generated route alone (`sync_route`
+    /// serves it with encoded frames sent as they are).
     async fn sync_regions(
         &self,
         request: Request<Streaming<SyncRegionRequest>>,
     ) -> Result<Response<Self::SyncRegionsStream>, Status> {
+        let frames = self.sync_stream(request).await?;
+        Ok(frames.map(|frames| -> Self::SyncRegionsStream {
+            Box::pin(frames.map(|frame| {
+                frame?
+                    .into_message()
+                    .map_err(|e| Status::internal(format!("a sync frame does not decode: {e}")))
+            }))
+        }))
+    }
+}
+
+impl PdService {
+    /// A follower's SyncRegions stream: its first request checked, then the
+    /// leader's frames, with route and lineage in the response metadata.
+    pub async fn sync_stream(
+        &self,
+        request: Request<Streaming<SyncRegionRequest>>,
+    ) -> Result<Response<FrameStream>, Status> {
         let leading = self.leading("this node is a follower; sync from the leader")?;
         let metadata = request.metadata();
         let mut caps = metadata
