@@ -376,7 +376,9 @@ impl Ready<'_> {
         ) {
             // A sync's data, into a store that claims nothing until the
             // completion: written behind, while the next frame is applied
-            // (`writer`). The completion's write waits for it.
+            // (`writer`). The completion's write waits for it. Regions still
+            // in the snapshot's key-ordered run are stored as one chunk.
+            self.batch.snapshot = self.store.unsettled();
             return self.shared.persist_behind(std::mem::take(&mut self.batch));
         }
         if settle_alongside {

@@ -24,6 +24,10 @@ pub struct WriteBatch {
     /// Replace the store's lineage (the leaderships its index passed
     /// through), in the same transaction as the records it describes.
     pub lineage: Option<crate::lineage::Lineage>,
+    /// The region writes are a full sync's snapshot in key order, into a
+    /// store reset since: kept as one chunk (`super::snapshot`) when nothing
+    /// else was written since the reset, as rows otherwise.
+    pub snapshot: bool,
     /// fsync before returning. Without it the batch may be lost in a crash,
     /// never torn; use it only where a lost batch is harmless (a full sync's
     /// data, which an incomplete marker already disowns).
@@ -89,6 +93,7 @@ impl WriteBatch {
         }
         let WriteBatch {
             reset: _,
+            snapshot,
             ops,
             next_index,
             complete,
@@ -98,6 +103,8 @@ impl WriteBatch {
             lineage,
             durable,
         } = later;
+        // A chunk only if all of its writes are snapshot data.
+        self.snapshot = (self.snapshot || self.ops.is_empty()) && (snapshot || ops.is_empty());
         self.ops.extend(ops);
         self.next_index = next_index.or(self.next_index);
         self.complete = complete.or(self.complete);

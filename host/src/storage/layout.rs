@@ -26,11 +26,22 @@ pub(super) fn join_value(leader: u64, changed: u64, encoded: &[u8]) -> Vec<u8> {
     value
 }
 
-/// Rewrite a layout-1 store as layout 2, inside the caller's transaction:
-/// every value gains a change index of 0 ("older than the delta floor"), and
-/// the floor becomes the store's next index, since nothing before it was
-/// tracked. Done in slices so that the upgrade holds little memory.
-pub(super) fn upgrade(txn: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
+/// Bring a store of layout `from` to the current one, inside the caller's
+/// transaction. From layout 1, every value gains a change index of 0 ("older
+/// than the delta floor"), and the floor becomes the store's next index,
+/// since nothing before it was tracked; done in slices so that the upgrade
+/// holds little memory. Layout 3 only adds tables (`super::snapshot`): a
+/// layout-2 store is one without a snapshot, and only its version changes,
+/// so that older builds refuse it once it may hold chunks they cannot read.
+pub(super) fn upgrade(txn: &redb::WriteTransaction, from: u64) -> Result<(), redb::Error> {
+    if from < 2 {
+        add_change_indexes(txn)?;
+    }
+    txn.open_table(META)?.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
+    Ok(())
+}
+
+fn add_change_indexes(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     const SLICE: usize = 10_000;
     let mut regions = txn.open_table(REGIONS)?;
     let mut after: Option<u64> = None;
@@ -65,6 +76,5 @@ pub(super) fn upgrade(txn: &redb::WriteTransaction) -> std::result::Result<(), r
     if meta.get(KEY_DELTA_FLOOR)?.is_none() {
         meta.insert(KEY_DELTA_FLOOR, next)?;
     }
-    meta.insert(KEY_LAYOUT, LAYOUT_VERSION)?;
     Ok(())
 }

@@ -13,6 +13,7 @@
 mod batch;
 mod error;
 mod layout;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,8 @@ type Result<T> = std::result::Result<T, StorageError>;
 
 /// id -> leader peer id (8 bytes, little endian), the index of the region's
 /// last change (8 bytes, little endian; layout 2 on), then its encoding.
+/// From layout 3 on, a full sync's snapshot is kept apart, in chunks
+/// (`snapshot`), and this table holds what was written after it.
 const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// first index -> term: the leaderships the regions' index passed through
@@ -43,7 +46,7 @@ const LINEAGE: TableDefinition<u64, u64> = TableDefinition::new("lineage");
 
 /// Bump when the meaning of the tables changes; an older store is refused
 /// with a clear error rather than misread.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 
 /// The oldest layout this build still reads; it upgrades it in place at the
 /// first write (never at open: a node that refuses to sync must leave its
@@ -98,6 +101,9 @@ pub struct Storage {
     /// Writes still to fail on purpose (fault injection; see
     /// [`Storage::fail_next_writes`]).
     failing: std::sync::atomic::AtomicU32,
+    /// Reset, and nothing but snapshot chunks written since: a snapshot
+    /// batch may still be kept as a chunk (`snapshot`). Closed at open.
+    chunks_open: std::sync::atomic::AtomicBool,
 }
 
 /// Regions live in memory already; redb's page cache only needs to carry
@@ -169,6 +175,7 @@ impl Storage {
             path,
             layout: Mutex::new(LAYOUT_VERSION),
             failing: std::sync::atomic::AtomicU32::new(0),
+            chunks_open: std::sync::atomic::AtomicBool::new(false),
         };
         storage.check_layout()?;
         Ok(storage)
@@ -226,11 +233,14 @@ impl Storage {
                 Err(redb::TableError::TableDoesNotExist(_)) => None,
                 Err(e) => return Err(self.fail("read the layout", e)),
             };
-            let has_regions = match txn.open_table(REGIONS) {
-                Ok(regions) => regions.first().map_err(read)?.is_some(),
-                Err(redb::TableError::TableDoesNotExist(_)) => false,
-                Err(e) => return Err(self.fail("read the layout", e)),
-            };
+            let mut has_regions = false;
+            for table in [REGIONS, snapshot::SNAPSHOT] {
+                has_regions |= match txn.open_table(table) {
+                    Ok(rows) => rows.first().map_err(read)?.is_some(),
+                    Err(redb::TableError::TableDoesNotExist(_)) => false,
+                    Err(e) => return Err(self.fail("read the layout", e)),
+                };
+            }
             (layout, has_regions)
         };
         let refuse = |found| StorageError::Layout {
@@ -308,10 +318,7 @@ impl Storage {
             detail,
         };
         let mut n = 0;
-        let iter = table.iter().map_err(|e| self.fail("read the regions", e))?;
-        for entry in iter {
-            let (id, value) = entry.map_err(|e| self.fail("read the regions", e))?;
-            let (id, value) = (id.value(), value.value());
+        let mut load = |id: u64, value: &[u8]| {
             let Some((leader, changed, encoded)) = split_value(value, layout) else {
                 return Err(damaged(format!("region {id} is truncated")));
             };
@@ -325,6 +332,14 @@ impl Storage {
             }
             f(region, leader, changed);
             n += 1;
+            Ok(())
+        };
+        // The snapshot first: the rows written after it win.
+        snapshot::for_each(self, &txn, &mut load)?;
+        let iter = table.iter().map_err(|e| self.fail("read the regions", e))?;
+        for entry in iter {
+            let (id, value) = entry.map_err(|e| self.fail("read the regions", e))?;
+            load(id.value(), value.value())?;
         }
         Ok(n)
     }
@@ -374,6 +389,20 @@ impl Storage {
             let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
             return Err(self.fail("write", redb::Error::Io(full)));
         }
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        // Only the snapshot's data, while nothing else was written since the
+        // reset, goes into a chunk: `snapshot`'s precedence needs every row
+        // to be newer than every chunk.
+        let as_chunk = batch.snapshot
+            && !batch.ops.is_empty()
+            && (batch.reset || self.chunks_open.load(Acquire))
+            && batch.ops.iter().all(|op| matches!(op, RegionOp::Put(..)));
+        // The chunks stay open only after a reset or a chunk that landed (a
+        // failed write closes them: rows are always right).
+        let open =
+            (batch.reset || self.chunks_open.load(Acquire)) && (as_chunk || batch.ops.is_empty());
+        self.chunks_open.store(false, Release);
+        let layout = *self.layout.lock();
         self.with_writer(|db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(if batch.durable {
@@ -382,21 +411,35 @@ impl Storage {
                 Durability::None
             })?;
             {
-                if *self.layout.lock() < LAYOUT_VERSION {
-                    upgrade(&txn)?;
+                if layout < LAYOUT_VERSION {
+                    upgrade(&txn, layout)?;
                 }
                 if batch.reset {
                     txn.delete_table(REGIONS)?;
+                    txn.open_table(REGIONS)?; // empty, not absent
+                    snapshot::clear(&txn)?;
                 }
-                let mut regions = txn.open_table(REGIONS)?;
-                for op in &batch.ops {
-                    match op {
-                        RegionOp::Put(id, value) => {
-                            regions.insert(*id, value.as_slice())?;
+                if as_chunk {
+                    snapshot::append(&txn, &batch.ops)?;
+                } else if !batch.ops.is_empty() {
+                    let has_snapshot = snapshot::present(&txn)?;
+                    let mut regions = txn.open_table(REGIONS)?;
+                    for op in &batch.ops {
+                        match op {
+                            RegionOp::Put(id, value) => {
+                                regions.insert(*id, value.as_slice())?;
+                            }
+                            RegionOp::Delete(id) => {
+                                regions.remove(*id)?;
+                                if has_snapshot {
+                                    snapshot::bury(&txn, *id)?;
+                                }
+                            }
                         }
-                        RegionOp::Delete(id) => {
-                            regions.remove(*id)?;
-                        }
+                    }
+                    drop(regions);
+                    if has_snapshot {
+                        snapshot::fold_if_due(&txn)?;
                     }
                 }
                 let mut meta = txn.open_table(META)?;
@@ -427,6 +470,9 @@ impl Storage {
             Ok(())
         })?;
         *self.layout.lock() = LAYOUT_VERSION;
+        // A completion ends the snapshot: later writes are rows.
+        let open = open && batch.complete != Some(true);
+        self.chunks_open.store(open, Release);
         Ok(())
     }
 }

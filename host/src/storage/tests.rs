@@ -1,4 +1,5 @@
 use super::*;
+use redb::ReadableTableMetadata;
 
 fn put(batch: &mut WriteBatch, region: &Region, leader_id: u64) {
     batch.put_encoded(region.id, leader_id, 0, &region.encode_to_vec());
@@ -217,4 +218,147 @@ fn a_layout_1_store_is_read_as_is_and_upgraded_at_the_first_write() {
     assert_eq!(got, vec![(1, 10, 0), (2, 20, 0), (3, 30, 0), (4, 40, 41)]);
     let meta = s.meta().unwrap();
     assert_eq!((meta.delta_floor, meta.next_index), (Some(40), 40));
+}
+
+/// The rows and chunks the store holds: (rows, chunks, tombstones).
+fn tables(s: &Storage) -> (u64, u64, u64) {
+    let txn = s.begin_read().unwrap();
+    let rows = txn.open_table(REGIONS).unwrap().len().unwrap();
+    let len = |t| match txn.open_table(t) {
+        Ok(t) => t.len().unwrap(),
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => panic!("{e}"),
+    };
+    let gone = match txn.open_table(snapshot::GONE) {
+        Ok(t) => t.len().unwrap(),
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => panic!("{e}"),
+    };
+    (rows, len(snapshot::SNAPSHOT), gone)
+}
+
+fn loaded(s: &Storage) -> std::collections::BTreeMap<u64, (u64, u64)> {
+    let mut got = std::collections::BTreeMap::new();
+    s.load_regions(|r, l, changed| {
+        // A later copy wins, as the loader keeps it.
+        got.insert(r.id, (l, changed));
+    })
+    .unwrap();
+    got
+}
+
+/// Random batches over a small id space, as a full sync and what follows it
+/// write them: a reset, snapshot batches (some ids sent twice), then rows,
+/// removals, restarts and completions. After every step the store loads
+/// what a plain map of the same writes holds; chunks are used while they
+/// may be, and the tombstones never outnumber the snapshot's records.
+#[test]
+fn a_snapshot_kept_as_chunks_loads_as_the_writes_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Storage::open(dir.path()).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let (mut chunked, mut folded) = (0, 0);
+    for step in 0..1_500u64 {
+        let mut b = WriteBatch::default();
+        match next(10) {
+            0 => {
+                b.reset = true;
+                model.clear();
+                // A reset and the start of its snapshot in one batch, as
+                // the writer may fold them.
+                b.snapshot = next(2) == 0;
+            }
+            1..=4 => b.snapshot = true,
+            5 => b.complete = Some(true),
+            6 => {
+                drop(s);
+                s = Storage::open(dir.path()).unwrap();
+                continue;
+            }
+            _ => {}
+        }
+        let removals = !b.snapshot || next(4) == 0;
+        for _ in 0..next(12) {
+            let id = 1 + next(40);
+            if removals && next(3) == 0 {
+                b.delete(id);
+                model.remove(&id);
+            } else {
+                let (leader, changed) = (next(5), step);
+                put(&mut b, &region(id), leader);
+                if let Some(RegionOp::Put(_, value)) = b.ops.last_mut() {
+                    *value = layout::join_value(leader, changed, &region(id).encode_to_vec());
+                }
+                model.insert(id, (leader, changed));
+            }
+        }
+        let before = tables(&s).1;
+        s.write(&b).unwrap();
+        let (_, chunks, gone) = tables(&s);
+        chunked += usize::from(chunks > before);
+        folded += usize::from(before > 0 && chunks == 0 && !b.reset);
+        assert_eq!(loaded(&s), model, "step {step}");
+        let records = s
+            .begin_read()
+            .unwrap()
+            .open_table(META)
+            .unwrap()
+            .get("snapshot_records")
+            .unwrap()
+            .map_or(0, |v| v.value());
+        assert!(
+            gone <= records,
+            "step {step}: {gone} tombstones, {records} records"
+        );
+    }
+    assert!(chunked >= 20, "chunks were written {chunked} times");
+    assert!(folded > 0, "the snapshot was never folded");
+    drop(s);
+    assert_eq!(loaded(&Storage::open(dir.path()).unwrap()), model);
+}
+
+#[test]
+fn a_layout_2_store_gains_only_its_version_at_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(KEY_LAYOUT, 2).unwrap();
+            meta.insert(KEY_NEXT_INDEX, 40).unwrap();
+            meta.insert(KEY_DELTA_FLOOR, 30).unwrap();
+            let mut regions = txn.open_table(REGIONS).unwrap();
+            for id in 1..=3u64 {
+                let value = layout::join_value(id * 10, id + 30, &region(id).encode_to_vec());
+                regions.insert(id, value.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let s = Storage::open(dir.path()).unwrap();
+    let want: std::collections::BTreeMap<u64, (u64, u64)> =
+        (1..=3).map(|id| (id, (id * 10, id + 30))).collect();
+    assert_eq!(loaded(&s), want);
+    s.write(&WriteBatch {
+        next_index: Some(41),
+        durable: true,
+        ..Default::default()
+    })
+    .unwrap();
+    drop(s);
+    let s = Storage::open(dir.path()).unwrap();
+    assert_eq!(loaded(&s), want);
+    let layout = s.begin_read().unwrap().open_table(META).unwrap();
+    let layout = layout.get(KEY_LAYOUT).unwrap().map(|v| v.value());
+    assert_eq!(layout, Some(LAYOUT_VERSION));
+    assert_eq!(s.meta().unwrap().delta_floor, Some(30));
 }
