@@ -7,13 +7,13 @@
 //! rehashing a million regions for every status call.
 
 use regionsync_proto::metapb::Region;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 /// The hash of one region over the fields docs/protocol.md §6 names: id, epoch, keys
 /// and peers. Lengths are hashed before variable fields so that no two
 /// different regions can feed the hasher the same bytes.
 pub fn region_hash(r: &Region) -> u128 {
-    let mut h = Xxh3::new();
+    let mut h = Gather::default();
     let epoch = r.region_epoch.unwrap_or_default();
     h.update(&r.id.to_le_bytes());
     h.update(&epoch.conf_ver.to_le_bytes());
@@ -30,6 +30,62 @@ pub fn region_hash(r: &Region) -> u128 {
         h.update(&[u8::from(p.is_witness)]);
     }
     h.digest128()
+}
+
+/// xxh3 of many small pieces, hashed in one call: the pieces are gathered
+/// in a buffer on the stack (on the heap past it). xxh3's streaming hasher
+/// gives the same value over the same bytes, but setting up its state and
+/// feeding it a region's two dozen pieces one by one cost a tenth of a
+/// follower's apply (BENCHMARKS.md).
+pub struct Gather {
+    stack: [u8; 256],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Gather {
+            stack: [0; 256],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl Gather {
+    /// Append `bytes`. Inlined: most pieces are a fixed 8 bytes, whose copy
+    /// then compiles to a move rather than a call.
+    #[inline]
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() {
+            if let Some(to) = self.stack.get_mut(self.len..self.len + bytes.len()) {
+                to.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.heap.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.heap.extend_from_slice(bytes);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// The 64-bit xxh3 of everything appended.
+    pub fn digest(&self) -> u64 {
+        xxh3_64(self.bytes())
+    }
+
+    /// The 128-bit xxh3 of everything appended.
+    pub fn digest128(&self) -> u128 {
+        xxh3_128(self.bytes())
+    }
 }
 
 /// A running, order-independent digest of a set of regions.
@@ -107,5 +163,50 @@ mod tests {
         let before = region_hash(&r);
         r.peers[0].store_id = 2;
         assert_ne!(before, region_hash(&r));
+    }
+
+    /// Gathered, the hash is the streaming hasher's over the same bytes,
+    /// on the stack and past it (keys longer than the stack buffer).
+    #[test]
+    fn gathered_hashes_are_the_streaming_ones() {
+        use xxhash_rust::xxh3::Xxh3;
+        for (id, key_len) in [(1u64, 0usize), (2, 20), (3, 120), (4, 300), (5, 5_000)] {
+            let key = vec![id as u8; key_len];
+            let mut r = region(id, &key, b"zz");
+            r.peers.push(Peer {
+                id: 99,
+                store_id: 3,
+                role: 1,
+                is_witness: true,
+            });
+            let mut streaming = Xxh3::new();
+            let mut gathered = Gather::default();
+            let epoch = r.region_epoch.unwrap_or_default();
+            let mut feed = |bytes: &[u8]| {
+                streaming.update(bytes);
+                gathered.update(bytes);
+            };
+            feed(&r.id.to_le_bytes());
+            feed(&epoch.conf_ver.to_le_bytes());
+            feed(&epoch.version.to_le_bytes());
+            feed(&(r.start_key.len() as u64).to_le_bytes());
+            feed(&r.start_key);
+            feed(&(r.end_key.len() as u64).to_le_bytes());
+            feed(&r.end_key);
+            feed(&(r.peers.len() as u64).to_le_bytes());
+            for p in &r.peers {
+                feed(&p.id.to_le_bytes());
+                feed(&p.store_id.to_le_bytes());
+                feed(&p.role.to_le_bytes());
+                feed(&[u8::from(p.is_witness)]);
+            }
+            assert_eq!(
+                gathered.digest128(),
+                streaming.digest128(),
+                "key of {key_len}"
+            );
+            assert_eq!(gathered.digest(), streaming.digest(), "key of {key_len}");
+            assert_eq!(region_hash(&r), streaming.digest128(), "key of {key_len}");
+        }
     }
 }

@@ -147,7 +147,7 @@ fn write_all(
             match batch.absorb(later) {
                 Ok(()) => weight += w,
                 Err(later) => {
-                    held = Some((later, w));
+                    held = Some((*later, w));
                     break;
                 }
             }

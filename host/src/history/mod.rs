@@ -115,7 +115,7 @@ pub fn fingerprint_of(
         let d = flow_divisor.max(1);
         (v.saturating_add(d / 2) / d).saturating_mul(d)
     };
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut h = crate::digest::Gather::default();
     for word in [
         leader.id,
         leader.store_id,

@@ -27,7 +27,7 @@ use regionsync_proto::metapb::Region;
 
 use crate::lineage::{Lineage, TermStart};
 
-pub use batch::{RegionOp, WriteBatch};
+pub use batch::{RegionOp, RegionWrites, WriteBatch};
 pub use error::StorageError;
 use layout::{split_value, upgrade};
 
@@ -393,14 +393,15 @@ impl Storage {
         // Only the snapshot's data, while nothing else was written since the
         // reset, goes into a chunk: `snapshot`'s precedence needs every row
         // to be newer than every chunk.
-        let as_chunk = batch.snapshot
-            && !batch.ops.is_empty()
-            && (batch.reset || self.chunks_open.load(Acquire))
-            && batch.ops.iter().all(|op| matches!(op, RegionOp::Put(..)));
+        let chunk = batch
+            .writes
+            .only_packed()
+            .filter(|_| batch.snapshot && (batch.reset || self.chunks_open.load(Acquire)));
+        let as_chunk = chunk.is_some();
         // The chunks stay open only after a reset or a chunk that landed (a
         // failed write closes them: rows are always right).
-        let open =
-            (batch.reset || self.chunks_open.load(Acquire)) && (as_chunk || batch.ops.is_empty());
+        let open = (batch.reset || self.chunks_open.load(Acquire))
+            && (as_chunk || batch.writes.is_empty());
         self.chunks_open.store(false, Release);
         let layout = *self.layout.lock();
         self.with_writer(|db| {
@@ -419,12 +420,15 @@ impl Storage {
                     txn.open_table(REGIONS)?; // empty, not absent
                     snapshot::clear(&txn)?;
                 }
-                if as_chunk {
-                    snapshot::append(&txn, &batch.ops)?;
-                } else if !batch.ops.is_empty() {
+                if let Some((records, count)) = chunk {
+                    snapshot::append(&txn, records, count)?;
+                } else if !batch.writes.is_empty() {
                     let has_snapshot = snapshot::present(&txn)?;
                     let mut regions = txn.open_table(REGIONS)?;
-                    for op in &batch.ops {
+                    for (id, value) in batch.writes.packed_puts() {
+                        regions.insert(id, value)?;
+                    }
+                    for op in batch.writes.ops() {
                         match op {
                             RegionOp::Put(id, value) => {
                                 regions.insert(*id, value.as_slice())?;

@@ -9,7 +9,7 @@
 //!    over the snapshot.
 //! 2. `gone` (id): regions removed while the snapshot had chunks; their
 //!    copy in a chunk is ignored.
-//! 3. `snapshot` (sequence -> chunk of `id | length | value` records): a
+//! 3. `snapshot` (sequence -> chunk of records, `batch::pack`'s): a
 //!    later chunk, and a later record, wins over an earlier one.
 //!
 //! The precedence is only true if every row of `regions` and `gone` is newer
@@ -28,7 +28,7 @@ use redb::{
     ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use super::batch::RegionOp;
+use super::batch::unpack;
 use super::{META, REGIONS, Storage, StorageError};
 
 /// sequence -> chunk of records.
@@ -46,33 +46,18 @@ pub(super) fn clear(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Append `ops` (all puts) as one chunk.
-pub(super) fn append(txn: &WriteTransaction, ops: &[RegionOp]) -> Result<(), redb::Error> {
-    let mut size = 0;
-    for op in ops {
-        if let RegionOp::Put(_, value) = op {
-            size += 12 + value.len();
-        }
-    }
-    let mut chunk = Vec::with_capacity(size);
-    let mut records = 0u64;
-    for op in ops {
-        let RegionOp::Put(id, value) = op else {
-            unreachable!("only puts are taken as a chunk");
-        };
-        let len = u32::try_from(value.len())
-            .map_err(|_| redb::Error::Corrupted(format!("region {id} is too large for a chunk")))?;
-        chunk.extend_from_slice(&id.to_le_bytes());
-        chunk.extend_from_slice(&len.to_le_bytes());
-        chunk.extend_from_slice(value);
-        records += 1;
-    }
+/// Append `count` packed records (`batch::unpack`) as one chunk.
+pub(super) fn append(
+    txn: &WriteTransaction,
+    records: &[u8],
+    count: u64,
+) -> Result<(), redb::Error> {
     let mut table = txn.open_table(SNAPSHOT)?;
     let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-    table.insert(next, chunk.as_slice())?;
+    table.insert(next, records)?;
     let mut meta = txn.open_table(META)?;
     let before = meta.get(KEY_SNAPSHOT_RECORDS)?.map_or(0, |v| v.value());
-    meta.insert(KEY_SNAPSHOT_RECORDS, before + records)?;
+    meta.insert(KEY_SNAPSHOT_RECORDS, before + count)?;
     Ok(())
 }
 
@@ -168,16 +153,8 @@ pub(super) fn for_each(
 }
 
 /// The records of chunk `seq`, in order.
-fn records_of(mut chunk: &[u8], seq: u64) -> Result<Vec<(u64, &[u8])>, String> {
-    let truncated = || format!("snapshot chunk {seq} is truncated");
-    let mut out = Vec::new();
-    while !chunk.is_empty() {
-        let (id, rest) = chunk.split_first_chunk::<8>().ok_or_else(truncated)?;
-        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
-        let len = u32::from_le_bytes(*len) as usize;
-        let value = rest.get(..len).ok_or_else(truncated)?;
-        out.push((u64::from_le_bytes(*id), value));
-        chunk = &rest[len..];
-    }
-    Ok(out)
+fn records_of(chunk: &[u8], seq: u64) -> Result<Vec<(u64, &[u8])>, String> {
+    unpack(chunk)
+        .collect::<Result<_, _>>()
+        .map_err(|at| format!("snapshot chunk {seq} is cut short at byte {at}"))
 }

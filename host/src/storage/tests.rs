@@ -292,10 +292,7 @@ fn a_snapshot_kept_as_chunks_loads_as_the_writes_it_took() {
                 model.remove(&id);
             } else {
                 let (leader, changed) = (next(5), step);
-                put(&mut b, &region(id), leader);
-                if let Some(RegionOp::Put(_, value)) = b.ops.last_mut() {
-                    *value = layout::join_value(leader, changed, &region(id).encode_to_vec());
-                }
+                b.put_encoded(id, leader, changed, &region(id).encode_to_vec());
                 model.insert(id, (leader, changed));
             }
         }
