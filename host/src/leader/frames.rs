@@ -129,24 +129,24 @@ mod tests {
     use crate::region_store::RegionStore;
     use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
 
-    /// Region `i` of `n` over the key space, with three peers.
+    /// Region `i` of `n` over the key space, three peers on five stores.
     fn region(i: u64, n: u64, version: u64) -> Region {
-        let key = |i: u64| format!("t{:08}_r{:016}", 42, i * 1_000).into_bytes();
+        let key = |i: u64| (i > 0 && i < n).then(|| format!("t42_r{i:016}").into_bytes());
+        let peer = |s: u64| Peer {
+            id: 10_000 + i * 3 + s,
+            store_id: 1 + (i + s) % 5,
+            ..Default::default()
+        };
+        let epoch = RegionEpoch {
+            conf_ver: 5,
+            version,
+        };
         Region {
             id: 1_000 + i,
-            start_key: if i == 0 { Vec::new() } else { key(i) },
-            end_key: if i + 1 == n { Vec::new() } else { key(i + 1) },
-            region_epoch: Some(RegionEpoch {
-                conf_ver: 5,
-                version,
-            }),
-            peers: (0..3)
-                .map(|s| Peer {
-                    id: 10_000 + i * 3 + s,
-                    store_id: 1 + (i + s) % 5,
-                    ..Default::default()
-                })
-                .collect(),
+            start_key: key(i).unwrap_or_default(),
+            end_key: key(i + 1).unwrap_or_default(),
+            region_epoch: Some(epoch),
+            peers: vec![peer(0), peer(1), peer(2)],
             ..Default::default()
         }
     }

@@ -169,28 +169,35 @@ fn another_layout_is_refused_and_garbage_is_an_error() {
     );
 }
 
+/// A store as an older build left it: next index 40, `meta`, and regions 1
+/// to 3 stored as `value` makes them.
+fn older_store(path: &std::path::Path, meta: &[(&str, u64)], value: impl Fn(u64) -> Vec<u8>) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(META).unwrap();
+        table.insert(KEY_NEXT_INDEX, 40).unwrap();
+        for (key, v) in meta {
+            table.insert(*key, *v).unwrap();
+        }
+        let mut regions = txn.open_table(REGIONS).unwrap();
+        for id in 1..=3u64 {
+            regions.insert(id, value(id).as_slice()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
 #[test]
 fn a_layout_1_store_is_read_as_is_and_upgraded_at_the_first_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
-    {
-        // A store as layout 1 wrote it: leader id, then the encoding.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(META).unwrap();
-            meta.insert(KEY_LAYOUT, 1).unwrap();
-            meta.insert(KEY_NEXT_INDEX, 40).unwrap();
-            meta.insert(KEY_COMPLETE, 1).unwrap();
-            let mut regions = txn.open_table(REGIONS).unwrap();
-            for id in 1..=3u64 {
-                let mut value = (id * 10).to_le_bytes().to_vec();
-                value.extend_from_slice(&region(id).encode_to_vec());
-                regions.insert(id, value.as_slice()).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    // A store as layout 1 wrote it: leader id, then the encoding.
+    older_store(&path, &[(KEY_LAYOUT, 1), (KEY_COMPLETE, 1)], |id| {
+        let mut value = (id * 10).to_le_bytes().to_vec();
+        value.extend_from_slice(&region(id).encode_to_vec());
+        value
+    });
     let before = std::fs::read(&path).unwrap();
     let s = Storage::open(dir.path()).unwrap();
     let mut got = Vec::new();
@@ -325,22 +332,9 @@ fn a_snapshot_kept_as_chunks_loads_as_the_writes_it_took() {
 fn a_layout_2_store_gains_only_its_version_at_the_first_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(META).unwrap();
-            meta.insert(KEY_LAYOUT, 2).unwrap();
-            meta.insert(KEY_NEXT_INDEX, 40).unwrap();
-            meta.insert(KEY_DELTA_FLOOR, 30).unwrap();
-            let mut regions = txn.open_table(REGIONS).unwrap();
-            for id in 1..=3u64 {
-                let value = layout::join_value(id * 10, id + 30, &region(id).encode_to_vec());
-                regions.insert(id, value.as_slice()).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    older_store(&path, &[(KEY_LAYOUT, 2), (KEY_DELTA_FLOOR, 30)], |id| {
+        layout::join_value(id * 10, id + 30, &region(id).encode_to_vec())
+    });
     let s = Storage::open(dir.path()).unwrap();
     let want: std::collections::BTreeMap<u64, (u64, u64)> =
         (1..=3).map(|id| (id, (id * 10, id + 30))).collect();
