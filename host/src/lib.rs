@@ -28,15 +28,17 @@
 //! The modules, from the bottom up:
 //! - shared data: [`region_store`] (the region set and its epoch rules),
 //!   [`history`] (the numbered ring of changes), [`digest`] (the region-set
-//!   digest), [`storage`] (the redb store and its typed errors), [`wire`]
-//!   (message limits and headers both roles use), [`tls`] (certificates for
-//!   every gRPC hop);
+//!   digest), [`storage`] (the redb store, a full sync's snapshot kept in
+//!   chunks, and its typed errors), [`wire`] (message limits, headers and
+//!   the sync frame, message or encoded, both roles use), [`tls`]
+//!   (certificates for every gRPC hop);
 //! - decisions: [`policy_runtime`] (loads, checks, swaps and calls the
 //!   policy component);
 //! - roles: [`leader`] and [`follower`], each knowing only the shared data and
 //!   the policy runtime;
 //! - faces: [`service`] (the `pdpb.PD` gRPC service, over the narrow traits
-//!   `RegionReads` and `Leading`), [`server`] (running it with a bounded
+//!   `RegionReads` and `Leading`, SyncRegions on a route of its own that
+//!   sends encoded frames as they are), [`server`] (running it with a bounded
 //!   shutdown), [`admin`] (HTTP status, metrics, swap), [`status`] and
 //!   [`metrics`] (what they print);
 //! - shared data also: [`lineage`] (which leadership wrote which records)
