@@ -65,9 +65,7 @@ fn pack(to: &mut Vec<u8>, id: u64, leader_id: u64, changed: u64, blob: &[u8]) ->
     let len = u32::try_from(16 + blob.len()).ok()?;
     to.extend_from_slice(&id.to_le_bytes());
     to.extend_from_slice(&len.to_le_bytes());
-    to.extend_from_slice(&leader_id.to_le_bytes());
-    to.extend_from_slice(&changed.to_le_bytes());
-    to.extend_from_slice(blob);
+    super::layout::put_value(to, leader_id, changed, blob);
     Some(())
 }
 

@@ -20,10 +20,15 @@ pub(super) fn split_value(value: &[u8], layout: u64) -> Option<(u64, u64, &[u8])
 /// change index, encoding), the inverse of [`split_value`].
 pub(super) fn join_value(leader: u64, changed: u64, encoded: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(16 + encoded.len());
-    value.extend_from_slice(&leader.to_le_bytes());
-    value.extend_from_slice(&changed.to_le_bytes());
-    value.extend_from_slice(encoded);
+    put_value(&mut value, leader, changed, encoded);
     value
+}
+
+/// [`join_value`], appended to `to` (a batch's packed records).
+pub(super) fn put_value(to: &mut Vec<u8>, leader: u64, changed: u64, encoded: &[u8]) {
+    to.extend_from_slice(&leader.to_le_bytes());
+    to.extend_from_slice(&changed.to_le_bytes());
+    to.extend_from_slice(encoded);
 }
 
 /// Bring a store of layout `from` to the current one, inside the caller's

@@ -7,8 +7,9 @@
 //! starts with a batch that clears the regions and the marker together, and
 //! only the completion batch sets the marker again (docs/protocol.md §3).
 //!
-//! Long file: every table and every transaction of the store is here, so
-//! that one file shows all that is durable and in what order it is written.
+//! Long file: every transaction of the store is here, so that one file
+//! shows all that is durable and in what order it is written (the tables of
+//! a stored snapshot, and the rule of which copy wins, are `snapshot`'s).
 
 mod batch;
 mod error;
@@ -423,7 +424,8 @@ impl Storage {
                 if let Some((records, count)) = chunk {
                     snapshot::append(&txn, records, count)?;
                 } else if !batch.writes.is_empty() {
-                    let has_snapshot = snapshot::present(&txn)?;
+                    let records = snapshot::records(&txn)?;
+                    let has_snapshot = records > 0;
                     let mut regions = txn.open_table(REGIONS)?;
                     for (id, value) in batch.writes.packed_puts() {
                         regions.insert(id, value)?;
@@ -443,7 +445,7 @@ impl Storage {
                     }
                     drop(regions);
                     if has_snapshot {
-                        snapshot::fold_if_due(&txn)?;
+                        snapshot::fold_if_due(&txn, records)?;
                     }
                 }
                 let mut meta = txn.open_table(META)?;

@@ -46,24 +46,22 @@ pub(super) fn clear(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Append `count` packed records (`batch::unpack`) as one chunk.
-pub(super) fn append(
-    txn: &WriteTransaction,
-    records: &[u8],
-    count: u64,
-) -> Result<(), redb::Error> {
+/// Append `chunk`, `count` packed records (`batch::unpack`), as one chunk.
+pub(super) fn append(txn: &WriteTransaction, chunk: &[u8], count: u64) -> Result<(), redb::Error> {
     let mut table = txn.open_table(SNAPSHOT)?;
     let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-    table.insert(next, records)?;
-    let mut meta = txn.open_table(META)?;
-    let before = meta.get(KEY_SNAPSHOT_RECORDS)?.map_or(0, |v| v.value());
-    meta.insert(KEY_SNAPSHOT_RECORDS, before + count)?;
+    table.insert(next, chunk)?;
+    let total = records(txn)? + count;
+    txn.open_table(META)?.insert(KEY_SNAPSHOT_RECORDS, total)?;
     Ok(())
 }
 
-/// Whether a snapshot is stored (then removals need tombstones).
-pub(super) fn present(txn: &WriteTransaction) -> Result<bool, redb::Error> {
-    Ok(!txn.open_table(SNAPSHOT)?.is_empty()?)
+/// Records in the stored snapshot: 0 when there is none (then removals need
+/// no tombstones). Read from `meta`, so that a store without a snapshot is
+/// not given an empty table of chunks.
+pub(super) fn records(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+    let meta = txn.open_table(META)?;
+    Ok(meta.get(KEY_SNAPSHOT_RECORDS)?.map_or(0, |v| v.value()))
 }
 
 /// Mark `id` removed, over its copy in a chunk.
@@ -72,13 +70,9 @@ pub(super) fn bury(txn: &WriteTransaction, id: u64) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Fold the snapshot into `regions` once its tombstones outnumber its
-/// records, so that neither grows without bound under removals.
-pub(super) fn fold_if_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
-    let records = txn
-        .open_table(META)?
-        .get(KEY_SNAPSHOT_RECORDS)?
-        .map_or(0, |v| v.value());
+/// Fold the snapshot of `records` into `regions` once its tombstones
+/// outnumber them, so that neither grows without bound under removals.
+pub(super) fn fold_if_due(txn: &WriteTransaction, records: u64) -> Result<(), redb::Error> {
     let buried = txn.open_table(GONE)?.len()?;
     if buried <= records {
         return Ok(());
