@@ -144,17 +144,25 @@ impl PdService {
             .ok_or_else(|| Status::unavailable(refusal))
     }
 
-    fn region_response(&self, found: Option<StoredRegion>) -> GetRegionResponse {
+    /// A GetRegion answer: the cluster checked leniently, then `find`'s pick.
+    fn region_answer(
+        &self,
+        header: Option<&RequestHeader>,
+        find: impl Fn(&RegionStore) -> Option<StoredRegion>,
+    ) -> Result<Response<GetRegionResponse>, Status> {
+        self.check_cluster(header, false)?;
+        let mut found = None;
+        self.reads.read(&mut |store| found = find(store))?;
         let (region, leader) = match found {
             Some(r) => (Some(r.region), Some(r.leader)),
             None => (None, None),
         };
-        GetRegionResponse {
+        Ok(Response::new(GetRegionResponse {
             header: self.header(),
             region,
             leader,
             ..Default::default()
-        }
+        }))
     }
 }
 
@@ -249,11 +257,9 @@ impl Pd for PdService {
         request: Request<GetRegionRequest>,
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
-        self.check_cluster(req.header.as_ref(), false)?;
-        let mut found = None;
-        self.reads
-            .read(&mut |store| found = store.get_by_key(&req.region_key))?;
-        Ok(Response::new(self.region_response(found)))
+        self.region_answer(req.header.as_ref(), |store| {
+            store.get_by_key(&req.region_key)
+        })
     }
 
     async fn get_region_by_id(
@@ -261,11 +267,7 @@ impl Pd for PdService {
         request: Request<GetRegionByIdRequest>,
     ) -> Result<Response<GetRegionResponse>, Status> {
         let req = request.into_inner();
-        self.check_cluster(req.header.as_ref(), false)?;
-        let mut found = None;
-        self.reads
-            .read(&mut |store| found = store.get(req.region_id))?;
-        Ok(Response::new(self.region_response(found)))
+        self.region_answer(req.header.as_ref(), |store| store.get(req.region_id))
     }
 
     async fn scan_regions(
@@ -309,8 +311,7 @@ impl Pd for PdService {
 
     type SyncRegionsStream = Pin<Box<dyn Stream<Item = Result<SyncRegionResponse, Status>> + Send>>;
 
-    /// Only for a server on the generated route alone (`sync_route`
-    /// serves it with encoded frames sent as they are).
+    /// Frames as messages, for the generated route (`sync_route` serves it).
     async fn sync_regions(
         &self,
         request: Request<Streaming<SyncRegionRequest>>,
