@@ -7,6 +7,8 @@
 //! - `FAULT_SEED=<seed>` replays one scenario's schedule (`FAULT_REPEAT=<n>`
 //!   plays it n times);
 //! - `FAULT_BASE=<seed>` starts the seeds elsewhere;
+//! - `FAULT_ONLY=<fault>,<fault>` draws only those faults (names as in
+//!   `faults::FAULTS`), to press on one kind;
 //! - `FAULT_LOG=<filter>` (e.g. `regionsync=info`) prints the nodes' logs.
 
 use std::time::Instant;
@@ -39,7 +41,7 @@ async fn seeded_fault_scenarios_never_serve_a_partial_set_and_converge() {
     let mut pending = seeds.into_iter();
     let mut running = tokio::task::JoinSet::new();
     let (mut passed, mut claims, mut reads, mut faults) = (0u64, 0u64, 0u64, 0usize);
-    let (mut unverified, mut verify_failures) = (0usize, 0u64);
+    let (mut unverified, mut verify_failures, mut misrouted) = (0usize, 0u64, 0u64);
     let mut kinds = std::collections::BTreeMap::<&str, u32>::new();
     let mut failed = Vec::new();
     loop {
@@ -58,6 +60,7 @@ async fn seeded_fault_scenarios_never_serve_a_partial_set_and_converge() {
                 reads += r.reads_answered;
                 faults += r.faults.len();
                 verify_failures += r.verify_failures;
+                misrouted += r.misrouted;
                 if r.verify_failures > 0 {
                     println!(
                         "seed {seed}: {} completion(s) refused by a follower's digest check; faults {:?}",
@@ -84,7 +87,8 @@ async fn seeded_fault_scenarios_never_serve_a_partial_set_and_converge() {
     println!(
         "fault injection: {passed}/{total} scenarios passed in {:.1} s; {faults} faults {kinds:?}; \
          {claims} ready (index, digest) claims checked against the leader; {reads} reads answered while ready; \
-         completions refused by their digest: {verify_failures} by followers, {unverified} by the oracle",
+         completions refused by their digest: {verify_failures} by followers, {unverified} by the oracle; \
+         sessions that reached another scenario's leader, refused for its cluster id: {misrouted}",
         started.elapsed().as_secs_f64()
     );
     assert!(failed.is_empty(), "scenarios failed, seeds {failed:?}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use regionsync_proto::pdpb::{GetRegionRequest, RequestHeader};
 
-use super::{CLUSTER, oracle};
+use super::oracle;
 
 /// What watching one follower saw: reads answered, reads refused, and the
 /// (index, digest) pairs it was ready with.
@@ -17,10 +17,20 @@ type Watched = (u64, u64, Vec<(u64, u128)>);
 /// The continuous checks on one follower, until stopped.
 pub struct Watch {
     pub stop: Arc<AtomicBool>,
+    /// Which follower, started when (for a failure's message).
+    label: String,
     task: tokio::task::JoinHandle<Result<Watched, String>>,
 }
 
-pub fn watch(follower: Arc<regionsync::follower::FollowerShared>, url: String) -> Watch {
+/// A claim: (index, digest, who made it and when).
+pub type Claim = (u64, u128, String);
+
+pub fn watch(
+    follower: Arc<regionsync::follower::FollowerShared>,
+    url: String,
+    cluster: u64,
+    label: String,
+) -> Watch {
     let stop = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn({
         let stop = stop.clone();
@@ -55,7 +65,7 @@ pub fn watch(follower: Arc<regionsync::follower::FollowerShared>, url: String) -
                     let answer = c
                         .get_region(GetRegionRequest {
                             header: Some(RequestHeader {
-                                cluster_id: CLUSTER,
+                                cluster_id: cluster,
                                 ..Default::default()
                             }),
                             region_key: b"k".to_vec(),
@@ -76,21 +86,25 @@ pub fn watch(follower: Arc<regionsync::follower::FollowerShared>, url: String) -
             Ok((answered, refused, claims))
         }
     });
-    Watch { stop, task }
+    Watch { stop, label, task }
 }
 
 /// Every ready claim the oracle can judge must be what the leader had;
 /// returns how many it judged.
-pub fn judge(seen: &oracle::Seen, claims: &[(u64, u128)]) -> Result<u64, String> {
+pub fn judge(seen: &oracle::Seen, claims: &[Claim]) -> Result<u64, String> {
     if let Some(a) = seen.anomalies.first() {
         return Err(format!("the leader broke its numbering: {a}"));
     }
+    if let Some(c) = seen.changed.first() {
+        return Err(format!("the leader's set at one index changed: {c}"));
+    }
     let mut checked = 0;
-    for &(index, digest) in claims {
+    for (index, digest, who) in claims {
+        let (index, digest) = (*index, *digest);
         if let Some(&had) = seen.digests.get(&index) {
             if had != digest {
                 return Err(format!(
-                    "a ready follower held digest {digest:032x} at index {index}, \
+                    "{who} held digest {digest:032x} at index {index} while ready, \
                      the leader had {had:032x} there"
                 ));
             }
@@ -102,12 +116,17 @@ pub fn judge(seen: &oracle::Seen, claims: &[(u64, u128)]) -> Result<u64, String>
 
 pub async fn collect(
     w: Watch,
-    claims: &Mutex<Vec<(u64, u128)>>,
+    claims: &Mutex<Vec<Claim>>,
     reads: &(AtomicU64, AtomicU64),
 ) -> Result<(), String> {
     let (answered, refused, c) = w.task.await.map_err(|e| e.to_string())??;
     reads.0.fetch_add(answered, Ordering::Relaxed);
     reads.1.fetch_add(refused, Ordering::Relaxed);
-    claims.lock().extend(c);
+    let label = w.label;
+    claims.lock().extend(
+        c.into_iter()
+            .enumerate()
+            .map(|(k, (i, d))| (i, d, format!("{label}, its claim #{k}"))),
+    );
     Ok(())
 }

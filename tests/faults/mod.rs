@@ -20,22 +20,21 @@
 
 mod checks;
 pub mod net;
+mod nodes;
 pub mod oracle;
 
-use checks::{Watch, collect, judge, watch};
+pub use nodes::FAULTS;
+use nodes::{Node, cluster_of, leader_addr, misrouted, send, start_leader, tuned};
 
-use std::path::{Path, PathBuf};
+use checks::{Claim, Watch, collect, judge, watch};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use regionsync::follower::FollowerConfig;
-use regionsync::leader::LeaderConfig;
-use regionsync::node::{RunningFollower, RunningLeader};
-use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
-use regionsync::tools::load::{self, Generator};
-use regionsync_guest::Policy;
+use regionsync::policy_runtime::PolicySource;
+use regionsync::tools::load::Generator;
 
 use crate::Rng;
 
@@ -56,109 +55,26 @@ pub struct Report {
     pub oracle_unverified: Vec<String>,
     /// Completions the real followers refused (their `verify_failures`).
     pub verify_failures: u64,
-}
-
-/// A tuned policy: the shipped decisions with short backoffs, so that a
-/// scenario's reconnects take milliseconds, not PD's seconds.
-fn tuned(conservative: bool) -> Policy {
-    let mut p = if conservative {
-        Policy::conservative()
-    } else {
-        Policy::default_policy()
-    };
-    p.backoff_base_ms = 20;
-    p.backoff_max_ms = 200;
-    p
-}
-
-fn runtime(policy: Policy) -> Arc<PolicyRuntime> {
-    let wasm = WasmRuntime::new(Default::default()).unwrap();
-    Arc::new(PolicyRuntime::new(wasm, PolicySource::Tuned(policy)).unwrap())
-}
-
-const CLUSTER: u64 = 7;
-
-struct Node {
-    dir: PathBuf,
-    proxy: net::Proxy,
-    running: Option<RunningFollower>,
-    conservative: bool,
-    durable_every: Duration,
-}
-
-impl Node {
-    async fn start(&mut self) {
-        let mut c = FollowerConfig::new(self.proxy.url(), Some(self.dir.clone()));
-        c.name = self.dir.file_name().unwrap().to_string_lossy().into_owned();
-        c.keepalive = Duration::from_millis(150);
-        c.connect_timeout = Duration::from_millis(500);
-        c.durable_every = self.durable_every;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        self.running = Some(
-            RunningFollower::start(c, runtime(tuned(self.conservative)), listener)
-                .await
-                .unwrap(),
-        );
-    }
-}
-
-fn leader_config(dir: &Path) -> LeaderConfig {
-    let mut c = LeaderConfig::new(dir);
-    c.cluster_id = Some(CLUSTER);
-    c.history_capacity = 96;
-    c.keepalive = Duration::from_millis(100);
-    c.send_timeout = Duration::from_millis(400);
-    c.shutdown_timeout = Duration::from_millis(300);
-    c
-}
-
-/// Start (or restart) the leader on `dir`. A stopped leader's store closes
-/// when the last task of its streams lets go of it, which may take a moment
-/// after `shutdown`: retry until then.
-async fn start_leader(dir: &Path) -> RunningLeader {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        match RunningLeader::start(leader_config(dir), runtime(tuned(false)), listener).await {
-            Ok(l) => return l,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!(
-                "the leader does not restart: {}",
-                regionsync::error_chain(&e)
-            ),
-        }
-    }
-}
-
-fn leader_addr(l: &RunningLeader) -> std::net::SocketAddr {
-    l.server.local_addr()
-}
-
-/// Send `hbs`, tolerating a leader that refuses (a failed disk) or is
-/// restarting: a heartbeat the leader did not take is simply not in its set.
-async fn send(url: &str, hbs: Vec<regionsync_proto::pdpb::RegionHeartbeatRequest>) {
-    if let Ok(mut c) = load::connect(url).await {
-        let _ = load::send(&mut c, hbs, 0).await;
-    }
+    /// Sessions that reached another scenario's leader and were refused
+    /// for its cluster id (see `cluster_of`).
+    pub misrouted: u64,
 }
 
 /// Run the scenario of `seed`; `Err` says what broke.
 pub async fn scenario(seed: u64) -> Result<Report, String> {
     let mut rng = Rng::new(seed);
+    let cluster = cluster_of(seed);
     let tmp = tempfile::tempdir().unwrap();
     let ldir = tmp.path().join("leader");
-    let mut leader = start_leader(&ldir).await;
+    let mut leader = start_leader(&ldir, cluster).await;
     let mut report = Report::default();
-    let mut generator = Generator::new(CLUSTER, 50 + rng.below(200), seed);
+    let mut generator = Generator::new(cluster, 50 + rng.below(200), seed);
     let first = generator.all();
     report.heartbeats += first.len() as u64;
     send(&leader.url(), first).await;
 
     let oracle_proxy = net::Proxy::start(leader_addr(&leader)).await;
-    let oracle = oracle::Oracle::start(oracle_proxy.url(), CLUSTER);
+    let oracle = oracle::Oracle::start(oracle_proxy.url(), cluster);
 
     let n = 1 + rng.below(3) as usize;
     report.followers = n;
@@ -170,34 +86,39 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             running: None,
             conservative: rng.below(3) == 0,
             durable_every: Duration::from_millis(rng.below(3) * 25),
+            cluster,
+            misrouted: 0,
         };
         node.start().await;
         nodes.push(node);
     }
-    let claims: Arc<Mutex<Vec<(u64, u128)>>> = Arc::default();
+    let claims: Arc<Mutex<Vec<Claim>>> = Arc::default();
     let reads = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let mut watches: Vec<Option<Watch>> = nodes
         .iter()
         .map(|n| {
             let r = n.running.as_ref().unwrap();
-            Some(watch(r.shared().clone(), r.url()))
+            Some(watch(
+                r.shared().clone(),
+                r.url(),
+                cluster,
+                format!("{} from the start", r.shared().config.name),
+            ))
         })
         .collect();
 
+    // `FAULT_ONLY=restart_leader,ring_overflow` draws only those faults.
+    let only: Option<Vec<String>> = std::env::var("FAULT_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|k| k.trim().to_string()).collect());
     let steps = 5 + rng.below(5);
-    for _ in 0..steps {
+    for step in 0..steps {
         let target = rng.below(n as u64) as usize;
-        let fault = match rng.below(10) {
-            0 => "drop_stream",
-            1 => "stop_reading",
-            2 => "restart_follower",
-            3 => "crash_follower",
-            4 => "restart_leader",
-            5 => "ring_overflow",
-            6 => "swap_policy",
-            7 => "intake_flood",
-            8 => "follower_storage_failure",
-            _ => "leader_storage_failure",
+        let fault = loop {
+            let f = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+            if only.as_ref().is_none_or(|o| o.iter().any(|k| k == f)) {
+                break f;
+            }
         };
         report.faults.push(fault);
         let mut churn = 10 + rng.below(60) as usize;
@@ -210,6 +131,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                     collect(w, &claims, &reads).await?;
                 }
                 let f = nodes[target].running.take().unwrap();
+                nodes[target].misrouted += misrouted(&f);
                 if fault == "crash_follower" {
                     f.kill().await;
                 } else {
@@ -228,6 +150,15 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                     report.heartbeats += hbs.len() as u64;
                     send(&leader.url(), hbs).await;
                 }
+                let before = {
+                    let lead = leader.shared();
+                    let store = lead.store.read();
+                    (
+                        store.applied_next(),
+                        store.digest().value(),
+                        *lead.published.borrow(),
+                    )
+                };
                 leader.shutdown().await;
                 // Connections the old leader still serves keep its store
                 // open: the network drops them as the process would.
@@ -235,7 +166,27 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 for node in &nodes {
                     node.proxy.cut();
                 }
-                leader = start_leader(&ldir).await;
+                leader = start_leader(&ldir, cluster).await;
+                // What it loaded is a claim like a follower's: the set the
+                // leader had at its index before the restart.
+                {
+                    let lead = leader.shared();
+                    let store = lead.store.read();
+                    oracle.seen.lock().note(format!(
+                        "step {step}: leader restarted: before shutdown applied {} digest {:032x} published {}; \
+                         loaded {} digest {:032x}",
+                        before.0,
+                        before.1,
+                        before.2,
+                        store.applied_next(),
+                        store.digest().value()
+                    ));
+                    claims.lock().push((
+                        store.applied_next(),
+                        store.digest().value(),
+                        format!("leader restarted at step {step}"),
+                    ));
+                }
                 oracle_proxy.retarget(leader_addr(&leader));
                 for node in &nodes {
                     node.proxy.retarget(leader_addr(&leader));
@@ -270,7 +221,8 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             if node.running.is_none() {
                 node.start().await;
                 let r = node.running.as_ref().unwrap();
-                watches[i] = Some(watch(r.shared().clone(), r.url()));
+                let label = format!("{} restarted after step {step}", r.shared().config.name);
+                watches[i] = Some(watch(r.shared().clone(), r.url(), cluster, label));
             }
         }
     }
@@ -335,6 +287,11 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
         .filter_map(|n| n.running.as_ref())
         .map(|f| f.shared().stats.verify_failures.load(Ordering::Relaxed))
         .sum();
+    report.misrouted = oracle.seen.lock().misrouted
+        + nodes
+            .iter()
+            .map(|n| n.misrouted + n.running.as_ref().map_or(0, misrouted))
+            .sum::<u64>();
     report.reads_answered = reads.0.load(Ordering::Relaxed);
     report.reads_refused = reads.1.load(Ordering::Relaxed);
     for node in &mut nodes {

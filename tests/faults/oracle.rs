@@ -23,13 +23,46 @@ pub struct Seen {
     /// Frames that broke the protocol (numbering gaps, a completion at an
     /// index it did not expect).
     pub anomalies: Vec<String>,
+    /// Indexes at which the leader's set was seen with two digests: the
+    /// same index must always name the same set, across restarts too.
+    pub changed: Vec<String>,
     /// Full syncs whose set differed from the digest the leader sent with
     /// the completion. A real follower refuses such a set (it verifies and
     /// starts over), and so does the oracle: it records nothing for it.
     pub unverified: Vec<String>,
+    /// Sessions another cluster's leader refused (a port reused by another
+    /// scenario; see `cluster_of`).
+    pub misrouted: u64,
+    /// What the oracle and the scenario did, newest last (the last
+    /// [`LOG_KEPT`]), for a failure's message.
+    pub log: std::collections::VecDeque<String>,
 }
 
+/// Events kept in [`Seen::log`].
+const LOG_KEPT: usize = 60;
+
 impl Seen {
+    /// Note an event for a failure's message.
+    pub fn note(&mut self, what: String) {
+        if self.log.len() == LOG_KEPT {
+            self.log.pop_front();
+        }
+        self.log.push_back(what);
+    }
+
+    /// Record the leader's digest at `index`; a different one than seen
+    /// there before is a broken numbering.
+    fn record(&mut self, index: u64, digest: u128) {
+        if let Some(had) = self.digests.insert(index, digest)
+            && had != digest
+        {
+            self.changed.push(format!(
+                "index {index} named digest {had:032x}, later {digest:032x}; events: {:?}",
+                self.log
+            ));
+        }
+    }
+
     /// The highest index it has seen the leader at (0 before any).
     pub fn last_index(&self) -> u64 {
         self.digests.keys().max().copied().unwrap_or(0)
@@ -97,12 +130,25 @@ async fn session(
     };
     call.metadata_mut()
         .insert(CAPABILITIES_HEADER, caps.to_header().parse().unwrap());
-    let response = client.sync_regions(call).await.map_err(|e| e.to_string())?;
+    let response = match client.sync_regions(call).await {
+        Ok(r) => r,
+        Err(status) => {
+            if status.message().contains("mismatched cluster id") {
+                seen.lock().misrouted += 1;
+            }
+            return Err(status.to_string());
+        }
+    };
     let full = response
         .metadata()
         .get(ROUTE_HEADER)
         .and_then(|v| v.to_str().ok())
         == Some("full-sync");
+    seen.lock().note(format!(
+        "oracle asked for {} and got {}",
+        *next,
+        if full { "a full sync" } else { "history" }
+    ));
     let mut frames = response.into_inner();
     // A full sync: a first frame (the snapshot's start), regions, then an
     // empty frame at the completion index. The set before it is unknown.
@@ -145,7 +191,9 @@ async fn session(
                     return Err(what);
                 }
                 *next = frame.start_index;
-                seen.lock().digests.insert(*next, ours);
+                let mut s = seen.lock();
+                s.note(format!("oracle completed at {} with {ours:032x}", *next));
+                s.record(*next, ours);
                 snapshot = None;
                 continue;
             }
@@ -163,10 +211,15 @@ async fn session(
             return Err(what);
         }
         let mut s = seen.lock();
+        s.note(format!(
+            "oracle took records [{}, {})",
+            *next,
+            *next + frame.regions.len() as u64
+        ));
         for (i, r) in frame.regions.iter().enumerate() {
             store.apply(r, leader_of(i), 0, 0);
             *next += 1;
-            s.digests.insert(*next, store.digest().value());
+            s.record(*next, store.digest().value());
         }
     }
     Err("stream ended".into())
