@@ -61,8 +61,7 @@ impl Entry {
     /// starts before `start` and ends at or before it, so they cannot
     /// overlap (a region appended past the end of a key-ordered set).
     pub(super) fn lies_before(&self, start: &[u8]) -> bool {
-        let end = self.end_key();
-        self.start_key() < start && !end.is_empty() && end <= start
+        range_lies_before(self.start_key(), self.end_key(), start)
     }
 
     /// The leader peer's encoding, sliced out of the region's (empty, as an
@@ -91,6 +90,12 @@ impl Entry {
             _ => &[],
         }
     }
+}
+
+/// The range `[first, end)` lies wholly before a region starting at
+/// `start` (see [`Entry::lies_before`]).
+pub(super) fn range_lies_before(first: &[u8], end: &[u8], start: &[u8]) -> bool {
+    first < start && !end.is_empty() && end <= start
 }
 
 /// One field of a protobuf encoding, as the hot path needs it.

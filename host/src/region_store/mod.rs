@@ -87,6 +87,8 @@ pub struct RegionStore {
     /// The snapshot's regions so far, in key order, while the maps are
     /// empty (`bulk`).
     run: Vec<(u64, Entry)>,
+    /// The start and end keys of the run's last region (`bulk`).
+    run_tail: (Vec<u8>, Vec<u8>),
 }
 
 impl RegionStore {
