@@ -1,7 +1,9 @@
 //! The follower's full-sync apply path alone, for profiling (BENCHMARKS.md):
-//! a million pre-decoded snapshot frames fed to a detached follower exactly
-//! as its sync task would, then the completion. No network, no leader, no
-//! decoding: what is left is the cache, the digest and the store.
+//! a million snapshot frames, decoded beforehand as the follower's reader
+//! decodes them (`Received`, with their size on the wire), fed to a
+//! detached follower exactly as its sync task would, then the completion.
+//! No network, no leader, no decoding: what is left is the cache, the
+//! digest and the store.
 //!
 //!     cargo run --release -p regionsync --example profile_follower_apply [REGIONS]
 //!     MEMORY=1 cargo run ...     # a cache-only follower: without redb
@@ -9,8 +11,9 @@
 
 use std::time::Instant;
 
+use prost::Message;
 use regionsync::bench::cluster;
-use regionsync::follower::{FollowerConfig, FollowerShared};
+use regionsync::follower::{FollowerConfig, FollowerShared, Received};
 use regionsync::policy_runtime::AnnouncedSync;
 use regionsync_proto::pdpb::{RegionStat, ResponseHeader, SyncRegionResponse};
 
@@ -36,13 +39,14 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let frames: Vec<SyncRegionResponse> = (0..n)
+    let frames: Vec<Received> = (0..n)
         .step_by(1_000)
         .map(|from| {
             let regions = (from..(from + 1_000).min(n))
                 .map(|i| cluster::region(i, n, 1))
                 .collect();
-            frame(from, regions)
+            let bytes = frame(from, regions).encode_to_vec();
+            Received::decode(&bytes[..]).expect("a frame decodes")
         })
         .collect();
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use prost::Message;
 use regionsync_proto::metapb::Peer;
 use regionsync_proto::pdpb::{ErrorType, PeerStats, SyncRegionResponse};
 
+use super::received::Received;
 use super::stream::{EndReason, Ended};
 use super::{FollowerShared, FullSyncTrigger};
 use crate::history::{Record, fingerprint_of};
@@ -45,16 +45,16 @@ use crate::storage::{StorageError, WriteBatch};
 /// session ends when the decision is to reconnect.
 pub(super) fn on_frame(
     shared: &FollowerShared,
-    frame: SyncRegionResponse,
+    received: Received,
     asked: u64,
     announced: AnnouncedSync,
 ) -> Result<Option<Ended>, StorageError> {
     let stats = &shared.stats;
     stats.frames.fetch_add(1, Ordering::Relaxed);
-    stats
-        .bytes
-        .fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
-    let header_error = header_error(shared, &frame);
+    let wire_bytes = received.wire_bytes() as u64;
+    stats.bytes.fetch_add(wire_bytes, Ordering::Relaxed);
+    let frame = &received.frame;
+    let header_error = header_error(shared, frame);
     // Only this task writes the store, so its digest now is the digest the
     // policy's decision will act on.
     let digest = match crate::wire::digest_of(&frame.regionsync_digest) {
@@ -125,7 +125,7 @@ pub(super) fn on_frame(
         // 2. apply, and 3. record what was applied, numbered from where the
         //    policy says the new records start.
         if let Some(from) = d.apply_from {
-            let records = ready.apply(&frame, from, &d);
+            let records = ready.apply(frame, from, &d);
             if d.record_history {
                 ready.record(frame.start_index + u64::from(from), records);
             }

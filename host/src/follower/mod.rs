@@ -19,6 +19,7 @@ mod apply;
 pub mod config;
 mod handover;
 mod lineage;
+pub mod received;
 mod report;
 pub mod stream;
 mod writer;
@@ -38,6 +39,7 @@ use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 use lineage::Lineages;
 
 pub use config::FollowerConfig;
+pub use received::Received;
 pub use report::{FollowerStats, FullSyncTrigger};
 pub use stream::{EndReason, Ended};
 
@@ -201,11 +203,11 @@ impl FollowerShared {
     /// error leaves cache and store equal again (the cache is reloaded).
     pub fn receive(
         &self,
-        frame: regionsync_proto::pdpb::SyncRegionResponse,
+        frame: impl Into<Received>,
         asked: u64,
         announced: crate::policy_runtime::AnnouncedSync,
     ) -> Result<Option<stream::Ended>, StorageError> {
-        apply::on_frame(self, frame, asked, announced).inspect_err(|e| {
+        apply::on_frame(self, frame.into(), asked, announced).inspect_err(|e| {
             tracing::error!(error = %crate::error_chain(e), "cannot apply a frame; the store is left as its last commit");
         })
     }

@@ -180,7 +180,7 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
             return Ended::new(EndReason::ConnectFailed, format!("{leader}: {e}"), false);
         }
     };
-    let mut client = PdClient::new(channel)
+    let mut client = PdClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -238,7 +238,7 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
     if let Ok(value) = term.parse() {
         call.metadata_mut().insert(TERM_HEADER, value);
     }
-    let (announced, mut frames) = match client.sync_regions(call).await {
+    let (announced, mut frames) = match super::received::sync_regions(channel, call).await {
         Ok(r) => {
             shared.in_session.store(true, Ordering::Release);
             let announced = match r.metadata().get(ROUTE_HEADER).and_then(|v| v.to_str().ok()) {

@@ -128,33 +128,58 @@ struct Fields<'a>(&'a [u8]);
 impl<'a> Iterator for Fields<'a> {
     type Item = (u32, Field<'a>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        use prost::encoding::{WireType, decode_key, decode_varint};
-        let buf = &mut self.0;
-        while !buf.is_empty() {
-            let (tag, wire) = decode_key(buf).ok()?;
-            let value = match wire {
-                WireType::Varint => Field::Varint(decode_varint(buf).ok()?),
-                WireType::LengthDelimited => {
-                    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
-                    let (bytes, rest) = (buf.get(..len)?, buf.get(len..)?);
-                    *buf = rest;
-                    Field::Bytes(bytes)
+        loop {
+            let buf = self.0;
+            if buf.is_empty() {
+                return None;
+            }
+            let (key, n) = varint(buf)?;
+            let rest = &buf[n..];
+            let tag = u32::try_from(key >> 3).ok()?;
+            match key & 7 {
+                0 => {
+                    let (value, m) = varint(rest)?;
+                    self.0 = &rest[m..];
+                    return Some((tag, Field::Varint(value)));
                 }
-                WireType::SixtyFourBit => {
-                    *buf = buf.get(8..)?;
-                    continue;
+                2 => {
+                    let (len, m) = varint(rest)?;
+                    let end = m.checked_add(usize::try_from(len).ok()?)?;
+                    let bytes = rest.get(m..end)?;
+                    self.0 = &rest[end..];
+                    return Some((tag, Field::Bytes(bytes)));
                 }
-                WireType::ThirtyTwoBit => {
-                    *buf = buf.get(4..)?;
-                    continue;
-                }
-                WireType::StartGroup | WireType::EndGroup => return None,
-            };
-            return Some((tag, value));
+                1 => self.0 = rest.get(8..)?,
+                5 => self.0 = rest.get(4..)?,
+                _ => return None, // groups, or no wire type at all
+            }
         }
-        None
     }
+}
+
+/// The varint at the start of `buf`, and how many bytes it took. Read here
+/// rather than with prost's reader, which is generic over `Buf` and checks
+/// what a blob prost wrote cannot break: indexing a snapshot, which reads
+/// every start key, took 15% fewer instructions so (callgrind,
+/// BENCHMARKS.md).
+#[inline(always)]
+fn varint(buf: &[u8]) -> Option<(u64, usize)> {
+    // Most varints here (tags, lengths, small ids) are one byte.
+    match buf.first() {
+        Some(&b) if b < 0x80 => return Some((u64::from(b), 1)),
+        None => return None,
+        _ => {}
+    }
+    let mut value = 0u64;
+    for (i, &byte) in buf.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 /// (version, conf_ver) of a decoded region.
