@@ -106,24 +106,11 @@ pub(super) async fn sync_regions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+    use regionsync_proto::metapb::{Peer, Region};
 
     fn region(id: u64) -> Region {
-        Region {
-            id,
-            start_key: format!("k{id:04}").into_bytes(),
-            end_key: format!("k{:04}", id + 1).into_bytes(),
-            region_epoch: Some(RegionEpoch {
-                conf_ver: 2,
-                version: id,
-            }),
-            peers: vec![Peer {
-                id: id * 10,
-                store_id: 1,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
+        let key = |i: u64| format!("k{i:04}");
+        crate::region_store::tests::region(id, &key(id), &key(id + 1), id, 2)
     }
 
     #[test]

@@ -394,4 +394,4 @@ fn stored(e: &Entry) -> StoredRegion {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,7 @@ use super::*;
 use regionsync_proto::metapb::RegionEpoch;
 
 /// Region `id` over [start, end) with the given epoch and one peer.
-pub(super) fn region(id: u64, start: &str, end: &str, version: u64, conf_ver: u64) -> Region {
+pub(crate) fn region(id: u64, start: &str, end: &str, version: u64, conf_ver: u64) -> Region {
     Region {
         id,
         start_key: start.as_bytes().to_vec(),
