@@ -108,9 +108,14 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
         .collect();
 
     // `FAULT_ONLY=restart_leader,ring_overflow` draws only those faults.
-    let only: Option<Vec<String>> = std::env::var("FAULT_ONLY")
-        .ok()
-        .map(|v| v.split(',').map(|k| k.trim().to_string()).collect());
+    // A name that is not a fault would leave nothing to draw: refused.
+    let only: Option<Vec<String>> = std::env::var("FAULT_ONLY").ok().map(|v| {
+        let names: Vec<String> = v.split(',').map(|k| k.trim().to_string()).collect();
+        if let Some(bad) = names.iter().find(|k| !FAULTS.contains(&k.as_str())) {
+            panic!("FAULT_ONLY names {bad:?}, which is not one of {FAULTS:?}");
+        }
+        names
+    });
     let steps = 5 + rng.below(5);
     for step in 0..steps {
         let target = rng.below(n as u64) as usize;
@@ -169,24 +174,18 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 leader = start_leader(&ldir, cluster).await;
                 // What it loaded is a claim like a follower's: the set the
                 // leader had at its index before the restart.
-                {
-                    let lead = leader.shared();
-                    let store = lead.store.read();
-                    oracle.seen.lock().note(format!(
-                        "step {step}: leader restarted: before shutdown applied {} digest {:032x} published {}; \
-                         loaded {} digest {:032x}",
-                        before.0,
-                        before.1,
-                        before.2,
-                        store.applied_next(),
-                        store.digest().value()
-                    ));
-                    claims.lock().push((
-                        store.applied_next(),
-                        store.digest().value(),
-                        format!("leader restarted at step {step}"),
-                    ));
-                }
+                let (next, digest) = {
+                    let store = leader.shared().store.read();
+                    (store.applied_next(), store.digest().value())
+                };
+                oracle.seen.lock().note(format!(
+                    "step {step}: leader restarted: before shutdown applied {} digest {:032x} published {}; \
+                     loaded {next} digest {digest:032x}",
+                    before.0, before.1, before.2,
+                ));
+                claims
+                    .lock()
+                    .push((next, digest, format!("leader restarted at step {step}")));
                 oracle_proxy.retarget(leader_addr(&leader));
                 for node in &nodes {
                     node.proxy.retarget(leader_addr(&leader));

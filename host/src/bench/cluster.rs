@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
+use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::pd_client::PdClient;
 use regionsync_proto::pdpb::{Member, RegionHeartbeatRequest, RequestHeader, SyncRegionRequest};
 
@@ -19,28 +19,7 @@ use crate::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
 /// The cluster id of every bench cluster.
 pub const CLUSTER: u64 = 1;
 
-/// Region `i` of `n` covering the key space: record keys of a table (27
-/// bytes), three replicas on five stores.
-pub fn region(i: u64, n: u64, version: u64) -> Region {
-    let key = |i: u64| format!("t{:08}_r{:016}", 42 + i / 100_000, i * 1_000).into_bytes();
-    Region {
-        id: 1_000 + i,
-        start_key: if i == 0 { Vec::new() } else { key(i) },
-        end_key: if i + 1 == n { Vec::new() } else { key(i + 1) },
-        region_epoch: Some(RegionEpoch {
-            conf_ver: 5,
-            version,
-        }),
-        peers: (0..3)
-            .map(|s| Peer {
-                id: 10_000_000 + i * 3 + s,
-                store_id: 1 + (i + s) % 5,
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
+pub use crate::region_store::sample::region;
 
 /// A heartbeat for `region`, with the stats a TiKV store reports.
 pub fn heartbeat(region: Region, tick: u64) -> RegionHeartbeatRequest {

@@ -22,24 +22,20 @@ use crate::wire::MAX_MESSAGE_BYTES;
 pub struct Received {
     /// The frame, decoded.
     pub frame: SyncRegionResponse,
-    /// The frame's size on the wire (0 when not known: a frame built in
-    /// memory rather than received).
-    pub wire_len: usize,
+    /// The frame's size on the wire; `None` for a frame built in memory
+    /// rather than received.
+    pub wire_len: Option<usize>,
 }
 
 impl Received {
     /// The frame's size on the wire (computed when it was not received).
     pub fn wire_bytes(&self) -> usize {
-        if self.wire_len > 0 {
-            self.wire_len
-        } else {
-            self.frame.encoded_len()
-        }
+        self.wire_len.unwrap_or_else(|| self.frame.encoded_len())
     }
 
     /// Decode a frame's encoding.
     pub fn decode(mut bytes: impl Buf) -> Result<Received, prost::DecodeError> {
-        let wire_len = bytes.remaining();
+        let wire_len = Some(bytes.remaining());
         let frame = SyncRegionResponse::decode(&mut bytes)?;
         Ok(Received { frame, wire_len })
     }
@@ -49,7 +45,7 @@ impl From<SyncRegionResponse> for Received {
     fn from(frame: SyncRegionResponse) -> Self {
         Received {
             frame,
-            ..Default::default()
+            wire_len: None,
         }
     }
 }
@@ -125,10 +121,13 @@ mod tests {
         let bytes = frame.encode_to_vec();
         let got = Received::decode(&bytes[..]).unwrap();
         assert_eq!(got.frame, frame);
-        assert_eq!((got.wire_len, got.wire_bytes()), (bytes.len(), bytes.len()));
+        assert_eq!(
+            (got.wire_len, got.wire_bytes()),
+            (Some(bytes.len()), bytes.len())
+        );
         // A frame made in memory measures itself.
         let made = Received::from(frame);
-        assert_eq!((made.wire_len, made.wire_bytes()), (0, bytes.len()));
+        assert_eq!((made.wire_len, made.wire_bytes()), (None, bytes.len()));
     }
 
     #[test]

@@ -127,29 +127,8 @@ pub fn completion(cluster_id: u64, index: u64, digest: Option<u128>) -> SyncRegi
 mod tests {
     use super::*;
     use crate::region_store::RegionStore;
-    use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
-
-    /// Region `i` of `n` over the key space, three peers on five stores.
-    fn region(i: u64, n: u64, version: u64) -> Region {
-        let key = |i: u64| (i > 0 && i < n).then(|| format!("t42_r{i:016}").into_bytes());
-        let peer = |s: u64| Peer {
-            id: 10_000 + i * 3 + s,
-            store_id: 1 + (i + s) % 5,
-            ..Default::default()
-        };
-        let epoch = RegionEpoch {
-            conf_ver: 5,
-            version,
-        };
-        Region {
-            id: 1_000 + i,
-            start_key: key(i).unwrap_or_default(),
-            end_key: key(i + 1).unwrap_or_default(),
-            region_epoch: Some(epoch),
-            peers: vec![peer(0), peer(1), peer(2)],
-            ..Default::default()
-        }
-    }
+    use crate::region_store::sample::region;
+    use regionsync_proto::metapb::Region;
 
     /// The frame written from encodings is byte for byte the frame prost
     /// writes for the decoded regions: known and unknown leaders, the first

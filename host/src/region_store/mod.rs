@@ -9,14 +9,15 @@
 //! end key it needs straight from the encoding. Even the start key that
 //! orders the map is not copied: the ordered index borrows it from the
 //! encoding (`key_ref`, the module's one `unsafe`). Bulk loading at start is
-//! `loader`, a full sync's snapshot taken in bulk is `bulk`; which regions
-//! are refused before they get here is `check`.
+//! `loader`, a full sync's snapshot taken in bulk is `bulk`, regions refused
+//! before they get here `check`, realistic sets for benches `sample`.
 
 mod bulk;
 mod check;
 mod entry;
 mod key_ref;
 mod loader;
+pub mod sample;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
