@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::cluster;
 use crate::tools::admin_client;
+use crate::tools::ha_cluster::free_ports;
 
 /// A node process; killed when dropped.
 pub struct Proc {
@@ -30,15 +31,10 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 impl Proc {
     fn spawn(binary: &Path, role: &str, dir: &Path, extra: &[String]) -> anyhow::Result<Self> {
-        let (grpc, admin) = (free_port()?, free_port()?);
+        let ports = free_ports(2)?;
+        let (grpc, admin) = (ports[0], ports[1]);
         let admin = format!("127.0.0.1:{admin}");
         let child = Command::new(binary)
             .arg(role)

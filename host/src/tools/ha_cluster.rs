@@ -24,8 +24,18 @@ use crate::status::Status;
 
 /// A port free on loopback now.
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(l.local_addr()?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `n` distinct ports free on loopback now. All are held until all are
+/// picked: one at a time, a port just let go can be handed out again at
+/// once, and two nodes (or a node and a proxy) given one port is a node
+/// that cannot start.
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// A single-member etcd on loopback, in its own data directory.
@@ -39,11 +49,12 @@ pub struct Etcd {
 impl Etcd {
     /// Start `etcd` (Debian's `etcd-server`) and wait until it answers.
     pub async fn start(dir: &Path) -> anyhow::Result<Etcd> {
+        let ports = free_ports(2)?;
         let mut etcd = Etcd {
             child: None,
             dir: dir.to_path_buf(),
-            client_port: free_port()?,
-            peer_port: free_port()?,
+            client_port: ports[0],
+            peer_port: ports[1],
         };
         etcd.restart().await?;
         Ok(etcd)
@@ -324,9 +335,15 @@ impl HaCluster {
         let cluster_id = 4242;
         let mut nodes = Vec::new();
         let mut proxies = Vec::new();
-        for i in 1..=n {
-            let proxy = Proxy::start(etcd.addr()).await?;
-            let (grpc, admin) = (free_port()?, free_port()?);
+        for _ in 0..n {
+            proxies.push(Proxy::start(etcd.addr()).await?);
+        }
+        // Every node's ports at once, after the proxies hold theirs: a port
+        // picked for one node and let go must not be handed to the next
+        // node or a proxy before its node binds it.
+        let ports = free_ports(2 * n)?;
+        for (i, proxy) in (1..=n).zip(&proxies) {
+            let (grpc, admin) = (ports[2 * i - 2], ports[2 * i - 1]);
             let name = format!("node{i}");
             let args = vec![
                 "node".into(),
@@ -356,7 +373,6 @@ impl HaCluster {
             };
             node.start()?;
             nodes.push(node);
-            proxies.push(proxy);
         }
         Ok(HaCluster {
             etcd,
