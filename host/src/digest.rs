@@ -9,21 +9,100 @@
 use regionsync_proto::metapb::Region;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
+/// A peer as a region's hash and checks see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerFields {
+    /// The peer's id.
+    pub id: u64,
+    /// Its store.
+    pub store_id: u64,
+    /// `metapb.PeerRole` as a number.
+    pub role: i32,
+    /// A witness peer.
+    pub is_witness: bool,
+}
+
+/// The fields of a region that its hash covers and the store's checks
+/// read, whether decoded into a struct or read straight from the region's
+/// encoding (`region_store::RegionView`): one hash and one check for both,
+/// so that the two forms cannot disagree.
+pub trait RegionFields {
+    /// The region's id.
+    fn id(&self) -> u64;
+    /// (conf_ver, version) of its epoch; zeros when absent.
+    fn conf_ver_and_version(&self) -> (u64, u64);
+    /// Its start key.
+    fn start_key(&self) -> &[u8];
+    /// Its end key (empty: unbounded).
+    fn end_key(&self) -> &[u8];
+    /// How many peers it has.
+    fn peer_count(&self) -> usize;
+    /// Its peers, in order.
+    fn peers(&self) -> impl Iterator<Item = PeerFields> + '_;
+    /// [`region_hash`]: computed here, unless the region kept it when its
+    /// fields were read.
+    fn hash(&self) -> u128 {
+        region_hash_of(self, self.peers())
+    }
+}
+
+impl RegionFields for Region {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn conf_ver_and_version(&self) -> (u64, u64) {
+        self.region_epoch
+            .map_or((0, 0), |e| (e.conf_ver, e.version))
+    }
+
+    fn start_key(&self) -> &[u8] {
+        &self.start_key
+    }
+
+    fn end_key(&self) -> &[u8] {
+        &self.end_key
+    }
+
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn peers(&self) -> impl Iterator<Item = PeerFields> + '_ {
+        self.peers.iter().map(|p| PeerFields {
+            id: p.id,
+            store_id: p.store_id,
+            role: p.role,
+            is_witness: p.is_witness,
+        })
+    }
+}
+
 /// The hash of one region over the fields docs/protocol.md §6 names: id, epoch, keys
 /// and peers. Lengths are hashed before variable fields so that no two
 /// different regions can feed the hasher the same bytes.
-pub fn region_hash(r: &Region) -> u128 {
+pub fn region_hash(r: &impl RegionFields) -> u128 {
+    r.hash()
+}
+
+/// [`region_hash`] of `r`, whose peers are `peers`: for a reader that has
+/// its peers at hand already.
+pub fn region_hash_of<R: RegionFields + ?Sized>(
+    r: &R,
+    peers: impl Iterator<Item = PeerFields>,
+) -> u128 {
     let mut h = Gather::default();
-    let epoch = r.region_epoch.unwrap_or_default();
-    h.update(&r.id.to_le_bytes());
-    h.update(&epoch.conf_ver.to_le_bytes());
-    h.update(&epoch.version.to_le_bytes());
-    h.update(&(r.start_key.len() as u64).to_le_bytes());
-    h.update(&r.start_key);
-    h.update(&(r.end_key.len() as u64).to_le_bytes());
-    h.update(&r.end_key);
-    h.update(&(r.peers.len() as u64).to_le_bytes());
-    for p in &r.peers {
+    let (conf_ver, version) = r.conf_ver_and_version();
+    let (start, end) = (r.start_key(), r.end_key());
+    h.update(&r.id().to_le_bytes());
+    h.update(&conf_ver.to_le_bytes());
+    h.update(&version.to_le_bytes());
+    h.update(&(start.len() as u64).to_le_bytes());
+    h.update(start);
+    h.update(&(end.len() as u64).to_le_bytes());
+    h.update(end);
+    h.update(&(r.peer_count() as u64).to_le_bytes());
+    for p in peers {
         h.update(&p.id.to_le_bytes());
         h.update(&p.store_id.to_le_bytes());
         h.update(&p.role.to_le_bytes());
@@ -94,13 +173,13 @@ pub struct SetDigest(u128);
 
 impl SetDigest {
     /// Count region `r` in.
-    pub fn add(&mut self, r: &Region) {
-        self.0 = self.0.wrapping_add(region_hash(r));
+    pub fn add(&mut self, r: &impl RegionFields) {
+        self.0 = self.0.wrapping_add(r.hash());
     }
 
     /// Count region `r` out (it must have been added).
-    pub fn remove(&mut self, r: &Region) {
-        self.0 = self.0.wrapping_sub(region_hash(r));
+    pub fn remove(&mut self, r: &impl RegionFields) {
+        self.0 = self.0.wrapping_sub(r.hash());
     }
 
     /// 32 hex digits, as in the status JSON.

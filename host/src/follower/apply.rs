@@ -36,6 +36,7 @@ use regionsync_proto::pdpb::{ErrorType, PeerStats, SyncRegionResponse};
 use super::received::Received;
 use super::stream::{EndReason, Ended};
 use super::{FollowerShared, FullSyncTrigger};
+use crate::digest::RegionFields;
 use crate::history::{Record, fingerprint_of};
 use crate::policy_runtime::{AnnouncedSync, DigestCheck, FrameDecision, FrameHeader, FrameKind};
 use crate::region_store::{Outcome, RegionStore, check_region};
@@ -53,7 +54,7 @@ pub(super) fn on_frame(
     stats.frames.fetch_add(1, Ordering::Relaxed);
     let wire_bytes = received.wire_bytes() as u64;
     stats.bytes.fetch_add(wire_bytes, Ordering::Relaxed);
-    let frame = &received.frame;
+    let frame = &received.rest;
     let header_error = header_error(shared, frame);
     // Only this task writes the store, so its digest now is the digest the
     // policy's decision will act on.
@@ -65,7 +66,7 @@ pub(super) fn on_frame(
     let header = FrameHeader {
         error: header_error.is_some(),
         start_index: frame.start_index,
-        region_count: u32::try_from(frame.regions.len()).unwrap_or(u32::MAX),
+        region_count: u32::try_from(received.regions.len()).unwrap_or(u32::MAX),
         announced,
         digest,
     };
@@ -125,7 +126,7 @@ pub(super) fn on_frame(
         // 2. apply, and 3. record what was applied, numbered from where the
         //    policy says the new records start.
         if let Some(from) = d.apply_from {
-            let records = ready.apply(frame, from, &d);
+            let records = ready.apply(&received, from, &d);
             if d.record_history {
                 ready.record(frame.start_index + u64::from(from), records);
             }
@@ -240,13 +241,9 @@ impl Ready<'_> {
 
     /// Apply regions `from..` under the epoch rules; returns them as records
     /// when the decision records history.
-    fn apply(
-        &mut self,
-        frame: &SyncRegionResponse,
-        from: u32,
-        d: &FrameDecision,
-    ) -> Vec<Arc<Record>> {
-        let count = frame.regions.len();
+    fn apply(&mut self, received: &Received, from: u32, d: &FrameDecision) -> Vec<Arc<Record>> {
+        let (frame, regions) = (&received.rest, &received.regions);
+        let count = regions.len();
         // The parallel arrays count only when as long as the regions.
         let aligned = |n: usize| n == count;
         let leaders = aligned(frame.region_leaders.len()).then_some(&frame.region_leaders);
@@ -254,7 +251,9 @@ impl Ready<'_> {
         let downs = aligned(frame.down_peers.len()).then_some(&frame.down_peers);
         let pendings = aligned(frame.pending_peers.len()).then_some(&frame.pending_peers);
         let mut records = Vec::new();
-        for (i, region) in frame.regions.iter().enumerate().skip(from as usize) {
+        for i in from as usize..count {
+            // History keeps decoded records; a sync's are read as they came.
+            let region = regions.get(i, d.record_history);
             let leader = leaders.map(|l| l[i]).unwrap_or_default();
             let stats = flows.map(|s| s[i]).unwrap_or_default();
             let down: &[PeerStats] = downs.map_or(&[], |d| &d[i].peers);
@@ -267,28 +266,30 @@ impl Ready<'_> {
             } else {
                 0
             };
-            match check_region(region) {
+            let id = region.id();
+            match check_region(&region) {
                 Ok(()) => {
                     let extra = fingerprint_of(&leader, &stats, down, pending, 1);
-                    if let Outcome::Applied { removed } =
-                        self.store.apply(region, leader.id, extra, changed)
+                    if let Outcome::Applied { removed } = self
+                        .store
+                        .apply_incoming(&region, leader.id, extra, changed)
                     {
                         for id in removed {
                             self.batch.delete(id);
                         }
-                        let blob = self.store.encoded(region.id).expect("just applied");
-                        self.batch.put_encoded(region.id, leader.id, changed, blob);
+                        let blob = self.store.encoded(id).expect("just applied");
+                        self.batch.put_encoded(id, leader.id, changed, blob);
                     }
                 }
                 Err(why) => {
-                    tracing::warn!(region = region.id, reason = %why, "leader sent a malformed region; skipped")
+                    tracing::warn!(region = id, reason = %why, "leader sent a malformed region; skipped")
                 }
             }
             // Only history keeps the frame's regions as records: a snapshot
             // does not copy its million.
             if d.record_history {
                 records.push(Arc::new(Record {
-                    region: region.clone(),
+                    region: region.into_region(),
                     leader,
                     stats,
                     down_peers: down.to_vec(),

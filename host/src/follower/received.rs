@@ -1,50 +1,149 @@
-//! A sync frame as the follower receives it: decoded, with its size on the
-//! wire.
+//! A sync frame as the follower receives it: its regions kept as their
+//! encodings, the rest decoded, with its size on the wire.
 //!
-//! Why: the follower counts the bytes it receives, and measuring a decoded
-//! frame again walks every region in it, which was a sixteenth of the
-//! follower's apply in a full sync (callgrind, BENCHMARKS.md). The decoder
-//! knows the size for free, so SyncRegions is called with a codec of its
-//! own: the generated client's, but for the size it keeps.
+//! Why the regions stay encoded: a full sync's regions are stored in the
+//! encoding they arrive in (`region_store::RegionView`), and decoding a
+//! million of them into structs only to encode them again was most of the
+//! follower's CPU in a full sync (BENCHMARKS.md). Each is still checked to
+//! decode when the frame is, so a frame with a broken region is refused
+//! whole, before anything of it is applied, as prost's decoder refused it.
+//!
+//! Why the size: the follower counts the bytes it receives, and the decoder
+//! knows them for free. So SyncRegions is called with a codec of its own:
+//! the generated client's, but for the decoding.
 
-use bytes::Buf;
+use std::ops::Range;
+
+use bytes::{Buf, Bytes};
 use prost::Message;
+use prost::encoding::{DecodeContext, decode_key, encoded_len_varint};
+use regionsync_proto::metapb::Region;
 use regionsync_proto::pdpb::{SyncRegionRequest, SyncRegionResponse};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, Streaming};
 use tonic::transport::Channel;
 use tonic_prost::ProstEncoder;
 
+use crate::region_store::{Incoming, Layout, RegionView};
 use crate::wire::MAX_MESSAGE_BYTES;
 
 /// One received frame.
 #[derive(Debug, Clone, Default)]
 pub struct Received {
-    /// The frame, decoded.
-    pub frame: SyncRegionResponse,
+    /// The frame but for its regions: `regions` is always empty here.
+    pub rest: SyncRegionResponse,
+    /// The frame's regions, as their encodings.
+    pub regions: ReceivedRegions,
     /// The frame's size on the wire; `None` for a frame built in memory
     /// rather than received.
     pub wire_len: Option<usize>,
 }
 
+/// A frame's regions, as their encodings, each known to decode, with the
+/// layout of each that is prost's own encoding (read once, when received).
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedRegions {
+    bytes: Bytes,
+    spans: Vec<(Range<usize>, Option<Layout>)>,
+}
+
+impl ReceivedRegions {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// None.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Region `i`: read from its encoding when that is prost's own (which
+    /// `decoded` asks not to), decoded otherwise.
+    pub fn get(&self, i: usize, decoded: bool) -> Incoming<'_> {
+        let (span, layout) = &self.spans[i];
+        let bytes = &self.bytes[span.clone()];
+        match layout.as_ref().filter(|_| !decoded) {
+            Some(layout) => Incoming::Encoded(RegionView {
+                bytes,
+                layout: layout.clone(),
+            }),
+            None => Incoming::Decoded(
+                Region::decode(bytes).expect("every region was checked when received"),
+            ),
+        }
+    }
+
+    /// Bytes these regions take in their frame.
+    fn wire_bytes(&self) -> usize {
+        self.spans
+            .iter()
+            .map(|(s, _)| 1 + encoded_len_varint(s.len() as u64) + s.len())
+            .sum()
+    }
+}
+
 impl Received {
     /// The frame's size on the wire (computed when it was not received).
     pub fn wire_bytes(&self) -> usize {
-        self.wire_len.unwrap_or_else(|| self.frame.encoded_len())
+        self.wire_len
+            .unwrap_or_else(|| self.rest.encoded_len() + self.regions.wire_bytes())
     }
 
-    /// Decode a frame's encoding.
-    pub fn decode(mut bytes: impl Buf) -> Result<Received, prost::DecodeError> {
-        let wire_len = Some(bytes.remaining());
-        let frame = SyncRegionResponse::decode(&mut bytes)?;
-        Ok(Received { frame, wire_len })
+    /// Decode a frame's encoding: every field but the regions as prost
+    /// does; each region is checked to decode, and kept as its bytes.
+    pub fn decode(mut buf: impl Buf) -> Result<Received, prost::DecodeError> {
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        let wire_len = Some(bytes.len());
+        let mut rest = SyncRegionResponse::default();
+        let mut spans = Vec::new();
+        let mut cursor = bytes.clone();
+        while cursor.has_remaining() {
+            let (tag, wire_type) = decode_key(&mut cursor)?;
+            if tag != 2 {
+                rest.merge_field(tag, wire_type, &mut cursor, DecodeContext::default())?;
+                continue;
+            }
+            // A slice of the frame, not a copy (`Bytes` from `Bytes`).
+            let mut region = Bytes::new();
+            prost::encoding::bytes::merge(
+                wire_type,
+                &mut region,
+                &mut cursor,
+                DecodeContext::default(),
+            )?;
+            let layout = RegionView::parse(&region).map(|v| v.layout);
+            if layout.is_none() {
+                Region::decode(&region[..])?;
+            }
+            let end = bytes.len() - cursor.remaining();
+            spans.push((end - region.len()..end, layout));
+        }
+        Ok(Received {
+            rest,
+            regions: ReceivedRegions { bytes, spans },
+            wire_len,
+        })
     }
 }
 
 impl From<SyncRegionResponse> for Received {
-    fn from(frame: SyncRegionResponse) -> Self {
+    /// A frame made in memory: its regions encoded as they would travel.
+    fn from(mut rest: SyncRegionResponse) -> Self {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for region in std::mem::take(&mut rest.regions) {
+            let start = buf.len();
+            region.encode(&mut buf).expect("a Vec grows");
+            let layout = RegionView::parse(&buf[start..]).map(|v| v.layout);
+            spans.push((start..buf.len(), layout));
+        }
         Received {
-            frame,
+            rest,
+            regions: ReceivedRegions {
+                bytes: buf.into(),
+                spans,
+            },
             wire_len: None,
         }
     }
@@ -120,7 +219,17 @@ mod tests {
         };
         let bytes = frame.encode_to_vec();
         let got = Received::decode(&bytes[..]).unwrap();
-        assert_eq!(got.frame, frame);
+        let regions: Vec<Region> = (0..got.regions.len())
+            .map(|i| got.regions.get(i, false).into_region())
+            .collect();
+        assert_eq!(regions, frame.regions);
+        assert!(matches!(got.regions.get(0, false), Incoming::Encoded(_)));
+        assert!(matches!(got.regions.get(0, true), Incoming::Decoded(_)));
+        let rest = SyncRegionResponse {
+            regions: Vec::new(),
+            ..frame.clone()
+        };
+        assert_eq!(got.rest, rest);
         assert_eq!(
             (got.wire_len, got.wire_bytes()),
             (Some(bytes.len()), bytes.len())
@@ -139,5 +248,38 @@ mod tests {
         .encode_to_vec();
         bytes.truncate(bytes.len() - 3);
         assert!(Received::decode(&bytes[..]).is_err());
+    }
+
+    /// A region that does not decode, in a frame whose framing is whole:
+    /// the frame is refused, as prost refuses it, not passed on with a
+    /// region to skip or to trip over later.
+    #[test]
+    fn a_frame_with_a_broken_region_is_refused_whole() {
+        let mut bytes = SyncRegionResponse {
+            regions: vec![region(1), region(2)],
+            start_index: 3,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // The second region's first field key becomes wire type 7 (none).
+        let second = 2 + region(1).encoded_len() + 2;
+        assert_eq!(bytes[second], 0x08, "the second region starts with its id");
+        bytes[second] = 0x0f;
+        assert!(SyncRegionResponse::decode(&bytes[..]).is_err());
+        assert!(Received::decode(&bytes[..]).is_err());
+        // Prost's encoding in another field order still decodes, and is
+        // then read decoded rather than as it came.
+        let r = region(4);
+        let mut reordered = Vec::new();
+        prost::encoding::bytes::encode(3, &r.end_key, &mut reordered);
+        prost::encoding::uint64::encode(1, &r.id, &mut reordered);
+        prost::encoding::bytes::encode(2, &r.start_key, &mut reordered);
+        let mut frame = Vec::new();
+        prost::encoding::bytes::encode(2, &reordered, &mut frame);
+        let got = Received::decode(&frame[..]).unwrap();
+        let Incoming::Decoded(decoded) = got.regions.get(0, false) else {
+            panic!("another encoder's field order is not read as it came");
+        };
+        assert_eq!((decoded.id, decoded.end_key), (4, r.end_key));
     }
 }

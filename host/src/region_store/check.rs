@@ -2,7 +2,7 @@
 //! the leader answers a malformed heartbeat with `INVALID_VALUE` naming the
 //! reason, and a follower skips a malformed region a leader sent.
 
-use regionsync_proto::metapb::Region;
+use crate::digest::RegionFields;
 
 /// Why a region is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,19 +32,21 @@ pub enum MalformedRegion {
     },
 }
 
-/// Refuse a region no store should hold.
-pub fn check_region(r: &Region) -> Result<(), MalformedRegion> {
-    if r.id == 0 {
+/// Refuse a region no store should hold (decoded, or read from its
+/// encoding).
+pub fn check_region(r: &impl RegionFields) -> Result<(), MalformedRegion> {
+    let (id, start, end) = (r.id(), r.start_key(), r.end_key());
+    if id == 0 {
         return Err(MalformedRegion::ZeroId);
     }
-    if r.peers.is_empty() {
-        return Err(MalformedRegion::NoPeers(r.id));
+    if r.peer_count() == 0 {
+        return Err(MalformedRegion::NoPeers(id));
     }
-    if !r.end_key.is_empty() && r.start_key >= r.end_key {
+    if !end.is_empty() && start >= end {
         return Err(MalformedRegion::EmptyRange {
-            id: r.id,
-            start: r.start_key.clone(),
-            end: r.end_key.clone(),
+            id,
+            start: start.to_vec(),
+            end: end.to_vec(),
         });
     }
     Ok(())
@@ -58,6 +60,7 @@ pub fn show_key(k: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regionsync_proto::metapb::Region;
 
     fn region(id: u64, start: &str, end: &str) -> Region {
         crate::region_store::tests::region(id, start, end, 1, 1)

@@ -6,6 +6,9 @@
 use prost::Message;
 use regionsync_proto::metapb::{Peer, Region};
 
+use super::view::RegionView;
+use crate::digest::RegionFields;
+
 /// A stored region.
 pub(super) struct Entry {
     /// `Region::encode_to_vec`; never mutated while stored (see [`KeyRef`]).
@@ -26,6 +29,22 @@ impl Entry {
         Entry {
             blob: region.encode_to_vec().into_boxed_slice(),
             leader: leader_slot(region, leader_id),
+            extra: extra as u32,
+            changed,
+        }
+    }
+
+    /// The stored form of a region received in prost's own encoding, kept
+    /// as it is (`view`).
+    pub(super) fn from_view(
+        view: &RegionView<'_>,
+        leader_id: u64,
+        extra: u64,
+        changed: u64,
+    ) -> Self {
+        Entry {
+            blob: view.bytes.into(),
+            leader: leader_slot(view, leader_id),
             extra: extra as u32,
             changed,
         }
@@ -188,9 +207,8 @@ pub(super) fn epoch(r: &Region) -> (u64, u64) {
 }
 
 /// 1 + the position of peer `leader_id` in the region's peers; 0 if absent.
-fn leader_slot(r: &Region, leader_id: u64) -> u8 {
-    r.peers
-        .iter()
+fn leader_slot(r: &impl RegionFields, leader_id: u64) -> u8 {
+    r.peers()
         .position(|p| p.id == leader_id && leader_id != 0)
         .and_then(|i| u8::try_from(i + 1).ok())
         .unwrap_or(0)

@@ -9,8 +9,8 @@
 //! end key it needs straight from the encoding. Even the start key that
 //! orders the map is not copied: the ordered index borrows it from the
 //! encoding (`key_ref`, the module's one `unsafe`). Bulk loading at start is
-//! `loader`, a full sync's snapshot taken in bulk is `bulk`, regions refused
-//! before they get here `check`, realistic sets for benches `sample`.
+//! `loader`, a snapshot taken in bulk `bulk` (kept as it arrived: `view`),
+//! regions refused before they get here `check`, realistic sets `sample`.
 
 mod bulk;
 mod check;
@@ -18,6 +18,7 @@ mod entry;
 mod key_ref;
 mod loader;
 pub mod sample;
+mod view;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -30,6 +31,7 @@ use key_ref::KeyRef;
 
 pub use check::{MalformedRegion, check_region, show_key};
 pub use loader::Loader;
+pub use view::{Incoming, Layout, RegionView};
 
 /// What applying one region did.
 #[derive(Debug, Clone, PartialEq, Eq)]
