@@ -252,8 +252,7 @@ impl Ready<'_> {
         let pendings = aligned(frame.pending_peers.len()).then_some(&frame.pending_peers);
         let mut records = Vec::new();
         for i in from as usize..count {
-            // History keeps decoded records; a sync's are read as they came.
-            let region = regions.get(i, d.record_history);
+            let region = regions.get(i);
             let leader = leaders.map(|l| l[i]).unwrap_or_default();
             let stats = flows.map(|s| s[i]).unwrap_or_default();
             let down: &[PeerStats] = downs.map_or(&[], |d| &d[i].peers);

@@ -58,12 +58,12 @@ impl ReceivedRegions {
         self.spans.is_empty()
     }
 
-    /// Region `i`: read from its encoding when that is prost's own (which
-    /// `decoded` asks not to), decoded otherwise.
-    pub fn get(&self, i: usize, decoded: bool) -> Incoming<'_> {
+    /// Region `i`: read from its encoding when that is prost's own,
+    /// decoded otherwise.
+    pub fn get(&self, i: usize) -> Incoming<'_> {
         let (span, layout) = &self.spans[i];
         let bytes = &self.bytes[span.clone()];
-        match layout.as_ref().filter(|_| !decoded) {
+        match layout {
             Some(layout) => Incoming::Encoded(RegionView {
                 bytes,
                 layout: layout.clone(),
@@ -220,11 +220,10 @@ mod tests {
         let bytes = frame.encode_to_vec();
         let got = Received::decode(&bytes[..]).unwrap();
         let regions: Vec<Region> = (0..got.regions.len())
-            .map(|i| got.regions.get(i, false).into_region())
+            .map(|i| got.regions.get(i).into_region())
             .collect();
         assert_eq!(regions, frame.regions);
-        assert!(matches!(got.regions.get(0, false), Incoming::Encoded(_)));
-        assert!(matches!(got.regions.get(0, true), Incoming::Decoded(_)));
+        assert!(matches!(got.regions.get(0), Incoming::Encoded(_)));
         let rest = SyncRegionResponse {
             regions: Vec::new(),
             ..frame.clone()
@@ -277,7 +276,7 @@ mod tests {
         let mut frame = Vec::new();
         prost::encoding::bytes::encode(2, &reordered, &mut frame);
         let got = Received::decode(&frame[..]).unwrap();
-        let Incoming::Decoded(decoded) = got.regions.get(0, false) else {
+        let Incoming::Decoded(decoded) = got.regions.get(0) else {
             panic!("another encoder's field order is not read as it came");
         };
         assert_eq!((decoded.id, decoded.end_key), (4, r.end_key));

@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use super::RegionStore;
 use super::entry::Entry;
 use super::key_ref::KeyRef;
-use super::{Incoming, Outcome, RegionStore};
 use crate::digest::RegionFields;
 
 impl RegionStore {
@@ -93,31 +93,6 @@ impl RegionStore {
         end.clear();
         end.extend_from_slice(end_key);
         Ok(())
-    }
-
-    /// Apply a region as [`Self::apply`] does, taking it in the encoding it
-    /// arrived in when that is prost's own and it extends a snapshot's run
-    /// (the one path a million regions take in a full sync); otherwise it
-    /// is decoded (if it was not) and applied as any other.
-    pub fn apply_incoming(
-        &mut self,
-        region: &Incoming<'_>,
-        leader_id: u64,
-        extra: u64,
-        changed: u64,
-    ) -> Outcome {
-        match region {
-            Incoming::Encoded(view) => {
-                let entry = Entry::from_view(view, leader_id, extra, changed);
-                match self.append_to_run(view, entry) {
-                    Ok(()) => Outcome::Applied {
-                        removed: Vec::new(),
-                    },
-                    Err(_) => self.apply(&view.decode(), leader_id, extra, changed),
-                }
-            }
-            Incoming::Decoded(region) => self.apply(region, leader_id, extra, changed),
-        }
     }
 
     /// Region `id`'s entry, wherever it is (the run's later copy first).

@@ -6,7 +6,7 @@
 use prost::Message;
 use regionsync_proto::metapb::{Peer, Region};
 
-use super::view::RegionView;
+use super::view::{Incoming, RegionView};
 use crate::digest::RegionFields;
 
 /// A stored region.
@@ -47,6 +47,15 @@ impl Entry {
             leader: leader_slot(view, leader_id),
             extra: extra as u32,
             changed,
+        }
+    }
+
+    /// The stored region, read from its encoding (which is prost's own:
+    /// decoded only should it not be, which nothing stored here makes).
+    pub(super) fn read(&self) -> Incoming<'_> {
+        match RegionView::parse(&self.blob) {
+            Some(view) => Incoming::Encoded(view),
+            None => Incoming::Decoded(self.decode()),
         }
     }
 
@@ -199,11 +208,6 @@ fn varint(buf: &[u8]) -> Option<(u64, usize)> {
         }
     }
     None
-}
-
-/// (version, conf_ver) of a decoded region.
-pub(super) fn epoch(r: &Region) -> (u64, u64) {
-    r.region_epoch.map_or((0, 0), |e| (e.version, e.conf_ver))
 }
 
 /// 1 + the position of peer `leader_id` in the region's peers; 0 if absent.

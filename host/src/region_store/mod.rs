@@ -9,11 +9,13 @@
 //! end key it needs straight from the encoding. Even the start key that
 //! orders the map is not copied: the ordered index borrows it from the
 //! encoding (`key_ref`, the module's one `unsafe`). Bulk loading at start is
-//! `loader`, a snapshot taken in bulk `bulk` (kept as it arrived: `view`),
-//! regions refused before they get here `check`, realistic sets `sample`.
+//! `loader`, a snapshot taken in bulk `bulk`, regions kept as they arrived
+//! `view`, the store read for snapshot frames `chunk`, regions refused
+//! before they get here `check`, realistic sets for benches `sample`.
 
 mod bulk;
 mod check;
+mod chunk;
 mod entry;
 mod key_ref;
 mod loader;
@@ -25,11 +27,12 @@ use std::ops::Bound;
 
 use regionsync_proto::metapb::{Peer, Region};
 
-use crate::digest::SetDigest;
-use entry::{Entry, epoch, leader_of};
+use crate::digest::{RegionFields, SetDigest};
+use entry::{Entry, leader_of};
 use key_ref::KeyRef;
 
 pub use check::{MalformedRegion, check_region, show_key};
+pub use chunk::EncodedRegion;
 pub use loader::Loader;
 pub use view::{Incoming, Layout, RegionView};
 
@@ -54,18 +57,6 @@ pub struct StoredRegion {
     pub region: Region,
     /// The leader peer, or an empty peer (id 0) when unknown.
     pub leader: Peer,
-}
-
-/// A stored region as its encoding, borrowed from the store.
-#[derive(Debug, Clone, Copy)]
-pub struct EncodedRegion<'a> {
-    /// The `metapb.Region` encoding.
-    pub region: &'a [u8],
-    /// The leader's `metapb.Peer` encoding; empty (an empty peer) when the
-    /// leader is unknown.
-    pub leader: &'a [u8],
-    /// The region's start key.
-    pub start_key: &'a [u8],
 }
 
 /// The region set of one node.
@@ -176,14 +167,36 @@ impl RegionStore {
     /// `changed` is the index of the record this change becomes (an upper
     /// bound where the exact index is unknown); `changed_since` reads it.
     pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64, changed: u64) -> Outcome {
-        let (version, conf_ver) = epoch(region);
-        let entry = Entry::new(region, leader_id, extra, changed);
+        self.apply_entry(region, Entry::new(region, leader_id, extra, changed))
+    }
+
+    /// [`Self::apply`] for a region as received: one whose encoding is
+    /// prost's own is stored as it came, not encoded again (`view`).
+    pub fn apply_incoming(
+        &mut self,
+        region: &Incoming,
+        leader: u64,
+        extra: u64,
+        changed: u64,
+    ) -> Outcome {
+        match region {
+            Incoming::Encoded(v) => {
+                self.apply_entry(v, Entry::from_view(v, leader, extra, changed))
+            }
+            Incoming::Decoded(r) => self.apply(r, leader, extra, changed),
+        }
+    }
+
+    /// [`Self::apply`], for a region read or decoded, and the entry that
+    /// stores it.
+    fn apply_entry(&mut self, region: &impl RegionFields, entry: Entry) -> Outcome {
+        let (conf_ver, version) = region.conf_ver_and_version();
         let Err(entry) = self.append_to_run(region, entry) else {
             return Outcome::Applied {
                 removed: Vec::new(),
             };
         };
-        let Some(old) = self.by_id.get(&region.id) else {
+        let Some(old) = self.by_id.get(&region.id()) else {
             // A new region past the end of the set: a full sync's snapshot
             // arrives so (in key order, into a cleared store), and nothing
             // can overlap it, so the range searches are skipped.
@@ -207,9 +220,7 @@ impl RegionStore {
             // or statistics): in a set without overlaps nothing else can
             // overlap it, so it is replaced in place, without the range
             // searches a split or merge needs.
-            if old.start_key() == region.start_key.as_slice()
-                && old.end_key() == region.end_key.as_slice()
-            {
+            if old.start_key() == region.start_key() && old.end_key() == region.end_key() {
                 self.replace_in_place(region, entry);
                 return Outcome::Applied {
                     removed: Vec::new(),
@@ -221,15 +232,20 @@ impl RegionStore {
 
     /// Apply a region whose range may overlap others: newer overlapped
     /// regions make it stale, older ones are removed.
-    fn apply_over_others(&mut self, region: &Region, entry: Entry, version: u64) -> Outcome {
-        let overlapped = self.overlapping(&region.start_key, &region.end_key, region.id);
+    fn apply_over_others(
+        &mut self,
+        region: &impl RegionFields,
+        entry: Entry,
+        version: u64,
+    ) -> Outcome {
+        let overlapped = self.overlapping(region.start_key(), region.end_key(), region.id());
         if overlapped
             .iter()
             .any(|id| self.by_id[id].epoch().0 > version)
         {
             return Outcome::Stale;
         }
-        self.remove(region.id);
+        self.remove(region.id());
         for id in &overlapped {
             self.remove(*id);
         }
@@ -241,28 +257,28 @@ impl RegionStore {
 
     /// `region` starts after the last region of the set ends (or the set is
     /// empty): it overlaps nothing.
-    fn after_last(&self, region: &Region) -> bool {
+    fn after_last(&self, region: &impl RegionFields) -> bool {
         self.by_start
             .last_key_value()
-            .is_none_or(|(_, last)| self.by_id[last].lies_before(&region.start_key))
+            .is_none_or(|(_, last)| self.by_id[last].lies_before(region.start_key()))
     }
 
     /// The only way into the maps; keeps the `KeyRef` invariant.
-    fn insert_entry(&mut self, region: &Region, entry: Entry) {
+    fn insert_entry(&mut self, region: &impl RegionFields, entry: Entry) {
         // Whatever holds this id or this start key goes first: an equal key
         // left in `by_start` would keep borrowing a blob about to be dropped.
-        self.remove(region.id);
-        if let Some(&other) = self.by_start.get(region.start_key.as_slice()) {
+        self.remove(region.id());
+        if let Some(&other) = self.by_start.get(region.start_key()) {
             self.remove(other);
         }
         self.link(region, entry);
     }
 
     /// Link an entry whose id and start key the maps do not hold.
-    fn link(&mut self, region: &Region, entry: Entry) {
+    fn link(&mut self, region: &impl RegionFields, entry: Entry) {
         self.encoded_bytes += entry.blob.len();
         self.digest.add(region);
-        let id = region.id;
+        let id = region.id();
         self.by_id.insert(id, entry);
         let key = KeyRef::of(self.by_id[&id].start_key());
         self.by_start.insert(key, id);
@@ -270,19 +286,19 @@ impl RegionStore {
 
     /// Replace the stored copy of `region`, which has the same range; keeps
     /// the `KeyRef` invariant like `insert_entry` and `remove`.
-    fn replace_in_place(&mut self, region: &Region, entry: Entry) {
+    fn replace_in_place(&mut self, region: &impl RegionFields, entry: Entry) {
         // Unlink the borrowed key while the old blob is alive.
-        self.by_start.remove(region.start_key.as_slice());
+        self.by_start.remove(region.start_key());
         let new_len = entry.blob.len();
         let old = self
             .by_id
-            .insert(region.id, entry)
+            .insert(region.id(), entry)
             .expect("replace_in_place is only called for a stored region");
         self.encoded_bytes = self.encoded_bytes - old.blob.len() + new_len;
-        self.digest.remove(&old.decode());
+        self.digest.remove(&old.read());
         self.digest.add(region);
-        let key = KeyRef::of(self.by_id[&region.id].start_key());
-        self.by_start.insert(key, region.id);
+        let key = KeyRef::of(self.by_id[&region.id()].start_key());
+        self.by_start.insert(key, region.id());
     }
 
     /// The only way out of the maps; keeps the `KeyRef` invariant.
@@ -297,7 +313,7 @@ impl RegionStore {
         }
         let entry = self.by_id.remove(&id).expect("present above");
         self.encoded_bytes -= entry.blob.len();
-        self.digest.remove(&entry.decode());
+        self.digest.remove(&entry.read());
     }
 
     /// The stored encoding of region `id`, for persisting it as is.
@@ -357,35 +373,6 @@ impl RegionStore {
             .take(limit)
             .map(|(_, e)| stored(e))
             .collect()
-    }
-
-    /// The next run of regions in key order after `after` (none: from the
-    /// first), at most `max_regions` and about `max_bytes` of encoding (at
-    /// least one region), as their encodings: a snapshot frame is made of
-    /// them without decoding a region (`leader::frames`), in a short read
-    /// lock.
-    pub fn chunk_after(
-        &self,
-        after: Option<&[u8]>,
-        max_regions: usize,
-        max_bytes: usize,
-    ) -> Vec<EncodedRegion<'_>> {
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut bytes = 0;
-        let mut out = Vec::new();
-        for (_, entry) in self.in_key_order(lower) {
-            let size = entry.blob.len();
-            if out.len() == max_regions || (!out.is_empty() && bytes + size > max_bytes) {
-                break;
-            }
-            bytes += size;
-            out.push(EncodedRegion {
-                region: &entry.blob,
-                leader: entry.leader_encoding(),
-                start_key: entry.start_key(),
-            });
-        }
-        out
     }
 }
 

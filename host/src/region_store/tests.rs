@@ -238,7 +238,7 @@ fn in_place_updates_keep_the_store_equal_to_a_bulk_load_of_its_set() {
 }
 
 /// Every read the store offers, as one comparable value.
-fn reads(s: &RegionStore) -> impl PartialEq + std::fmt::Debug {
+pub(crate) fn reads(s: &RegionStore) -> impl PartialEq + std::fmt::Debug {
     let all = s.scan(b"", b"", 0);
     let by_key: Vec<_> = ["", "k", "k020", "k0205", "k099", "zz"]
         .iter()

@@ -1,6 +1,7 @@
 use super::*;
 use crate::digest::region_hash;
-use crate::region_store::sample;
+use crate::region_store::tests::{reads, region as keyed};
+use crate::region_store::{Outcome, RegionStore, sample};
 use regionsync_proto::metapb::{Peer, RegionEpoch};
 
 /// The view says what the decoded region says, field for field.
@@ -154,4 +155,63 @@ fn whatever_is_accepted_is_exactly_prosts_encoding() {
         accepted > 1_000 && refused > 1_000,
         "{accepted} / {refused}"
     );
+}
+
+/// Regions applied as received, in prost's encoding (`view`), do what the
+/// same regions decoded do, change for change: a snapshot's run, in-place
+/// updates, splits, merges, stale and unchanged ones; the stored bytes and
+/// every read agree.
+#[test]
+fn regions_applied_as_received_do_what_decoded_ones_do() {
+    let key = |i: u64| format!("k{i:03}");
+    let mut changes: Vec<(Region, u64)> = (0..100u64)
+        .map(|i| (keyed(i + 1, &key(i), &key(i + 1), 1, 1), 0))
+        .collect();
+    for step in 0..300u64 {
+        let i = (step * 37) % 97;
+        let r = match step % 5 {
+            // A new version in place, a leader change, the same region.
+            0 => keyed(i + 1, &key(i), &key(i + 1), 2 + step, 1),
+            1 => keyed(i + 1, &key(i), &key(i + 1), 1, 1),
+            // A split's right half, and a merge over three.
+            2 => keyed(
+                200 + step,
+                &format!("{}5", key(i)),
+                &key(i + 1),
+                3 + step,
+                1,
+            ),
+            3 => keyed(i + 1, &key(i), &key(i + 3), 4 + step, 2),
+            // Stale by version.
+            _ => keyed(i + 1, &key(i), &key(i + 1), 0, 1),
+        };
+        changes.push((r, step % 3));
+    }
+    let (mut decoded, mut received) = (RegionStore::new(), RegionStore::new());
+    let mut seen = std::collections::BTreeMap::new();
+    decoded.begin_bulk();
+    received.begin_bulk();
+    for (n, (r, leader)) in changes.iter().enumerate() {
+        let leader = r.peers[0].id * (*leader).min(1);
+        let bytes = prost::Message::encode_to_vec(r);
+        let view = RegionView::parse(&bytes).expect("prost's own encoding");
+        let at = n as u64;
+        let outcome = decoded.apply(r, leader, at % 4, at);
+        assert_eq!(
+            received.apply_incoming(&Incoming::Encoded(view), leader, at % 4, at),
+            outcome,
+            "change {n}: {r:?}"
+        );
+        assert_eq!(received.encoded(r.id), decoded.encoded(r.id));
+        *seen
+            .entry(match outcome {
+                Outcome::Applied { removed } if removed.is_empty() => "applied",
+                Outcome::Applied { .. } => "applied over others",
+                Outcome::Stale => "stale",
+                Outcome::Unchanged => "unchanged",
+            })
+            .or_insert(0) += 1;
+    }
+    assert_eq!(reads(&received), reads(&decoded));
+    assert_eq!(seen.len(), 4, "every kind of change: {seen:?}");
 }
