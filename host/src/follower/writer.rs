@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -37,6 +38,17 @@ const QUEUED: usize = 1024;
 /// bytes: under a stream of small history frames the writer keeps up with
 /// one commit per burst instead of one per frame.
 const COALESCE_BYTES: usize = 2 << 20;
+
+/// How long the writer waits for more batches behind the one it holds
+/// before it writes, up to `COALESCE_BYTES`. Under live churn a history
+/// frame holds a few dozen changes to regions all over the key space, and
+/// redb writes each leaf page a transaction touches: one transaction per
+/// frame wrote a page per change, and the followers' writers took a fifth
+/// of a 2-core machine at 50,000 changes/s (BENCHMARKS.md). Nobody waits
+/// for these writes (the apply has moved on; the store's claim may lag, as
+/// with `durable_every`), and a drain, which closes the queue, ends the wait
+/// at once.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// What is queued, in bytes, and whether the thread still takes batches.
 #[derive(Default)]
@@ -140,8 +152,10 @@ fn write_all(
                 Err(_) => return Ok(()),
             },
         };
+        let until = Instant::now() + GATHER;
         while weight < COALESCE_BYTES {
-            let Ok((later, w)) = queue.try_recv() else {
+            let wait = until.saturating_duration_since(Instant::now());
+            let Ok((later, w)) = queue.recv_timeout(wait) else {
                 break;
             };
             match batch.absorb(later) {
