@@ -226,49 +226,54 @@ const BYTES: u8 = 2;
 
 /// `metapb.RegionEpoch` as prost writes it: (conf_ver, version).
 fn epoch(bytes: &[u8]) -> Option<(u64, u64)> {
-    let (mut conf_ver, mut version, mut last) = (0, 0, 0);
-    let mut r = Reader(bytes);
-    while !r.0.is_empty() {
-        let (number, wire) = r.key()?;
-        if number <= last {
-            return None;
-        }
-        last = number;
+    let (mut conf_ver, mut version) = (0, 0);
+    each_field(bytes, |number, wire, r| {
         match (number, wire) {
             (1, VARINT) => conf_ver = r.nonzero()?,
             (2, VARINT) => version = r.nonzero()?,
             _ => return None,
         }
-    }
+        Some(())
+    })?;
     Some((conf_ver, version))
 }
 
 /// `metapb.Peer` as prost writes it.
 fn peer(bytes: &[u8]) -> Option<PeerFields> {
     let mut p = PeerFields::default();
-    let mut last = 0;
-    let mut r = Reader(bytes);
-    while !r.0.is_empty() {
-        let (number, wire) = r.key()?;
-        if number <= last {
-            return None;
-        }
-        last = number;
+    each_field(bytes, |number, wire, r| {
         match (number, wire) {
             (1, VARINT) => p.id = r.nonzero()?,
             (2, VARINT) => p.store_id = r.nonzero()?,
             // An enum: prost writes a negative value in ten bytes; only
             // the roles there are (small, positive) are taken here.
             (3, VARINT) => p.role = i32::try_from(r.nonzero()?).ok()?,
-            (4, VARINT) => {
-                // true, as prost writes it
-                (r.varint()? == 1).then_some(())?;
-                p.is_witness = true;
-            }
+            // true, as prost writes it
+            (4, VARINT) => p.is_witness = (r.varint()? == 1).then_some(true)?,
             _ => return None,
         }
-    }
+        Some(())
+    })?;
     Some(p)
+}
+
+/// Hand `f` each field of a message whose fields appear at most once each,
+/// in number order (as prost writes one without repeated fields).
+#[inline(always)]
+fn each_field<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(u32, u8, &mut Reader<'a>) -> Option<()>,
+) -> Option<()> {
+    let (mut r, mut last) = (Reader(bytes), 0);
+    while !r.0.is_empty() {
+        let (number, wire) = r.key()?;
+        if number <= last {
+            return None;
+        }
+        last = number;
+        f(number, wire, &mut r)?;
+    }
+    Some(())
 }
 
 /// Reads what prost writes and nothing else: shortest varints only.
