@@ -1,9 +1,10 @@
 //! The follower's full-sync apply path alone, for profiling (BENCHMARKS.md):
 //! a million snapshot frames, decoded beforehand as the follower's reader
-//! decodes them (`Received`, with their size on the wire), fed to a
-//! detached follower exactly as its sync task would, then the completion.
-//! No network, no leader, no decoding: what is left is the cache, the
-//! digest and the store.
+//! decodes them (`Received`: the regions read, their hashes taken, their
+//! bytes kept), fed to a detached follower exactly as its sync task would,
+//! then the completion. No network, no leader, no decoding: what is left
+//! is the cache, the digest's sums and the store. Under callgrind, the
+//! decoding shows apart, in `main`.
 //!
 //!     cargo run --release -p regionsync --example profile_follower_apply [REGIONS]
 //!     MEMORY=1 cargo run ...     # a cache-only follower: without redb
