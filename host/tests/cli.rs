@@ -42,8 +42,7 @@ fn help_explains_every_flag_with_its_default() {
 #[test]
 fn leader_follower_load_status_metrics_and_policy_swap_as_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, admin) = (free_port(), free_port());
-    let (fgrpc, fadmin) = (free_port(), free_port());
+    let [grpc, admin, fgrpc, fadmin] = free_ports();
     let leader_url = format!("http://127.0.0.1:{grpc}");
     let (ladmin, fadmin) = (format!("127.0.0.1:{admin}"), format!("127.0.0.1:{fadmin}"));
     let ldata = dir.path().join("leader");
@@ -195,7 +194,7 @@ fn swap_args<'a>(admin: &'a str, token: Option<&'a str>, file: &'a str) -> Vec<&
 #[test]
 fn a_follower_process_killed_mid_full_sync_restarts_not_ready_and_converges() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, admin, fgrpc, fadmin) = (free_port(), free_port(), free_port(), free_port());
+    let [grpc, admin, fgrpc, fadmin] = free_ports();
     let leader_url = format!("http://127.0.0.1:{grpc}");
     let (ladmin, fadmin) = (format!("127.0.0.1:{admin}"), format!("127.0.0.1:{fadmin}"));
     let _leader = spawn(&[

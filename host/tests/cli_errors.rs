@@ -31,7 +31,8 @@ fn errors_a_user_meets_are_one_line_and_a_non_zero_exit() {
     ]);
     assert!(err.contains("is a file"), "{err}");
 
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let [port] = free_ports();
+    let dead = format!("http://127.0.0.1:{port}");
     let err = one_line_failure(&[
         "follower",
         "--leader",
@@ -58,7 +59,8 @@ fn errors_a_user_meets_are_one_line_and_a_non_zero_exit() {
     ]);
     assert!(err.contains("not a valid WebAssembly component"), "{err}");
 
-    let err = one_line_failure(&["status", "--admin", &format!("127.0.0.1:{}", free_port())]);
+    let [port] = free_ports();
+    let err = one_line_failure(&["status", "--admin", &format!("127.0.0.1:{port}")]);
     assert!(err.contains("cannot reach"), "{err}");
 
     // Admin and allow-list settings that cannot be used stop the start.

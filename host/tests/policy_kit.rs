@@ -86,8 +86,7 @@ fn new_build_check_diff_shadow_promote_with_digests_equal() {
     assert_eq!(differ("route-request"), 0, "{said}");
 
     // A leader and a follower that takes changes with a token.
-    let (grpc, ladmin_port) = (free_port(), free_port());
-    let (fgrpc, fadmin_port) = (free_port(), free_port());
+    let [grpc, ladmin_port, fgrpc, fadmin_port] = free_ports();
     let leader_url = format!("http://127.0.0.1:{grpc}");
     let ladmin = format!("127.0.0.1:{ladmin_port}");
     let fadmin = format!("127.0.0.1:{fadmin_port}");

@@ -226,7 +226,7 @@ async fn mutual_tls_admits_the_clusters_certificates_and_refuses_the_rest() {
 fn tls_settings_in_the_config_file_and_by_flags_as_processes() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "cluster");
-    let (grpc, fadmin_port) = (common::free_port(), common::free_port());
+    let [grpc, fadmin_port] = common::free_ports();
     let (lcert, lkey) = ca.issue("leader");
     let config = dir.path().join("leader.toml");
     std::fs::write(

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::cluster;
 use crate::tools::admin_client;
-use crate::tools::ha_cluster::free_ports;
+use crate::tools::ports::free_ports;
 
 /// A node process; killed when dropped.
 pub struct Proc {

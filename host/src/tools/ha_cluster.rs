@@ -20,23 +20,8 @@ use anyhow::{Context, bail};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::ports::free_ports;
 use crate::status::Status;
-
-/// A port free on loopback now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(free_ports(1)?[0])
-}
-
-/// `n` distinct ports free on loopback now. All are held until all are
-/// picked: one at a time, a port just let go can be handed out again at
-/// once, and two nodes (or a node and a proxy) given one port is a node
-/// that cannot start.
-pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let held = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
 
 /// A single-member etcd on loopback, in its own data directory.
 pub struct Etcd {

@@ -15,5 +15,6 @@ pub mod demo_ha;
 pub mod ha_cluster;
 pub mod load;
 pub mod policy_new;
+pub mod ports;
 pub mod vectors;
 pub mod workload;

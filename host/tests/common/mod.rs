@@ -1,7 +1,6 @@
 //! Helpers for the tests that run the `regionsync` binary as processes.
 #![allow(dead_code)] // each test file uses its own share of them
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,12 +27,10 @@ pub fn one_line_failure(args: &[&str]) -> String {
     err
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports (`regionsync::tools::ports`).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let ports = regionsync::tools::ports::free_ports(N).expect("free loopback ports");
+    ports.try_into().expect("as many ports as asked for")
 }
 
 pub struct Node(pub Child);
