@@ -6,7 +6,7 @@
 use prost::Message;
 use regionsync_proto::metapb::{Peer, Region};
 
-use super::view::{Incoming, RegionView};
+use super::view::{Incoming, Reader, RegionView};
 use crate::digest::RegionFields;
 
 /// A stored region.
@@ -101,7 +101,7 @@ impl Entry {
         let Some(nth) = (self.leader as usize).checked_sub(1) else {
             return &[];
         };
-        Fields(&self.blob)
+        Fields::new(&self.blob)
             .take_while(|(tag, _)| *tag <= 5)
             .filter_map(|(tag, value)| match (tag, value) {
                 (5, Field::Bytes(peer)) => Some(peer),
@@ -141,7 +141,7 @@ enum Field<'a> {
 /// first field past it, rather than reading to the end for a later copy
 /// (reading every field cost a tenth of a full sync's CPU).
 fn field(buf: &[u8], number: u32) -> Option<Field<'_>> {
-    for (tag, value) in Fields(buf) {
+    for (tag, value) in Fields::new(buf) {
         if tag >= number {
             return (tag == number).then_some(value);
         }
@@ -150,64 +150,35 @@ fn field(buf: &[u8], number: u32) -> Option<Field<'_>> {
 }
 
 /// The fields of an encoding in order, as (number, value); groups end it
-/// (regions have none), fixed-width fields are skipped.
-struct Fields<'a>(&'a [u8]);
+/// (regions have none), fixed-width fields are skipped. Read with the
+/// view's reader (`view::Reader`): a stored blob is prost's encoding, which
+/// that reader takes.
+struct Fields<'a>(Reader<'a>);
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Fields(Reader(buf))
+    }
+}
 
 impl<'a> Iterator for Fields<'a> {
     type Item = (u32, Field<'a>);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let buf = self.0;
-            if buf.is_empty() {
-                return None;
-            }
-            let (key, n) = varint(buf)?;
-            let rest = &buf[n..];
-            let tag = u32::try_from(key >> 3).ok()?;
-            match key & 7 {
-                0 => {
-                    let (value, m) = varint(rest)?;
-                    self.0 = &rest[m..];
-                    return Some((tag, Field::Varint(value)));
-                }
-                2 => {
-                    let (len, m) = varint(rest)?;
-                    let end = m.checked_add(usize::try_from(len).ok()?)?;
-                    let bytes = rest.get(m..end)?;
-                    self.0 = &rest[end..];
-                    return Some((tag, Field::Bytes(bytes)));
-                }
-                1 => self.0 = rest.get(8..)?,
-                5 => self.0 = rest.get(4..)?,
+        let r = &mut self.0;
+        while !r.0.is_empty() {
+            let (tag, wire) = r.key()?;
+            match wire {
+                0 => return Some((tag, Field::Varint(r.varint()?))),
+                2 => return Some((tag, Field::Bytes(r.bytes()?))),
+                1 => r.skip(8)?,
+                5 => r.skip(4)?,
                 _ => return None, // groups, or no wire type at all
             }
         }
+        None
     }
-}
-
-/// The varint at the start of `buf`, and how many bytes it took. Read here
-/// rather than with prost's reader, which is generic over `Buf` and checks
-/// what a blob prost wrote cannot break: indexing a snapshot, which reads
-/// every start key, took 15% fewer instructions so (callgrind,
-/// BENCHMARKS.md).
-#[inline(always)]
-fn varint(buf: &[u8]) -> Option<(u64, usize)> {
-    // Most varints here (tags, lengths, small ids) are one byte.
-    match buf.first() {
-        Some(&b) if b < 0x80 => return Some((u64::from(b), 1)),
-        None => return None,
-        _ => {}
-    }
-    let mut value = 0u64;
-    for (i, &byte) in buf.iter().take(10).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
 
 /// 1 + the position of peer `leader_id` in the region's peers; 0 if absent.
