@@ -39,12 +39,30 @@ pub struct Received {
     pub wire_len: Option<usize>,
 }
 
-/// A frame's regions, as their encodings, each known to decode, with the
-/// layout of each that is prost's own encoding (read once, when received).
+/// A frame's regions, as their encodings, each read once, when received.
 #[derive(Debug, Clone, Default)]
 pub struct ReceivedRegions {
     bytes: Bytes,
-    spans: Vec<(Range<usize>, Option<Layout>)>,
+    spans: Vec<(Range<usize>, Read)>,
+}
+
+/// How a region was read when received.
+#[derive(Debug, Clone)]
+enum Read {
+    /// Its encoding is prost's own: where its fields lie.
+    Layout(Layout),
+    /// Another encoder's bytes: decoded (and to be encoded again).
+    Decoded(Region),
+}
+
+impl Read {
+    /// Read `bytes`, a region's encoding.
+    fn of(bytes: &[u8]) -> Result<Read, prost::DecodeError> {
+        match RegionView::parse(bytes) {
+            Some(view) => Ok(Read::Layout(view.layout)),
+            None => Region::decode(bytes).map(Read::Decoded),
+        }
+    }
 }
 
 impl ReceivedRegions {
@@ -61,16 +79,13 @@ impl ReceivedRegions {
     /// Region `i`: read from its encoding when that is prost's own,
     /// decoded otherwise.
     pub fn get(&self, i: usize) -> Incoming<'_> {
-        let (span, layout) = &self.spans[i];
-        let bytes = &self.bytes[span.clone()];
-        match layout {
-            Some(layout) => Incoming::Encoded(RegionView {
-                bytes,
+        let (span, read) = &self.spans[i];
+        match read {
+            Read::Layout(layout) => Incoming::Encoded(RegionView {
+                bytes: &self.bytes[span.clone()],
                 layout: layout.clone(),
             }),
-            None => Incoming::Decoded(
-                Region::decode(bytes).expect("every region was checked when received"),
-            ),
+            Read::Decoded(region) => Incoming::Decoded(region.clone()),
         }
     }
 
@@ -91,7 +106,8 @@ impl Received {
     }
 
     /// Decode a frame's encoding: every field but the regions as prost
-    /// does; each region is checked to decode, and kept as its bytes.
+    /// does; each region is read (decoded, if its encoding is not prost's
+    /// own), and kept as its bytes.
     pub fn decode(mut buf: impl Buf) -> Result<Received, prost::DecodeError> {
         let bytes = buf.copy_to_bytes(buf.remaining());
         let wire_len = Some(bytes.len());
@@ -112,12 +128,9 @@ impl Received {
                 &mut cursor,
                 DecodeContext::default(),
             )?;
-            let layout = RegionView::parse(&region).map(|v| v.layout);
-            if layout.is_none() {
-                Region::decode(&region[..])?;
-            }
+            let read = Read::of(&region)?;
             let end = bytes.len() - cursor.remaining();
-            spans.push((end - region.len()..end, layout));
+            spans.push((end - region.len()..end, read));
         }
         Ok(Received {
             rest,
@@ -135,8 +148,8 @@ impl From<SyncRegionResponse> for Received {
         for region in std::mem::take(&mut rest.regions) {
             let start = buf.len();
             region.encode(&mut buf).expect("a Vec grows");
-            let layout = RegionView::parse(&buf[start..]).map(|v| v.layout);
-            spans.push((start..buf.len(), layout));
+            let read = Read::of(&buf[start..]).expect("prost's encoding decodes");
+            spans.push((start..buf.len(), read));
         }
         Received {
             rest,

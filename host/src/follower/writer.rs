@@ -16,7 +16,7 @@
 //! write (the cache goes back to what the store holds).
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -155,13 +155,15 @@ fn write_all(
         // Only history waits (`GATHER`): a sync's data batches arrive
         // faster than they are written, and waiting for them slowed a full
         // sync by a fifth.
-        let until = batch.next_index.is_some().then(|| Instant::now() + GATHER);
+        let gather = if batch.next_index.is_some() {
+            GATHER
+        } else {
+            Duration::ZERO
+        };
+        let until = Instant::now() + gather;
         while weight < COALESCE_BYTES {
-            let next = match until {
-                Some(until) => queue.recv_timeout(until.saturating_duration_since(Instant::now())),
-                None => queue.try_recv().map_err(|_| RecvTimeoutError::Timeout),
-            };
-            let Ok((later, w)) = next else {
+            let wait = until.saturating_duration_since(Instant::now());
+            let Ok((later, w)) = queue.recv_timeout(wait) else {
                 break;
             };
             match batch.absorb(later) {
