@@ -83,6 +83,9 @@ pub struct RegionStore {
     run: Vec<(u64, Entry)>,
     /// The start and end keys of the run's last region (`bulk`).
     run_tail: (Vec<u8>, Vec<u8>),
+    /// Regions linked one at a time since the maps were last built with
+    /// full nodes (`bulk::repack`).
+    grown: usize,
 }
 
 impl RegionStore {
@@ -282,6 +285,7 @@ impl RegionStore {
         self.by_id.insert(id, entry);
         let key = KeyRef::of(self.by_id[&id].start_key());
         self.by_start.insert(key, id);
+        self.grew();
     }
 
     /// Replace the stored copy of `region`, which has the same range; keeps

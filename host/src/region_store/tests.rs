@@ -342,3 +342,55 @@ fn an_id_sent_twice_in_a_run_keeps_its_later_copy() {
     want.apply(&region(1, "c", "d", 1, 1), 0, 0, 0);
     assert_eq!(reads(&s), reads(&want));
 }
+
+/// A store grown one region at a time past the size at which its maps are
+/// rebuilt (`bulk::repack`, several times over here), with splits in the
+/// middle between rebuilds, reads like one loaded in bulk from its set.
+#[test]
+fn a_store_grown_by_links_and_rebuilt_on_the_way_reads_like_a_bulk_load() {
+    let n = 3 * super::bulk::REPACK_MIN as u64;
+    let mut s = RegionStore::new();
+    let mut splits = 0;
+    for i in 0..n {
+        let r = super::sample::region(i, n, 1);
+        assert_eq!(
+            s.apply(&r, r.peers[1].id, 0, i + 1),
+            Outcome::Applied { removed: vec![] }
+        );
+        // Now and then split an earlier region: a link in the middle.
+        if i % 1_000 == 999 {
+            let mut left = super::sample::region(i / 2, n, 2);
+            let mut right = left.clone();
+            let mid = [left.start_key.clone(), b"\x00".to_vec()].concat();
+            right.id = 10_000_000 + i;
+            right.start_key = mid.clone();
+            left.end_key = mid;
+            s.apply(&right, 0, 0, i + 1);
+            s.apply(&left, 0, 0, i + 1);
+            splits += 1;
+        }
+    }
+    assert!(s.grown < s.len(), "the maps were rebuilt on the way");
+    let mut loader = Loader::default();
+    for sr in s.scan(b"", b"", 0) {
+        loader.add(
+            &sr.region,
+            sr.leader.id,
+            s.entry(sr.region.id).unwrap().changed,
+        );
+    }
+    let bulk = loader.finish();
+    assert_eq!(s.len() as u64, n + splits);
+    assert_eq!(s.digest(), bulk.digest());
+    assert_eq!(s.encoded_bytes(), bulk.encoded_bytes());
+    assert_eq!(s.scan(b"", b"", 0), bulk.scan(b"", b"", 0));
+    assert_eq!(
+        s.changed_since(n / 2, None, usize::MAX),
+        bulk.changed_since(n / 2, None, usize::MAX)
+    );
+    for sr in bulk.scan(b"", b"", 0) {
+        let mid = [sr.region.start_key.clone(), b"\x01".to_vec()].concat();
+        assert_eq!(s.get_by_key(&mid), bulk.get_by_key(&mid));
+        assert_eq!(s.get(sr.region.id), Some(sr));
+    }
+}
