@@ -87,7 +87,7 @@ impl RegionStore {
             self.settle();
             return Err(entry);
         }
-        self.encoded_bytes += entry.blob.len();
+        self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
         self.run.push((region.id(), entry));
         let (first, end) = &mut self.run_tail;

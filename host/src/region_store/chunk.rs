@@ -33,13 +33,13 @@ impl RegionStore {
         let mut bytes = 0;
         let mut out = Vec::new();
         for (_, entry) in self.in_key_order(lower) {
-            let size = entry.blob.len();
+            let size = entry.blob().len();
             if out.len() == max_regions || (!out.is_empty() && bytes + size > max_bytes) {
                 break;
             }
             bytes += size;
             out.push(EncodedRegion {
-                region: &entry.blob,
+                region: entry.blob(),
                 leader: entry.leader_encoding(),
                 start_key: entry.start_key(),
             });

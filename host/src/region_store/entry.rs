@@ -3,18 +3,26 @@
 //! minimal field reader, instead of decoding the whole region. Decoding whole
 //! regions on every update cost more than everything else an update does.
 
+use std::ptr::NonNull;
+
 use prost::Message;
 use regionsync_proto::metapb::{Peer, Region};
 
 use super::view::{Incoming, Reader, RegionView};
 use crate::digest::RegionFields;
 
-/// A stored region.
+/// A stored region, in 24 bytes: the id index holds one per region, and
+/// 24 rather than 32 puts its B-tree nodes in a smaller size class of the
+/// allocator (384 bytes a node rather than 512: 12 bytes a region).
 pub(super) struct Entry {
-    /// `Region::encode_to_vec`; never mutated while stored (see [`KeyRef`]).
-    pub(super) blob: Box<[u8]>,
-    /// 1 + the leader's position in the region's peers; 0 when unknown.
-    pub(super) leader: u8,
+    /// The heap buffer of a `Box<[u8]>` holding the region's encoding (its
+    /// prost encoding; never mutated while stored, see [`KeyRef`]), taken
+    /// apart so that its length can share a word with the leader slot.
+    ptr: NonNull<u8>,
+    /// The buffer's length (low 24 bits; every region arrives in a message
+    /// of at most 8 MiB) and the leader slot (high 8 bits): 1 + the leader's
+    /// position in the region's peers, 0 when unknown.
+    len_leader: u32,
     /// Fingerprint of what a heartbeat carries besides the region (leader,
     /// flow statistics), so that a change there counts as a change.
     pub(super) extra: u32,
@@ -23,15 +31,32 @@ pub(super) struct Entry {
     pub(super) changed: u64,
 }
 
+/// The longest encoding an entry holds: 24 bits of length. Messages are
+/// bounded at 8 MiB (`wire::MAX_MESSAGE_BYTES`), and a region is stored as
+/// received or as prost encodes it again, never longer.
+const MAX_BLOB: usize = (1 << 24) - 1;
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 24);
+
+// SAFETY: an Entry owns its buffer alone, as the Box it was made from did,
+// and hands out only shared borrows of it.
+unsafe impl Send for Entry {}
+unsafe impl Sync for Entry {}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len());
+        // SAFETY: ptr and len are the parts of the Box made in `Entry::of`,
+        // dropped once, here.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
 impl Entry {
     /// The stored form of a region with its leader and heartbeat fingerprint.
     pub(super) fn new(region: &Region, leader_id: u64, extra: u64, changed: u64) -> Self {
-        Entry {
-            blob: region.encode_to_vec().into_boxed_slice(),
-            leader: leader_slot(region, leader_id),
-            extra: extra as u32,
-            changed,
-        }
+        let blob = region.encode_to_vec().into_boxed_slice();
+        Self::of(blob, leader_slot(region, leader_id), extra, changed)
     }
 
     /// The stored form of a region received in prost's own encoding, kept
@@ -42,31 +67,62 @@ impl Entry {
         extra: u64,
         changed: u64,
     ) -> Self {
+        Self::of(
+            view.bytes.into(),
+            leader_slot(view, leader_id),
+            extra,
+            changed,
+        )
+    }
+
+    fn of(blob: Box<[u8]>, leader: u8, extra: u64, changed: u64) -> Self {
+        let len = blob.len();
+        assert!(
+            len <= MAX_BLOB,
+            "a region encoding of {len} bytes; messages are bounded at 8 MiB"
+        );
+        let ptr = NonNull::new(Box::into_raw(blob).cast::<u8>()).expect("a Box is not null");
         Entry {
-            blob: view.bytes.into(),
-            leader: leader_slot(view, leader_id),
+            ptr,
+            len_leader: len as u32 | u32::from(leader) << 24,
             extra: extra as u32,
             changed,
         }
     }
 
+    /// The region's encoding.
+    pub(super) fn blob(&self) -> &[u8] {
+        // SAFETY: the parts of the Box made in `Entry::of`, alive as long as
+        // `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
+    }
+
+    fn len(&self) -> usize {
+        (self.len_leader & MAX_BLOB as u32) as usize
+    }
+
+    /// 1 + the leader's position in the region's peers; 0 when unknown.
+    pub(super) fn leader(&self) -> u8 {
+        (self.len_leader >> 24) as u8
+    }
+
     /// The stored region, read from its encoding (which is prost's own:
     /// decoded only should it not be, which nothing stored here makes).
     pub(super) fn read(&self) -> Incoming<'_> {
-        match RegionView::parse(&self.blob) {
+        match RegionView::parse(self.blob()) {
             Some(view) => Incoming::Encoded(view),
             None => Incoming::Decoded(self.decode()),
         }
     }
 
     pub(super) fn decode(&self) -> Region {
-        Region::decode(&*self.blob).expect("the store only holds regions it encoded")
+        Region::decode(self.blob()).expect("the store only holds regions it encoded")
     }
 
     /// (version, conf_ver), read from the encoding without decoding it.
     pub(super) fn epoch(&self) -> (u64, u64) {
         let mut epoch = (0, 0);
-        if let Some(Field::Bytes(e)) = field(&self.blob, 4) {
+        if let Some(Field::Bytes(e)) = field(self.blob(), 4) {
             if let Some(Field::Varint(v)) = field(e, 2) {
                 epoch.0 = v;
             }
@@ -79,7 +135,7 @@ impl Entry {
 
     /// The end key, read from the encoding without decoding it.
     pub(super) fn end_key(&self) -> &[u8] {
-        match field(&self.blob, 3) {
+        match field(self.blob(), 3) {
             Some(Field::Bytes(b)) => b,
             _ => &[],
         }
@@ -98,10 +154,10 @@ impl Entry {
     /// encoding is prost's, so the slice is exactly `leader_of`'s peer
     /// encoded.
     pub(super) fn leader_encoding(&self) -> &[u8] {
-        let Some(nth) = (self.leader as usize).checked_sub(1) else {
+        let Some(nth) = (self.leader() as usize).checked_sub(1) else {
             return &[];
         };
-        Fields::new(&self.blob)
+        Fields::new(self.blob())
             .take_while(|(tag, _)| *tag <= 5)
             .filter_map(|(tag, value)| match (tag, value) {
                 (5, Field::Bytes(peer)) => Some(peer),
@@ -113,7 +169,7 @@ impl Entry {
 
     /// The start key, as a slice of the encoding.
     pub(super) fn start_key(&self) -> &[u8] {
-        match field(&self.blob, 2) {
+        match field(self.blob(), 2) {
             Some(Field::Bytes(b)) => b,
             _ => &[],
         }
@@ -214,5 +270,29 @@ mod tests {
         assert_eq!(e.decode(), r);
         let open = Entry::new(&region(4, "a", "", 0, 0), 0, 0, 0);
         assert_eq!((open.epoch(), open.end_key()), ((0, 0), &b""[..]));
+        let empty = Entry::new(&Region::default(), 0, 0, 0);
+        assert_eq!((empty.blob(), empty.start_key()), (&b""[..], &b""[..]));
+        assert_eq!(empty.decode(), Region::default());
+    }
+
+    /// The length and the leader slot share a word without touching each
+    /// other, up to the longest encoding and the last slot.
+    #[test]
+    fn length_and_leader_slot_are_kept_apart() {
+        let mut r = region(5, "k", "", 1, 1);
+        r.peers = (1..=255)
+            .map(|id| Peer {
+                id,
+                ..Default::default()
+            })
+            .collect();
+        // The end key's tag and 4-byte length, then the key.
+        r.end_key = vec![7; MAX_BLOB - r.encoded_len() - 5];
+        assert_eq!(r.encoded_len(), MAX_BLOB);
+        let e = Entry::new(&r, 255, 9, 3);
+        assert_eq!((e.blob().len(), e.leader()), (MAX_BLOB, 255));
+        assert_eq!(e.decode(), r);
+        let e = Entry::new(&r.clone(), 0, 9, 3);
+        assert_eq!(e.leader(), 0);
     }
 }

@@ -21,7 +21,7 @@ impl Loader {
     /// change.
     pub fn add(&mut self, region: &Region, leader_id: u64, changed: u64) {
         let entry = Entry::new(region, leader_id, 0, changed);
-        self.encoded_bytes += entry.blob.len();
+        self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
         self.entries.push((region.id, entry));
     }

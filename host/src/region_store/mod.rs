@@ -216,7 +216,10 @@ impl RegionStore {
             if version < old_version || conf_ver < old_conf_ver {
                 return Outcome::Stale;
             }
-            if old.blob == entry.blob && old.leader == entry.leader && old.extra == entry.extra {
+            if old.blob() == entry.blob()
+                && old.leader() == entry.leader()
+                && old.extra == entry.extra
+            {
                 return Outcome::Unchanged;
             }
             // Most heartbeats keep the region's range (a new version, leader
@@ -279,7 +282,7 @@ impl RegionStore {
 
     /// Link an entry whose id and start key the maps do not hold.
     fn link(&mut self, region: &impl RegionFields, entry: Entry) {
-        self.encoded_bytes += entry.blob.len();
+        self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
         let id = region.id();
         self.by_id.insert(id, entry);
@@ -293,12 +296,12 @@ impl RegionStore {
     fn replace_in_place(&mut self, region: &impl RegionFields, entry: Entry) {
         // Unlink the borrowed key while the old blob is alive.
         self.by_start.remove(region.start_key());
-        let new_len = entry.blob.len();
+        let new_len = entry.blob().len();
         let old = self
             .by_id
             .insert(region.id(), entry)
             .expect("replace_in_place is only called for a stored region");
-        self.encoded_bytes = self.encoded_bytes - old.blob.len() + new_len;
+        self.encoded_bytes = self.encoded_bytes - old.blob().len() + new_len;
         self.digest.remove(&old.read());
         self.digest.add(region);
         let key = KeyRef::of(self.by_id[&region.id()].start_key());
@@ -316,13 +319,13 @@ impl RegionStore {
             self.by_start.remove(start);
         }
         let entry = self.by_id.remove(&id).expect("present above");
-        self.encoded_bytes -= entry.blob.len();
+        self.encoded_bytes -= entry.blob().len();
         self.digest.remove(&entry.read());
     }
 
     /// The stored encoding of region `id`, for persisting it as is.
     pub fn encoded(&self, id: u64) -> Option<&[u8]> {
-        self.entry(id).map(|e| &*e.blob)
+        self.entry(id).map(|e| e.blob())
     }
 
     /// Regions other than `except` whose range intersects [start, end).
@@ -383,7 +386,7 @@ impl RegionStore {
 /// A stored entry as the region and leader it holds.
 fn stored(e: &Entry) -> StoredRegion {
     let region = e.decode();
-    let leader = leader_of(&region, e.leader);
+    let leader = leader_of(&region, e.leader());
     StoredRegion { region, leader }
 }
 
