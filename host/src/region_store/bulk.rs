@@ -218,6 +218,73 @@ pub(super) fn index(
     Ok((by_id, keys.into_iter().collect()))
 }
 
+/// A B-tree built from items pushed in any order, with full nodes, and
+/// with scratch for one run of [`RUN`] items rather than for all of them:
+/// each run is sorted into a small tree, and trees of equal size are merged
+/// (`append`, which frees the old nodes as it builds the new) as a merge
+/// sort merges its runs. A store loaded at start builds its indexes so: a
+/// sorted copy of a million entries beside the tree being built from it
+/// was a third of the load's peak memory. The price is a pass over the
+/// items for each doubling past one run (two for a million).
+pub(super) struct TreeBuilder<K, V> {
+    run: Vec<(K, V)>,
+    /// Merged trees with their levels (a tree of level l holds 2^l runs),
+    /// levels falling towards the top.
+    merged: Vec<(BTreeMap<K, V>, u32)>,
+    pushed: usize,
+}
+
+/// Items sorted at once by a [`TreeBuilder`]: 8 MiB of scratch for the id
+/// index's (u64, Entry).
+pub(super) const RUN: usize = 1 << 18;
+
+impl<K: Ord, V> TreeBuilder<K, V> {
+    pub(super) fn new() -> Self {
+        TreeBuilder {
+            run: Vec::new(),
+            merged: Vec::new(),
+            pushed: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, key: K, value: V) {
+        self.run.push((key, value));
+        self.pushed += 1;
+        if self.run.len() == RUN {
+            self.merge_run();
+        }
+    }
+
+    /// The tree, and whether its keys were distinct (of equal keys, the
+    /// later pushed stays).
+    pub(super) fn finish(mut self) -> (BTreeMap<K, V>, bool) {
+        self.merge_run();
+        let mut tree = BTreeMap::new();
+        while let Some((mut earlier, _)) = self.merged.pop() {
+            earlier.append(&mut tree);
+            tree = earlier;
+        }
+        let distinct = tree.len() == self.pushed;
+        (tree, distinct)
+    }
+
+    fn merge_run(&mut self) {
+        if self.run.is_empty() {
+            return;
+        }
+        let mut tree: BTreeMap<K, V> = std::mem::take(&mut self.run).into_iter().collect();
+        let mut level = 0;
+        while self.merged.last().is_some_and(|(_, l)| *l == level) {
+            let (mut earlier, _) = self.merged.pop().expect("checked above");
+            // The later run's values replace the earlier's on equal keys.
+            earlier.append(&mut tree);
+            tree = earlier;
+            level += 1;
+        }
+        self.merged.push((tree, level));
+    }
+}
+
 /// Below this many links since the last build a store is too small for its
 /// nodes' fill to matter.
 pub(super) const REPACK_MIN: usize = 1 << 14;

@@ -1,19 +1,31 @@
 //! [`Loader`]: builds a store from a complete, consistent set in bulk (a
-//! store being loaded at start): both indexes are built from sorted runs,
-//! which fills their B-tree nodes, instead of one insertion at a time.
+//! store being loaded at start): both indexes are built from sorted runs
+//! (`bulk::TreeBuilder`), which fills their B-tree nodes, instead of one
+//! insertion at a time, and without a copy of the whole set beside them.
 
 use regionsync_proto::metapb::Region;
 
+use super::RegionStore;
+use super::bulk::{self, TreeBuilder};
 use super::entry::Entry;
-use super::{RegionStore, bulk};
+use super::key_ref::KeyRef;
 use crate::digest::SetDigest;
 
 /// Collects regions, then builds the store in one go.
-#[derive(Default)]
 pub struct Loader {
-    entries: Vec<(u64, Entry)>,
+    by_id: TreeBuilder<u64, Entry>,
     digest: SetDigest,
     encoded_bytes: usize,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Loader {
+            by_id: TreeBuilder::new(),
+            digest: SetDigest::default(),
+            encoded_bytes: 0,
+        }
+    }
 }
 
 impl Loader {
@@ -23,7 +35,7 @@ impl Loader {
         let entry = Entry::new(region, leader_id, 0, changed);
         self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
-        self.entries.push((region.id, entry));
+        self.by_id.push(region.id, entry);
     }
 
     /// The store, built.
@@ -36,16 +48,25 @@ impl Loader {
     }
 
     fn build(self) -> RegionStore {
-        match bulk::index(self.entries, false) {
-            Ok((by_id, by_start)) => RegionStore {
-                by_id,
-                by_start,
-                digest: self.digest,
-                encoded_bytes: self.encoded_bytes,
-                ..RegionStore::default()
-            },
-            // Not a consistent set (repeated ids or start keys).
-            Err(entries) => bulk::insert_one_by_one(entries),
+        let (by_id, ids_distinct) = self.by_id.finish();
+        let mut keys = TreeBuilder::new();
+        for (id, entry) in &by_id {
+            keys.push(KeyRef::of(entry.start_key()), *id);
+        }
+        let (by_start, keys_distinct) = keys.finish();
+        if !(ids_distinct && keys_distinct) {
+            // Not a consistent set: an id read twice (its later copy is
+            // kept) or a start key claimed twice (by the greater id, which
+            // is inserted later). Digest and size are counted again.
+            drop(by_start);
+            return bulk::insert_one_by_one(by_id.into_iter().collect());
+        }
+        RegionStore {
+            by_id,
+            by_start,
+            digest: self.digest,
+            encoded_bytes: self.encoded_bytes,
+            ..RegionStore::default()
         }
     }
 }

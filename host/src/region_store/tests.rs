@@ -176,13 +176,62 @@ fn a_bulk_load_equals_one_by_one_inserts_and_tolerates_collisions() {
     assert_eq!(bulk.get(7).unwrap().leader.id, 700);
     assert_eq!(bulk.get_by_key(b"k050").unwrap().region.id, 50);
 
-    // Two regions claiming one start key: the later one stays.
+    // Two regions claiming one start key: the greater id stays, whichever
+    // came first (a leader loads in id order).
+    for ids in [[1, 2], [2, 1]] {
+        let mut loader = Loader::default();
+        loader.add(&region(ids[0], "a", "b", 1, 1), 0, 0);
+        loader.add(&region(ids[1], "a", "c", 1, 1), 0, 0);
+        let store = loader.finish();
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.get_by_key(b"a").unwrap().region.id, 2);
+        assert_eq!(store.digest(), {
+            let mut one = RegionStore::new();
+            one.apply(
+                &region(2, "a", if ids[1] == 2 { "c" } else { "b" }, 1, 1),
+                0,
+                0,
+                0,
+            );
+            one.digest()
+        });
+    }
+    // An id read twice: its later copy stays.
     let mut loader = Loader::default();
     loader.add(&region(1, "a", "b", 1, 1), 0, 0);
-    loader.add(&region(2, "a", "c", 1, 1), 0, 0);
+    loader.add(&region(1, "a", "c", 2, 1), 0, 0);
     let store = loader.finish();
-    assert_eq!(store.len(), 1);
-    assert_eq!(store.get_by_key(b"a").unwrap().region.id, 2);
+    assert_eq!(
+        (store.len(), store.get(1).unwrap().region.end_key),
+        (1, b"c".to_vec())
+    );
+}
+
+/// The tree builder equals inserting one at a time (the later of equal keys
+/// stays) across several runs and merges, and says whether keys repeated.
+#[test]
+fn a_tree_built_from_runs_equals_one_built_by_inserts() {
+    for (n, range) in [
+        (0, 1),
+        (5, 100),
+        (3 * super::bulk::RUN + 5, u64::MAX),
+        (2 * super::bulk::RUN, 1 << 20),
+    ] {
+        let mut builder = super::bulk::TreeBuilder::new();
+        let mut inserted = BTreeMap::new();
+        let mut seed = 11u64;
+        for i in 0..n {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = (seed >> 11) % range;
+            builder.push(key, i);
+            inserted.insert(key, i);
+        }
+        let (tree, distinct) = builder.finish();
+        assert_eq!(distinct, inserted.len() == n, "{n}");
+        assert!(tree == inserted, "{n}");
+    }
 }
 
 /// Same-range updates take the in-place path; whatever path each update
