@@ -54,18 +54,29 @@ impl Loader {
             keys.push(KeyRef::of(entry.start_key()), *id);
         }
         let (by_start, keys_distinct) = keys.finish();
-        if !(ids_distinct && keys_distinct) {
-            // Not a consistent set: an id read twice (its later copy is
-            // kept) or a start key claimed twice (by the greater id, which
-            // is inserted later). Digest and size are counted again.
+        if !keys_distinct {
+            // Not a consistent set: a start key claimed twice (by the
+            // greater id, inserted later, it stays). Digest and size are
+            // counted again.
             drop(by_start);
             return bulk::insert_one_by_one(by_id.into_iter().collect());
+        }
+        let (mut digest, mut encoded_bytes) = (self.digest, self.encoded_bytes);
+        if !ids_distinct {
+            // An id read twice, its later copy kept: a follower's region
+            // stored in its snapshot and again as a row written since.
+            // Digest and size are counted again, over what is kept.
+            (digest, encoded_bytes) = (SetDigest::default(), 0);
+            for entry in by_id.values() {
+                digest.add(&entry.read());
+                encoded_bytes += entry.blob().len();
+            }
         }
         RegionStore {
             by_id,
             by_start,
-            digest: self.digest,
-            encoded_bytes: self.encoded_bytes,
+            digest,
+            encoded_bytes,
             ..RegionStore::default()
         }
     }
