@@ -18,7 +18,8 @@
 //! a snapshot fails its completion's digest check.
 //!
 //! Full nodes are also what `grew` restores to maps grown one region at a
-//! time (a leader's intake), by the same kind of build.
+//! time (a leader's intake), and what [`TreeBuilder`] gives a store loaded
+//! at start (`loader`), from sorted runs merged without a copy of the set.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -8,10 +8,12 @@
 //! (`entry`), and is decoded only when read; an update reads the epoch and
 //! end key it needs straight from the encoding. Even the start key that
 //! orders the map is not copied: the ordered index borrows it from the
-//! encoding (`key_ref`, the module's one `unsafe`). Bulk loading at start is
-//! `loader`, a snapshot taken in bulk `bulk`, regions kept as they arrived
-//! `view`, the store read for snapshot frames `chunk`, regions refused
-//! before they get here `check`, realistic sets for benches `sample`.
+//! encoding (`key_ref`; it and the entry's buffer are the module's
+//! `unsafe`). Bulk loading at start is `loader`, indexes built in bulk (a
+//! snapshot, a load, a grown store rebuilt) `bulk`, regions kept as they
+//! arrived `view`, the store read for snapshot frames `chunk`, regions
+//! refused before they get here `check`, realistic sets for benches
+//! `sample`.
 
 mod bulk;
 mod check;
