@@ -18,7 +18,7 @@
 //! a snapshot fails its completion's digest check.
 //!
 //! Full nodes are also what `grew` restores to maps grown one region at a
-//! time (a leader's intake), and what [`TreeBuilder`] gives a store loaded
+//! time (a leader's intake), and what `tree_builder` gives a store loaded
 //! at start (`loader`), from sorted runs merged without a copy of the set.
 
 use std::collections::BTreeMap;
@@ -219,73 +219,6 @@ pub(super) fn index(
     Ok((by_id, keys.into_iter().collect()))
 }
 
-/// A B-tree built from items pushed in any order, with full nodes, and
-/// with scratch for one run of [`RUN`] items rather than for all of them:
-/// each run is sorted into a small tree, and trees of equal size are merged
-/// (`append`, which frees the old nodes as it builds the new) as a merge
-/// sort merges its runs. A store loaded at start builds its indexes so: a
-/// sorted copy of a million entries beside the tree being built from it
-/// was a third of the load's peak memory. The price is a pass over the
-/// items for each doubling past one run (two for a million).
-pub(super) struct TreeBuilder<K, V> {
-    run: Vec<(K, V)>,
-    /// Merged trees with their levels (a tree of level l holds 2^l runs),
-    /// levels falling towards the top.
-    merged: Vec<(BTreeMap<K, V>, u32)>,
-    pushed: usize,
-}
-
-/// Items sorted at once by a [`TreeBuilder`]: 8 MiB of scratch for the id
-/// index's (u64, Entry).
-pub(super) const RUN: usize = 1 << 18;
-
-impl<K: Ord, V> TreeBuilder<K, V> {
-    pub(super) fn new() -> Self {
-        TreeBuilder {
-            run: Vec::new(),
-            merged: Vec::new(),
-            pushed: 0,
-        }
-    }
-
-    pub(super) fn push(&mut self, key: K, value: V) {
-        self.run.push((key, value));
-        self.pushed += 1;
-        if self.run.len() == RUN {
-            self.merge_run();
-        }
-    }
-
-    /// The tree, and whether its keys were distinct (of equal keys, the
-    /// later pushed stays).
-    pub(super) fn finish(mut self) -> (BTreeMap<K, V>, bool) {
-        self.merge_run();
-        let mut tree = BTreeMap::new();
-        while let Some((mut earlier, _)) = self.merged.pop() {
-            earlier.append(&mut tree);
-            tree = earlier;
-        }
-        let distinct = tree.len() == self.pushed;
-        (tree, distinct)
-    }
-
-    fn merge_run(&mut self) {
-        if self.run.is_empty() {
-            return;
-        }
-        let mut tree: BTreeMap<K, V> = std::mem::take(&mut self.run).into_iter().collect();
-        let mut level = 0;
-        while self.merged.last().is_some_and(|(_, l)| *l == level) {
-            let (mut earlier, _) = self.merged.pop().expect("checked above");
-            // The later run's values replace the earlier's on equal keys.
-            earlier.append(&mut tree);
-            tree = earlier;
-            level += 1;
-        }
-        self.merged.push((tree, level));
-    }
-}
-
 /// Below this many links since the last build a store is too small for its
 /// nodes' fill to matter.
 pub(super) const REPACK_MIN: usize = 1 << 14;
@@ -321,4 +254,62 @@ pub(super) fn insert_one_by_one(entries: Vec<(u64, Entry)>) -> RegionStore {
         store.insert_entry(&region, entry);
     }
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region_store::{Loader, Outcome};
+
+    /// A store grown one region at a time past the size at which its maps are
+    /// rebuilt (`bulk::repack`, several times over here), with splits in the
+    /// middle between rebuilds, reads like one loaded in bulk from its set.
+    #[test]
+    fn a_store_grown_by_links_and_rebuilt_on_the_way_reads_like_a_bulk_load() {
+        let n = 3 * super::REPACK_MIN as u64;
+        let mut s = RegionStore::new();
+        let mut splits = 0;
+        for i in 0..n {
+            let r = crate::region_store::sample::region(i, n, 1);
+            assert_eq!(
+                s.apply(&r, r.peers[1].id, 0, i + 1),
+                Outcome::Applied { removed: vec![] }
+            );
+            // Now and then split an earlier region: a link in the middle.
+            if i % 1_000 == 999 {
+                let mut left = crate::region_store::sample::region(i / 2, n, 2);
+                let mut right = left.clone();
+                let mid = [left.start_key.clone(), b"\x00".to_vec()].concat();
+                right.id = 10_000_000 + i;
+                right.start_key = mid.clone();
+                left.end_key = mid;
+                s.apply(&right, 0, 0, i + 1);
+                s.apply(&left, 0, 0, i + 1);
+                splits += 1;
+            }
+        }
+        assert!(s.grown < s.len(), "the maps were rebuilt on the way");
+        let mut loader = Loader::default();
+        for sr in s.scan(b"", b"", 0) {
+            loader.add(
+                &sr.region,
+                sr.leader.id,
+                s.entry(sr.region.id).unwrap().changed,
+            );
+        }
+        let bulk = loader.finish();
+        assert_eq!(s.len() as u64, n + splits);
+        assert_eq!(s.digest(), bulk.digest());
+        assert_eq!(s.encoded_bytes(), bulk.encoded_bytes());
+        assert_eq!(s.scan(b"", b"", 0), bulk.scan(b"", b"", 0));
+        assert_eq!(
+            s.changed_since(n / 2, None, usize::MAX),
+            bulk.changed_since(n / 2, None, usize::MAX)
+        );
+        for sr in bulk.scan(b"", b"", 0) {
+            let mid = [sr.region.start_key.clone(), b"\x01".to_vec()].concat();
+            assert_eq!(s.get_by_key(&mid), bulk.get_by_key(&mid));
+            assert_eq!(s.get(sr.region.id), Some(sr));
+        }
+    }
 }

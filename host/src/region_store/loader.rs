@@ -1,14 +1,15 @@
 //! [`Loader`]: builds a store from a complete, consistent set in bulk (a
 //! store being loaded at start): both indexes are built from sorted runs
-//! (`bulk::TreeBuilder`), which fills their B-tree nodes, instead of one
+//! (`tree_builder`), which fills their B-tree nodes, instead of one
 //! insertion at a time, and without a copy of the whole set beside them.
 
 use regionsync_proto::metapb::Region;
 
 use super::RegionStore;
-use super::bulk::{self, TreeBuilder};
+use super::bulk;
 use super::entry::Entry;
 use super::key_ref::KeyRef;
+use super::tree_builder::TreeBuilder;
 use crate::digest::SetDigest;
 
 /// Collects regions, then builds the store in one go.

@@ -10,10 +10,10 @@
 //! orders the map is not copied: the ordered index borrows it from the
 //! encoding (`key_ref`; it and the entry's buffer are the module's
 //! `unsafe`). Bulk loading at start is `loader`, indexes built in bulk (a
-//! snapshot, a load, a grown store rebuilt) `bulk`, regions kept as they
-//! arrived `view`, the store read for snapshot frames `chunk`, regions
-//! refused before they get here `check`, realistic sets for benches
-//! `sample`.
+//! snapshot, a load, a grown store rebuilt) `bulk` and `tree_builder`,
+//! regions kept as they arrived `view`, the store read for snapshot
+//! frames `chunk`, regions refused before they get here `check`, realistic
+//! sets for benches `sample`.
 
 mod bulk;
 mod check;
@@ -22,6 +22,7 @@ mod entry;
 mod key_ref;
 mod loader;
 pub mod sample;
+mod tree_builder;
 mod view;
 
 use std::collections::BTreeMap;

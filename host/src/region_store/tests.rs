@@ -207,33 +207,6 @@ fn a_bulk_load_equals_one_by_one_inserts_and_tolerates_collisions() {
     );
 }
 
-/// The tree builder equals inserting one at a time (the later of equal keys
-/// stays) across several runs and merges, and says whether keys repeated.
-#[test]
-fn a_tree_built_from_runs_equals_one_built_by_inserts() {
-    for (n, range) in [
-        (0, 1),
-        (5, 100),
-        (3 * super::bulk::RUN + 5, u64::MAX),
-        (2 * super::bulk::RUN, 1 << 20),
-    ] {
-        let mut builder = super::bulk::TreeBuilder::new();
-        let mut inserted = BTreeMap::new();
-        let mut seed = 11u64;
-        for i in 0..n {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let key = (seed >> 11) % range;
-            builder.push(key, i);
-            inserted.insert(key, i);
-        }
-        let (tree, distinct) = builder.finish();
-        assert_eq!(distinct, inserted.len() == n, "{n}");
-        assert!(tree == inserted, "{n}");
-    }
-}
-
 /// Same-range updates take the in-place path; whatever path each update
 /// takes, the store ends equal (regions, key lookups, digest, size) to one
 /// loaded in bulk from the same final set.
@@ -390,56 +363,4 @@ fn an_id_sent_twice_in_a_run_keeps_its_later_copy() {
     want.apply(&region(2, "b", "c", 1, 1), 0, 0, 0);
     want.apply(&region(1, "c", "d", 1, 1), 0, 0, 0);
     assert_eq!(reads(&s), reads(&want));
-}
-
-/// A store grown one region at a time past the size at which its maps are
-/// rebuilt (`bulk::repack`, several times over here), with splits in the
-/// middle between rebuilds, reads like one loaded in bulk from its set.
-#[test]
-fn a_store_grown_by_links_and_rebuilt_on_the_way_reads_like_a_bulk_load() {
-    let n = 3 * super::bulk::REPACK_MIN as u64;
-    let mut s = RegionStore::new();
-    let mut splits = 0;
-    for i in 0..n {
-        let r = super::sample::region(i, n, 1);
-        assert_eq!(
-            s.apply(&r, r.peers[1].id, 0, i + 1),
-            Outcome::Applied { removed: vec![] }
-        );
-        // Now and then split an earlier region: a link in the middle.
-        if i % 1_000 == 999 {
-            let mut left = super::sample::region(i / 2, n, 2);
-            let mut right = left.clone();
-            let mid = [left.start_key.clone(), b"\x00".to_vec()].concat();
-            right.id = 10_000_000 + i;
-            right.start_key = mid.clone();
-            left.end_key = mid;
-            s.apply(&right, 0, 0, i + 1);
-            s.apply(&left, 0, 0, i + 1);
-            splits += 1;
-        }
-    }
-    assert!(s.grown < s.len(), "the maps were rebuilt on the way");
-    let mut loader = Loader::default();
-    for sr in s.scan(b"", b"", 0) {
-        loader.add(
-            &sr.region,
-            sr.leader.id,
-            s.entry(sr.region.id).unwrap().changed,
-        );
-    }
-    let bulk = loader.finish();
-    assert_eq!(s.len() as u64, n + splits);
-    assert_eq!(s.digest(), bulk.digest());
-    assert_eq!(s.encoded_bytes(), bulk.encoded_bytes());
-    assert_eq!(s.scan(b"", b"", 0), bulk.scan(b"", b"", 0));
-    assert_eq!(
-        s.changed_since(n / 2, None, usize::MAX),
-        bulk.changed_since(n / 2, None, usize::MAX)
-    );
-    for sr in bulk.scan(b"", b"", 0) {
-        let mid = [sr.region.start_key.clone(), b"\x01".to_vec()].concat();
-        assert_eq!(s.get_by_key(&mid), bulk.get_by_key(&mid));
-        assert_eq!(s.get(sr.region.id), Some(sr));
-    }
 }
