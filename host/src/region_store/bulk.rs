@@ -52,13 +52,14 @@ impl RegionStore {
         // the indexes are built: the build is the sync's peak
         // (BENCHMARKS.md, about 10 MiB less for a million regions).
         crate::release_free_memory();
-        match index(run, true) {
+        match index(run) {
             Ok((by_id, by_start)) => {
                 self.by_id = by_id;
                 self.by_start = by_start;
             }
             Err(entries) => {
-                // An id sent twice: inserted one by one, the later copy
+                // An id sent twice (or start keys out of order, which a
+                // run never has): inserted one by one, the later copy
                 // replacing the earlier, with digest and size recounted.
                 *self = RegionStore {
                     applied_next: self.applied_next,
@@ -179,48 +180,32 @@ impl RegionStore {
     }
 }
 
-/// The two indexes over `entries`, built from sorted runs (full nodes).
-/// `in_key_order`: the entries come in ascending start-key order (a
-/// snapshot's run), which spares sorting the keys. The entries come back,
-/// sorted by id, if two share an id or a start key.
+/// The two indexes over a run (`entries`, in ascending start-key order, as
+/// a snapshot arrives), built with full nodes; the keys need no sorting.
+/// The entries come back, sorted by id, if two share an id, or if their
+/// start keys do not ascend (which `append_to_run` never lets happen).
 ///
 /// Peak memory matters here (a million regions): each scratch vector is
 /// consumed by the tree built from it before the next one is made.
 #[allow(clippy::type_complexity)]
-pub(super) fn index(
+fn index(
     mut entries: Vec<(u64, Entry)>,
-    in_key_order: bool,
 ) -> Result<(BTreeMap<u64, Entry>, BTreeMap<KeyRef, u64>), Vec<(u64, Entry)>> {
-    let distinct = |a: &KeyRef, b: &KeyRef| a < b;
-    if in_key_order {
-        // The keys first, in arrival order. (A key borrows its entry's heap
-        // buffer, which does not move when the entry does.)
-        let keys: Vec<(KeyRef, u64)> = entries
-            .iter()
-            .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
-            .collect();
-        if !keys.is_sorted_by(|a, b| distinct(&a.0, &b.0)) {
-            return index(entries, false);
-        }
-        let by_start: BTreeMap<KeyRef, u64> = keys.into_iter().collect();
-        if !sort_by_id(&mut entries) {
-            return Err(entries);
-        }
-        return Ok((entries.into_iter().collect(), by_start));
+    // The keys first, in arrival order. (A key borrows its entry's heap
+    // buffer, which does not move when the entry does.)
+    let keys: Vec<(KeyRef, u64)> = entries
+        .iter()
+        .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
+        .collect();
+    if !keys.is_sorted_by(|a, b| a.0 < b.0) {
+        sort_by_id(&mut entries);
+        return Err(entries);
     }
     if !sort_by_id(&mut entries) {
         return Err(entries);
     }
-    let by_id: BTreeMap<u64, Entry> = entries.into_iter().collect();
-    let mut keys: Vec<(KeyRef, u64)> = by_id
-        .iter()
-        .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
-        .collect();
-    keys.sort_unstable_by_key(|k| k.0);
-    if !keys.is_sorted_by(|a, b| distinct(&a.0, &b.0)) {
-        return Err(by_id.into_iter().collect());
-    }
-    Ok((by_id, keys.into_iter().collect()))
+    let by_start: BTreeMap<KeyRef, u64> = keys.into_iter().collect();
+    Ok((entries.into_iter().collect(), by_start))
 }
 
 /// Below this many links since the last build a store is too small for its

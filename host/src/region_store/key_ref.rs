@@ -54,8 +54,9 @@ impl KeyRef {
         };
         // What the length before the key says is checked once, here: the
         // encoding is prost's, or this is not a start key field.
-        assert!(
-            std::ptr::eq(k.bytes().as_ptr(), ptr) && k.bytes().len() == key.len(),
+        assert_eq!(
+            k.bytes().len(),
+            key.len(),
             "a start key not preceded by its length"
         );
         k
