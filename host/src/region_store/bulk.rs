@@ -1,8 +1,9 @@
 //! A full sync's snapshot, received in bulk: the regions arrive in key order
 //! into an empty store, so instead of inserting each into both B-trees (a
 //! descent with a key comparison per level, into nodes that key-ordered
-//! insertion leaves half full) they are kept in arrival order in a run, and
-//! the two indexes are built from it once (`settle`), with full nodes.
+//! insertion leaves half full) they are kept in arrival order in a run
+//! (`run`), and the two indexes are built from it once (`settle`), with
+//! full nodes, the way a load builds them (`loader`).
 //!
 //! The run only exists while the maps are empty: it starts at
 //! [`RegionStore::begin_bulk`] (a follower's reset) and is settled by the
@@ -24,9 +25,10 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::RegionStore;
 use super::entry::Entry;
 use super::key_ref::KeyRef;
+use super::tree_builder::TreeBuilder;
+use super::{Loader, RegionStore};
 use crate::digest::RegionFields;
 
 impl RegionStore {
@@ -52,23 +54,24 @@ impl RegionStore {
         // the indexes are built: the build is the sync's peak
         // (BENCHMARKS.md, about 10 MiB less for a million regions).
         crate::release_free_memory();
-        match index(run) {
-            Ok((by_id, by_start)) => {
-                self.by_id = by_id;
-                self.by_start = by_start;
-            }
-            Err(entries) => {
-                // An id sent twice (or start keys out of order, which a
-                // run never has): inserted one by one, the later copy
-                // replacing the earlier, with digest and size recounted.
-                *self = RegionStore {
-                    applied_next: self.applied_next,
-                    delta_floor: self.delta_floor,
-                    ..insert_one_by_one(entries)
-                };
-            }
+        // The key index first, from the run as it is (in key order: its
+        // runs are sorted already); then the id index, taking the run a
+        // chunk at a time, so that the run shrinks as the index grows.
+        let mut keys = TreeBuilder::new();
+        for (id, e) in run.iter() {
+            keys.push(KeyRef::of(e.start_key()), *id);
         }
-        // The run's vector and the index builds' scratch are free now.
+        let by_start = keys.finish();
+        let mut loader = Loader::counted(self.digest, self.encoded_bytes);
+        for (id, entry) in run.into_items() {
+            loader.push(id, entry);
+        }
+        *self = RegionStore {
+            applied_next: self.applied_next,
+            delta_floor: self.delta_floor,
+            ..loader.build_with(Some(by_start))
+        };
+        // The index builds' scratch is free now.
         crate::release_free_memory();
     }
 
@@ -95,7 +98,7 @@ impl RegionStore {
         }
         self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
-        self.run.push((region.id(), entry));
+        self.run.push(region.id(), entry);
         let (first, end) = &mut self.run_tail;
         first.clear();
         first.extend_from_slice(start);
@@ -134,9 +137,9 @@ impl RegionStore {
 
     /// The region with the greatest start key at or before `key`.
     pub(super) fn at_or_before(&self, key: &[u8]) -> Option<(u64, &Entry)> {
-        let in_run = self.run.partition_point(|(_, e)| e.start_key() <= key);
+        let in_run = self.run.partition_point(|e| e.start_key() <= key);
         if in_run > 0 {
-            let (id, e) = &self.run[in_run - 1];
+            let (id, e) = self.run.get(in_run - 1);
             return Some((*id, e));
         }
         let (_, &id) = self
@@ -153,13 +156,13 @@ impl RegionStore {
     ) -> impl Iterator<Item = (u64, &'a Entry)> + 'a {
         let from = match lower {
             Bound::Unbounded => 0,
-            Bound::Included(k) => self.run.partition_point(|(_, e)| e.start_key() < k),
-            Bound::Excluded(k) => self.run.partition_point(|(_, e)| e.start_key() <= k),
+            Bound::Included(k) => self.run.partition_point(|e| e.start_key() < k),
+            Bound::Excluded(k) => self.run.partition_point(|e| e.start_key() <= k),
         };
         self.by_start
             .range::<[u8], _>((lower, Bound::Unbounded))
             .map(|(_, &id)| (id, &self.by_id[&id]))
-            .chain(self.run[from..].iter().map(|(id, e)| (*id, e)))
+            .chain(self.run.iter_from(from).map(|(id, e)| (*id, e)))
     }
 
     /// Every region with an id after `after`, in id order.
@@ -180,34 +183,6 @@ impl RegionStore {
     }
 }
 
-/// The two indexes over a run (`entries`, in ascending start-key order, as
-/// a snapshot arrives), built with full nodes; the keys need no sorting.
-/// The entries come back, sorted by id, if two share an id, or if their
-/// start keys do not ascend (which `append_to_run` never lets happen).
-///
-/// Peak memory matters here (a million regions): each scratch vector is
-/// consumed by the tree built from it before the next one is made.
-#[allow(clippy::type_complexity)]
-fn index(
-    mut entries: Vec<(u64, Entry)>,
-) -> Result<(BTreeMap<u64, Entry>, BTreeMap<KeyRef, u64>), Vec<(u64, Entry)>> {
-    // The keys first, in arrival order. (A key borrows its entry's heap
-    // buffer, which does not move when the entry does.)
-    let keys: Vec<(KeyRef, u64)> = entries
-        .iter()
-        .map(|(id, e)| (KeyRef::of(e.start_key()), *id))
-        .collect();
-    if !keys.is_sorted_by(|a, b| a.0 < b.0) {
-        sort_by_id(&mut entries);
-        return Err(entries);
-    }
-    if !sort_by_id(&mut entries) {
-        return Err(entries);
-    }
-    let by_start: BTreeMap<KeyRef, u64> = keys.into_iter().collect();
-    Ok((entries.into_iter().collect(), by_start))
-}
-
 /// Below this many links since the last build a store is too small for its
 /// nodes' fill to matter.
 pub(super) const REPACK_MIN: usize = 1 << 14;
@@ -224,13 +199,6 @@ fn repack<K: Ord, V>(map: &mut BTreeMap<K, V>) {
     };
     map.insert(key, value);
     map.append(&mut rest);
-}
-
-/// Sort `entries` by id, stably (of two copies of an id, the later stays
-/// later); whether their ids are distinct.
-fn sort_by_id(entries: &mut [(u64, Entry)]) -> bool {
-    entries.sort_by_key(|(id, _)| *id);
-    entries.windows(2).all(|w| w[0].0 != w[1].0)
 }
 
 /// A store built by inserting `entries` in order, each replacing whatever
@@ -300,5 +268,34 @@ mod tests {
             assert_eq!(s.get_by_key(&mid), bulk.get_by_key(&mid));
             assert_eq!(s.get(sr.region.id), Some(sr));
         }
+    }
+
+    /// A snapshot of several of the run's chunks, settled, is the store a
+    /// load of the same regions builds.
+    #[test]
+    fn a_snapshot_of_several_chunks_settles_like_a_load() {
+        let n = 2 * crate::region_store::run::CHUNK as u64 + 3;
+        let mut s = RegionStore::new();
+        let mut loader = Loader::default();
+        s.begin_bulk();
+        for i in 0..n {
+            let r = crate::region_store::sample::region(i, n, 1);
+            s.apply(&r, r.peers[i as usize % 3].id, 0, i + 1);
+            loader.add(&r, r.peers[i as usize % 3].id, i + 1);
+        }
+        assert!(s.unsettled());
+        let mid = crate::region_store::sample::region(n / 2, n, 1).start_key;
+        let before = (s.get_by_key(&mid), s.scan(&mid, b"", 5));
+        s.settle();
+        let want = loader.finish();
+        assert!(!s.unsettled());
+        assert_eq!(before, (want.get_by_key(&mid), want.scan(&mid, b"", 5)));
+        assert_eq!(s.digest(), want.digest());
+        assert_eq!(s.encoded_bytes(), want.encoded_bytes());
+        assert_eq!(s.scan(b"", b"", 0), want.scan(b"", b"", 0));
+        assert_eq!(
+            s.changed_since(n / 3, None, usize::MAX),
+            want.changed_since(n / 3, None, usize::MAX)
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! (`tree_builder`), which fills their B-tree nodes, instead of one
 //! insertion at a time, and without a copy of the whole set beside them.
 
+use std::collections::BTreeMap;
+
 use regionsync_proto::metapb::Region;
 
 use super::RegionStore;
@@ -39,6 +41,21 @@ impl Loader {
         self.by_id.push(region.id, entry);
     }
 
+    /// A loader for entries whose digest and size are counted already (a
+    /// snapshot's run, `bulk`); they come through [`Self::push`].
+    pub(super) fn counted(digest: SetDigest, encoded_bytes: usize) -> Self {
+        Loader {
+            digest,
+            encoded_bytes,
+            ..Loader::default()
+        }
+    }
+
+    /// Add one counted entry (see [`Self::counted`]).
+    pub(super) fn push(&mut self, id: u64, entry: Entry) {
+        self.by_id.push(id, entry);
+    }
+
     /// The store, built.
     pub fn finish(self) -> RegionStore {
         let store = self.build();
@@ -49,12 +66,22 @@ impl Loader {
     }
 
     fn build(self) -> RegionStore {
+        self.build_with(None)
+    }
+
+    /// The store, with its key index built already by the caller over the
+    /// same entries (with whether its keys were distinct), or built here.
+    /// Where an id repeats the caller's index is dropped unread: its keys
+    /// may borrow the encodings of copies no longer kept.
+    pub(super) fn build_with(self, by_start: Option<(BTreeMap<KeyRef, u64>, bool)>) -> RegionStore {
         let (by_id, ids_distinct) = self.by_id.finish();
-        let mut keys = TreeBuilder::new();
-        for (id, entry) in &by_id {
-            keys.push(KeyRef::of(entry.start_key()), *id);
-        }
-        let (by_start, keys_distinct) = keys.finish();
+        let (by_start, keys_distinct) = by_start.filter(|_| ids_distinct).unwrap_or_else(|| {
+            let mut keys = TreeBuilder::new();
+            for (id, entry) in &by_id {
+                keys.push(KeyRef::of(entry.start_key()), *id);
+            }
+            keys.finish()
+        });
         if !keys_distinct {
             // Not a consistent set: a start key claimed twice (by the
             // greater id, inserted later, it stays). Digest and size are

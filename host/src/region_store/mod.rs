@@ -10,7 +10,8 @@
 //! orders the map is not copied: the ordered index borrows it from the
 //! encoding (`key_ref`; it and the entry's buffer are the module's
 //! `unsafe`). Bulk loading at start is `loader`, indexes built in bulk (a
-//! snapshot, a load, a grown store rebuilt) `bulk` and `tree_builder`,
+//! snapshot, a load, a grown store rebuilt) `bulk` and `tree_builder`, a
+//! snapshot's regions until then `run`,
 //! regions kept as they arrived `view`, the store read for snapshot
 //! frames `chunk`, regions refused before they get here `check`, realistic
 //! sets for benches `sample`.
@@ -21,6 +22,7 @@ mod chunk;
 mod entry;
 mod key_ref;
 mod loader;
+mod run;
 pub mod sample;
 mod tree_builder;
 mod view;
@@ -83,7 +85,7 @@ pub struct RegionStore {
     bulk: bool,
     /// The snapshot's regions so far, in key order, while the maps are
     /// empty (`bulk`).
-    run: Vec<(u64, Entry)>,
+    run: run::Run,
     /// The start and end keys of the run's last region (`bulk`).
     run_tail: (Vec<u8>, Vec<u8>),
     /// Regions linked one at a time since the maps were last built with

@@ -108,10 +108,12 @@ pub struct Storage {
 }
 
 /// Regions live in memory already; redb's page cache only needs to carry
-/// the write path (its default would hold a whole loaded store again).
+/// the write path (its default would hold a whole loaded store again). A
+/// load or a full sync fills it whatever its size: 8 MiB rather than 16
+/// took 14-15 MiB off every node's peak (BENCHMARKS.md).
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
-    builder.set_cache_size(16 << 20);
+    builder.set_cache_size(8 << 20);
     builder
 }
 

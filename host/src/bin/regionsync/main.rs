@@ -243,6 +243,7 @@ fn write_out(path: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()>
 }
 
 fn main() -> ExitCode {
+    regionsync::tune_allocator();
     let args = match config_file::args_with_config() {
         Ok(args) => args,
         Err(e) => {

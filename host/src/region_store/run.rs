@@ -1,0 +1,121 @@
+//! [`Run`]: a snapshot's regions as they arrive in bulk (`bulk`), in key
+//! order, kept in chunks of a fixed size rather than in one vector.
+//!
+//! Why chunks: for a million regions one vector is 32 MiB that doubles
+//! into a copy of itself as it grows, and it was still whole beside the two
+//! indexes being built from it, the follower's peak memory. A chunked run
+//! grows a chunk at a time, and hands itself to the index builders a chunk
+//! at a time, each chunk freed once consumed ([`Run::into_items`]).
+
+use super::entry::Entry;
+
+/// Regions in arrival order, in chunks of [`CHUNK`] (all full but the last).
+#[derive(Default)]
+pub(super) struct Run {
+    chunks: Vec<Vec<(u64, Entry)>>,
+    len: usize,
+}
+
+/// Items a chunk holds: 2 MiB of (u64, Entry).
+pub(super) const CHUNK: usize = 1 << 16;
+
+impl Run {
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn push(&mut self, id: u64, entry: Entry) {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room was just ensured")
+            .push((id, entry));
+        self.len += 1;
+    }
+
+    /// Item `i` (arrival order).
+    pub(super) fn get(&self, i: usize) -> &(u64, Entry) {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    /// Every item, in arrival order.
+    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = &(u64, Entry)> {
+        self.chunks.iter().flatten()
+    }
+
+    /// The items from position `from` on.
+    pub(super) fn iter_from(&self, from: usize) -> impl Iterator<Item = &(u64, Entry)> {
+        let (first, offset) = (from / CHUNK, from % CHUNK);
+        self.chunks
+            .iter()
+            .enumerate()
+            .skip(first)
+            .flat_map(move |(i, c)| c[if i == first { offset } else { 0 }..].iter())
+    }
+
+    /// The number of leading items whose entries satisfy `pred`, which holds
+    /// for a prefix of the run and for nothing after it (as for
+    /// `slice::partition_point`).
+    pub(super) fn partition_point(&self, pred: impl Fn(&Entry) -> bool) -> usize {
+        let full = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|(_, e)| pred(e)));
+        match self.chunks.get(full) {
+            Some(c) => full * CHUNK + c.partition_point(|(_, e)| pred(e)),
+            None => self.len,
+        }
+    }
+
+    /// Every item, by value, in arrival order; each chunk's memory is freed
+    /// as soon as its last item is taken.
+    pub(super) fn into_items(self) -> impl Iterator<Item = (u64, Entry)> {
+        self.chunks.into_iter().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region_store::sample;
+
+    /// Positions, partition points and iteration agree with one vector's,
+    /// across chunk boundaries.
+    #[test]
+    fn a_chunked_run_reads_like_one_vector() {
+        let n = 2 * CHUNK + 3;
+        let mut run = Run::default();
+        let mut flat = Vec::new();
+        for i in 0..n as u64 {
+            let region = sample::region(i, n as u64, 1);
+            run.push(region.id, Entry::new(&region, 0, 0, i));
+            flat.push(region);
+        }
+        assert_eq!(run.len(), n);
+        for probe in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, n - 1] {
+            let key = flat[probe].start_key.clone();
+            assert_eq!(run.partition_point(|e| e.start_key() < &key[..]), probe);
+            assert_eq!(
+                run.partition_point(|e| e.start_key() <= &key[..]),
+                probe + 1
+            );
+            assert_eq!(run.get(probe).0, flat[probe].id);
+            let from: Vec<u64> = run.iter_from(probe).map(|(id, _)| *id).collect();
+            let want: Vec<u64> = flat[probe..].iter().map(|r| r.id).collect();
+            assert_eq!(from, want, "{probe}");
+        }
+        assert_eq!(run.partition_point(|_| true), n);
+        assert_eq!(run.iter_from(n).count(), 0);
+        assert_eq!(
+            run.iter().next_back().map(|(id, _)| *id),
+            Some(flat[n - 1].id)
+        );
+        let ids: Vec<u64> = run.into_items().map(|(id, _)| id).collect();
+        assert_eq!(ids, flat.iter().map(|r| r.id).collect::<Vec<_>>());
+    }
+}
