@@ -118,8 +118,8 @@ pub fn tune_allocator() {
 
 #[cfg(test)]
 mod tests {
-    /// The option tuned is mimalloc's purge delay: the only option whose
-    /// default in version 3 is a second, and the node's 10 ms once tuned.
+    /// The option tuned is mimalloc's purge delay: it has version 3's
+    /// default for it (a second), and the node's 10 ms once tuned.
     #[test]
     fn the_allocator_option_tuned_is_the_purge_delay() {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
