@@ -256,13 +256,7 @@ mod tests {
         }
         let bulk = loader.finish();
         assert_eq!(s.len() as u64, n + splits);
-        assert_eq!(s.digest(), bulk.digest());
-        assert_eq!(s.encoded_bytes(), bulk.encoded_bytes());
-        assert_eq!(s.scan(b"", b"", 0), bulk.scan(b"", b"", 0));
-        assert_eq!(
-            s.changed_since(n / 2, None, usize::MAX),
-            bulk.changed_since(n / 2, None, usize::MAX)
-        );
+        assert_same_set(&s, &bulk, n / 2);
         for sr in bulk.scan(b"", b"", 0) {
             let mid = [sr.region.start_key.clone(), b"\x01".to_vec()].concat();
             assert_eq!(s.get_by_key(&mid), bulk.get_by_key(&mid));
@@ -290,12 +284,18 @@ mod tests {
         let want = loader.finish();
         assert!(!s.unsettled());
         assert_eq!(before, (want.get_by_key(&mid), want.scan(&mid, b"", 5)));
+        assert_same_set(&s, &want, n / 3);
+    }
+
+    /// `s` and `want` hold the same regions, with the same digest and size,
+    /// and name the same regions changed since index `from`.
+    fn assert_same_set(s: &RegionStore, want: &RegionStore, from: u64) {
         assert_eq!(s.digest(), want.digest());
         assert_eq!(s.encoded_bytes(), want.encoded_bytes());
         assert_eq!(s.scan(b"", b"", 0), want.scan(b"", b"", 0));
         assert_eq!(
-            s.changed_since(n / 3, None, usize::MAX),
-            want.changed_since(n / 3, None, usize::MAX)
+            s.changed_since(from, None, usize::MAX),
+            want.changed_since(from, None, usize::MAX)
         );
     }
 }
