@@ -106,7 +106,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Its own default since version 3 is a second: long enough for a full
 /// sync of a million regions to keep nearly every frame and batch it ever
 /// freed, 25-40 MiB of a follower's peak (BENCHMARKS.md). 10 ms (version
-/// 2's default) returned them at no cost in sync time; 0 cost 40% of it.
+/// 2's default) returns them for about a tenth of the sync's time, in page
+/// faults; 0 cost 40% of it, and 100 ms kept most of the memory.
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Set the allocator's defaults for a node (see [`PURGE_DELAY_MS`]), before
