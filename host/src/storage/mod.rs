@@ -110,7 +110,8 @@ pub struct Storage {
 /// Regions live in memory already; redb's page cache only needs to carry
 /// the write path (its default would hold a whole loaded store again). A
 /// load or a full sync fills it whatever its size: 8 MiB rather than 16
-/// took 14-15 MiB off every node's peak (BENCHMARKS.md).
+/// took 14-15 MiB off a leader's peak and 20-30 off a restarted
+/// follower's, at no cost measured on the live path (BENCHMARKS.md).
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
     builder.set_cache_size(8 << 20);
