@@ -26,8 +26,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::entry::Entry;
-use super::key_ref::KeyRef;
-use super::tree_builder::TreeBuilder;
+use super::loader::key_index;
 use super::{Loader, RegionStore};
 use crate::digest::RegionFields;
 
@@ -57,11 +56,7 @@ impl RegionStore {
         // The key index first, from the run as it is (in key order: its
         // runs are sorted already); then the id index, taking the run a
         // chunk at a time, so that the run shrinks as the index grows.
-        let mut keys = TreeBuilder::new();
-        for (id, e) in run.iter() {
-            keys.push(KeyRef::of(e.start_key()), *id);
-        }
-        let by_start = keys.finish();
+        let by_start = key_index(run.iter().map(|(id, e)| (id, e)));
         let mut loader = Loader::counted(self.digest, self.encoded_bytes);
         for (id, entry) in run.into_items() {
             loader.push(id, entry);
@@ -69,10 +64,8 @@ impl RegionStore {
         *self = RegionStore {
             applied_next: self.applied_next,
             delta_floor: self.delta_floor,
-            ..loader.build_with(Some(by_start))
+            ..loader.finish_with(Some(by_start))
         };
-        // The index builds' scratch is free now.
-        crate::release_free_memory();
     }
 
     /// Append `region` to the run if the store is in bulk mode and the

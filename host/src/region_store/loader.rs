@@ -38,7 +38,7 @@ impl Loader {
         let entry = Entry::new(region, leader_id, 0, changed);
         self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
-        self.by_id.push(region.id, entry);
+        self.push(region.id, entry);
     }
 
     /// A loader for entries whose digest and size are counted already (a
@@ -58,30 +58,29 @@ impl Loader {
 
     /// The store, built.
     pub fn finish(self) -> RegionStore {
-        let store = self.build();
+        self.finish_with(None)
+    }
+
+    /// The store, with its key index built already by the caller over the
+    /// same entries (`key_index`), or built here. Where an id repeats the
+    /// caller's index is dropped unread: its keys may borrow the encodings
+    /// of copies no longer kept.
+    pub(super) fn finish_with(
+        self,
+        by_start: Option<(BTreeMap<KeyRef, u64>, bool)>,
+    ) -> RegionStore {
+        let store = self.build(by_start);
         // The sorted runs were scratch; hand their memory back now rather
         // than carry it for the life of the node.
         crate::release_free_memory();
         store
     }
 
-    fn build(self) -> RegionStore {
-        self.build_with(None)
-    }
-
-    /// The store, with its key index built already by the caller over the
-    /// same entries (with whether its keys were distinct), or built here.
-    /// Where an id repeats the caller's index is dropped unread: its keys
-    /// may borrow the encodings of copies no longer kept.
-    pub(super) fn build_with(self, by_start: Option<(BTreeMap<KeyRef, u64>, bool)>) -> RegionStore {
+    fn build(self, by_start: Option<(BTreeMap<KeyRef, u64>, bool)>) -> RegionStore {
         let (by_id, ids_distinct) = self.by_id.finish();
-        let (by_start, keys_distinct) = by_start.filter(|_| ids_distinct).unwrap_or_else(|| {
-            let mut keys = TreeBuilder::new();
-            for (id, entry) in &by_id {
-                keys.push(KeyRef::of(entry.start_key()), *id);
-            }
-            keys.finish()
-        });
+        let (by_start, keys_distinct) = by_start
+            .filter(|_| ids_distinct)
+            .unwrap_or_else(|| key_index(by_id.iter()));
         if !keys_distinct {
             // Not a consistent set: a start key claimed twice (by the
             // greater id, inserted later, it stays). Digest and size are
@@ -108,4 +107,17 @@ impl Loader {
             ..RegionStore::default()
         }
     }
+}
+
+/// The key index over `entries` (in any order), and whether their start
+/// keys were distinct. Each key borrows its entry's encoding, so the
+/// entries must be the ones the store goes on to hold (`key_ref`).
+pub(super) fn key_index<'a>(
+    entries: impl Iterator<Item = (&'a u64, &'a Entry)>,
+) -> (BTreeMap<KeyRef, u64>, bool) {
+    let mut keys = TreeBuilder::new();
+    for (id, entry) in entries {
+        keys.push(KeyRef::of(entry.start_key()), *id);
+    }
+    keys.finish()
 }

@@ -11,10 +11,9 @@
 //! encoding (`key_ref`; it and the entry's buffer are the module's
 //! `unsafe`). Bulk loading at start is `loader`, indexes built in bulk (a
 //! snapshot, a load, a grown store rebuilt) `bulk` and `tree_builder`, a
-//! snapshot's regions until then `run`,
-//! regions kept as they arrived `view`, the store read for snapshot
-//! frames `chunk`, regions refused before they get here `check`, realistic
-//! sets for benches `sample`.
+//! snapshot's regions until then `run`, regions kept as they arrived
+//! `view`, the store read for snapshot frames `chunk`, regions refused
+//! before they get here `check`, realistic sets for benches `sample`.
 
 mod bulk;
 mod check;
