@@ -119,6 +119,13 @@ impl WasmRuntime {
         // swap to a new policy waits for, takes about a quarter less
         // (12.8 ms vs 16.6 ms idle; `examples/call_floor.rs`, BENCHMARKS.md).
         cfg.cranelift_opt_level(wasmtime::OptLevel::None);
+        // The same trade for the register allocator: the single-pass one
+        // compiles the conservative policy in 103 million instructions
+        // against the default backtracking one's 150 (callgrind; 21 vs 31
+        // ms serial on the Xeon), and a first swap under load waits for
+        // exactly that; a route-request call costs 2,324 instructions
+        // against 2,180 (BENCHMARKS.md).
+        cfg.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
         let engine = Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
