@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::compiler::{self, ChildFailed, Codegen, CompileIn};
+
 /// How a component was obtained, for logs and the swap benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -32,17 +34,26 @@ pub enum CacheOutcome {
 /// Compiled components by content hash, in memory and (optionally) on disk.
 pub struct ComponentCache {
     dir: Option<PathBuf>,
+    compile_in: CompileIn,
+    codegen: Codegen,
     engine_key: String,
     memory: Mutex<HashMap<[u8; 32], Component>>,
 }
 
 impl ComponentCache {
     /// A cache for `engine`'s configuration, on disk under `dir` if given.
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+    pub fn new(
+        engine: &Engine,
+        dir: Option<PathBuf>,
+        compile_in: CompileIn,
+        codegen: Codegen,
+    ) -> Self {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         ComponentCache {
             dir,
+            compile_in,
+            codegen,
             engine_key: format!("{:016x}", h.finish()),
             memory: Mutex::new(HashMap::new()),
         }
@@ -64,17 +75,41 @@ impl ComponentCache {
             self.memory.lock().insert(key, c.clone());
             return Ok((c, CacheOutcome::Disk));
         }
-        let artefact = engine
-            .precompile_component(bytes)
-            .map_err(|e| one_line(&e))?;
-        // SAFETY: the artefact was produced just now by this engine.
-        let component =
-            unsafe { Component::deserialize(engine, &artefact) }.map_err(|e| one_line(&e))?;
+        let (artefact, component) = self.compile(engine, bytes)?;
         if let Some(p) = path {
             self.write_disk(&p, &artefact);
         }
         self.memory.lock().insert(key, component.clone());
         Ok((component, CacheOutcome::Compiled))
+    }
+
+    /// Compile `bytes` where configured; a child that cannot run, or whose
+    /// artefact this engine refuses, is logged and the compile done here.
+    fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<(Vec<u8>, Component), String> {
+        let fallback = |why: String| {
+            tracing::warn!(reason = %why, "compiling the policy in this process instead of a child");
+            compiler::in_process(engine, bytes)
+        };
+        let artefact = match self.compile_in.compile(engine, self.codegen, bytes) {
+            Ok(artefact) => artefact,
+            Err(ChildFailed::Refused(reason)) => return Err(reason),
+            Err(ChildFailed::Unavailable(why)) => fallback(why)?,
+        };
+        // SAFETY: the artefact was produced just now, by this engine or by a
+        // child running this same executable with the same engine settings
+        // (`compiler`); deserialize checks the wasmtime version and settings
+        // it was built with.
+        match unsafe { Component::deserialize(engine, &artefact) } {
+            Ok(component) => Ok((artefact, component)),
+            Err(e) if matches!(self.compile_in, CompileIn::Child(_)) => {
+                let artefact = fallback(format!("its artefact was refused: {}", one_line(&e)))?;
+                // SAFETY: produced just now by this engine.
+                let component = unsafe { Component::deserialize(engine, &artefact) }
+                    .map_err(|e| one_line(&e))?;
+                Ok((artefact, component))
+            }
+            Err(e) => Err(one_line(&e)),
+        }
     }
 
     fn read_disk(&self, engine: &Engine, path: &PathBuf) -> Option<Component> {
@@ -120,7 +155,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A wasmtime error chain as one log- and terminal-friendly line.
-fn one_line(e: &wasmtime::Error) -> String {
+pub(super) fn one_line(e: &wasmtime::Error) -> String {
     format!("{e:#}")
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -23,6 +23,7 @@
 mod allow_list;
 pub mod builtin;
 pub mod cache;
+pub mod compiler;
 mod decisions;
 mod engine;
 pub mod native;

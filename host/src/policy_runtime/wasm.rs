@@ -22,6 +22,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 use super::cache::{CacheOutcome, ComponentCache};
+use super::compiler::{Codegen, CompileIn};
 use super::{
     CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits,
     LoadError, PolicyEngine, PolicyError, PolicyInfo, RingView, Routing, SendStep, StreamView,
@@ -67,6 +68,19 @@ pub struct WasmConfig {
     pub fuel_metering: bool,
     /// Interrupt calls at the wall-clock `deadline`. Off, only fuel does.
     pub epoch_deadline: bool,
+    /// Where components are compiled (`compiler`); by default in a child
+    /// process when this process's executable said it can run one.
+    pub compile_in: CompileIn,
+}
+
+impl WasmConfig {
+    /// The settings that change generated code.
+    fn codegen(&self) -> Codegen {
+        Codegen {
+            fuel_metering: self.fuel_metering,
+            epoch_deadline: self.epoch_deadline,
+        }
+    }
 }
 
 impl Default for WasmConfig {
@@ -78,6 +92,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             fuel_metering: true,
             epoch_deadline: true,
+            compile_in: CompileIn::default(),
         }
     }
 }
@@ -106,26 +121,7 @@ impl Drop for RuntimeInner {
 impl WasmRuntime {
     /// An engine with the given limits, and its deadline thread.
     pub fn new(config: WasmConfig) -> Result<Self, LoadError> {
-        let mut cfg = Config::new();
-        cfg.epoch_interruption(config.epoch_deadline);
-        cfg.consume_fuel(config.fuel_metering);
-        // Decisions are synchronous and tiny; without concurrency support a
-        // call costs about a third (measured: docs/design.md), and the
-        // workspace builds wasmtime without it.
-        cfg.concurrency_support(false);
-        // A policy's code is a few comparisons; a call's cost is wasmtime's
-        // component bookkeeping, not the code, and is the same unoptimised
-        // (195 ns vs 194 ns for route-request), while compiling, which a
-        // swap to a new policy waits for, takes about a quarter less
-        // (12.8 ms vs 16.6 ms idle; `examples/call_floor.rs`, BENCHMARKS.md).
-        cfg.cranelift_opt_level(wasmtime::OptLevel::None);
-        // The same trade for the register allocator: the single-pass one
-        // compiles the conservative policy in 103 million instructions
-        // against the default backtracking one's 150 (callgrind; 21 vs 31
-        // ms serial on the Xeon), and a first swap under load waits for
-        // exactly that; a route-request call costs 2,324 instructions
-        // against 2,180 (BENCHMARKS.md).
-        cfg.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+        let cfg = engine_config(config.codegen());
         let engine = Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
@@ -142,7 +138,12 @@ impl WasmRuntime {
                 .map_err(|e| LoadError::Engine(format!("cannot start the deadline thread: {e}")))?;
         }
         let linker = Linker::new(&engine);
-        let cache = ComponentCache::new(&engine, config.cache_dir.clone());
+        let cache = ComponentCache::new(
+            &engine,
+            config.cache_dir.clone(),
+            config.compile_in.clone(),
+            config.codegen(),
+        );
         Ok(WasmRuntime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -214,6 +215,33 @@ impl WasmRuntime {
         policy.info = info;
         Ok((policy, outcome))
     }
+}
+
+/// The engine configuration for `codegen`: the node's engine and the
+/// compiler child's are built by this one function, so that an artefact
+/// one compiles the other accepts.
+pub(super) fn engine_config(codegen: Codegen) -> Config {
+    let mut cfg = Config::new();
+    cfg.epoch_interruption(codegen.epoch_deadline);
+    cfg.consume_fuel(codegen.fuel_metering);
+    // Decisions are synchronous and tiny; without concurrency support a
+    // call costs about a third (measured: docs/design.md), and the
+    // workspace builds wasmtime without it.
+    cfg.concurrency_support(false);
+    // A policy's code is a few comparisons; a call's cost is wasmtime's
+    // component bookkeeping, not the code, and is the same unoptimised
+    // (195 ns vs 194 ns for route-request), while compiling, which a
+    // swap to a new policy waits for, takes about a quarter less
+    // (12.8 ms vs 16.6 ms idle; `examples/call_floor.rs`, BENCHMARKS.md).
+    cfg.cranelift_opt_level(wasmtime::OptLevel::None);
+    // The same trade for the register allocator: the single-pass one
+    // compiles the conservative policy in 103 million instructions
+    // against the default backtracking one's 150 (callgrind; 21 vs 31
+    // ms serial on the Xeon), and a first swap under load waits for
+    // exactly that; a route-request call costs 2,324 instructions
+    // against 2,180 (BENCHMARKS.md).
+    cfg.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+    cfg
 }
 
 /// Name the common wrong files plainly before the compiler does verbosely.

@@ -94,6 +94,18 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Internal: the child process a node compiles a policy component in
+    /// (`policy_runtime::compiler`): the component on stdin, the compiled
+    /// artefact on stdout.
+    #[command(name = "compile-policy", hide = true)]
+    CompilePolicy {
+        /// Fuel metering compiled in (the node's engine setting).
+        #[arg(long, action = clap::ArgAction::Set)]
+        fuel_metering: bool,
+        /// Epoch checks compiled in (the node's engine setting).
+        #[arg(long, action = clap::ArgAction::Set)]
+        epoch_deadline: bool,
+    },
 }
 
 #[derive(Subcommand)]

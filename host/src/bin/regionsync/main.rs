@@ -20,6 +20,7 @@ use regionsync::admin::AdminAccess;
 use regionsync::follower::FollowerConfig;
 use regionsync::leader::LeaderConfig;
 use regionsync::node::{RunningFollower, RunningLeader};
+use regionsync::policy_runtime::compiler;
 use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, RollbackRule, WasmRuntime};
 use regionsync::tools::{admin_client, demo};
@@ -82,6 +83,17 @@ pub(crate) fn load_policy(
     let info = runtime.info();
     tracing::info!(policy = %info.name, version = %info.version, "policy loaded");
     Ok(Arc::new(runtime))
+}
+
+/// This executable, for the policy compiler's child: on Linux the running
+/// image itself, so that the child is the same build even after the file
+/// was replaced on disk (an upgrade while the node runs).
+fn own_executable() -> std::path::PathBuf {
+    if cfg!(target_os = "linux") {
+        "/proc/self/exe".into()
+    } else {
+        std::env::current_exe().unwrap_or_else(|_| "regionsync".into())
+    }
 }
 
 /// Serve the admin interface on `addr`, if one is given; where it listens.
@@ -252,6 +264,18 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
+    if let Command::CompilePolicy {
+        fuel_metering,
+        epoch_deadline,
+    } = cli.command
+    {
+        let codegen = compiler::Codegen {
+            fuel_metering,
+            epoch_deadline,
+        };
+        return ExitCode::from(compiler::run_child(codegen) as u8);
+    }
+    compiler::compile_in_children_of(own_executable());
     // The demo prints its own story; its nodes' logs are for RUST_LOG=info.
     let default_level = match cli.command {
         Command::Demo { .. } | Command::Load(_) | Command::Bench { .. } => "warn",
@@ -288,6 +312,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Status { admin } => run_status(&admin).await,
+            Command::CompilePolicy { .. } => unreachable!("the compiler child returns above"),
             Command::Bench {
                 scenario,
                 json,
