@@ -95,20 +95,21 @@ impl ComponentCache {
             Err(ChildFailed::Refused(reason)) => return Err(reason),
             Err(ChildFailed::Unavailable(why)) => fallback(why)?,
         };
-        // SAFETY: the artefact was produced just now, by this engine or by a
-        // child running this same executable with the same engine settings
-        // (`compiler`); deserialize checks the wasmtime version and settings
-        // it was built with.
-        match unsafe { Component::deserialize(engine, &artefact) } {
-            Ok(component) => Ok((artefact, component)),
-            Err(e) if matches!(self.compile_in, CompileIn::Child(_)) => {
-                let artefact = fallback(format!("its artefact was refused: {}", one_line(&e)))?;
-                // SAFETY: produced just now by this engine.
-                let component = unsafe { Component::deserialize(engine, &artefact) }
-                    .map_err(|e| one_line(&e))?;
-                Ok((artefact, component))
+        let deserialize = |artefact: Vec<u8>| {
+            // SAFETY: the artefact was produced just now, by this engine or
+            // by a child running this same executable with the same engine
+            // settings (`compiler`); deserialize checks the wasmtime version
+            // and settings it was built with.
+            match unsafe { Component::deserialize(engine, &artefact) } {
+                Ok(component) => Ok((artefact, component)),
+                Err(e) => Err(one_line(&e)),
             }
-            Err(e) => Err(one_line(&e)),
+        };
+        match (deserialize(artefact), &self.compile_in) {
+            (Err(why), CompileIn::Child(_)) => {
+                deserialize(fallback(format!("its artefact was refused: {why}"))?)
+            }
+            (result, _) => result,
         }
     }
 

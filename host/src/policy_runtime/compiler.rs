@@ -119,7 +119,6 @@ pub(super) fn in_process(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, Strin
 }
 
 fn in_child(exe: &PathBuf, codegen: Codegen, bytes: &[u8]) -> Result<Vec<u8>, ChildFailed> {
-    let unavailable = |what: String| ChildFailed::Unavailable(what);
     let mut child = Command::new(exe)
         .arg(CHILD_COMMAND)
         .args(codegen.args())
@@ -127,23 +126,22 @@ fn in_child(exe: &PathBuf, codegen: Codegen, bytes: &[u8]) -> Result<Vec<u8>, Ch
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| unavailable(format!("cannot start {}: {e}", exe.display())))?;
+        .map_err(|e| ChildFailed::Unavailable(format!("cannot start {}: {e}", exe.display())))?;
     // The component is written from another thread while this one reads,
-    // so that neither pipe can fill and stall the other side.
+    // so that neither pipe can fill and stall the other side. A child that
+    // stopped early closes its stdin: the write fails, and the exit status
+    // says why.
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = bytes.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child
-        .wait_with_output()
-        .map_err(|e| unavailable(format!("lost the compiler process: {e}")))?;
-    // A child that stopped early closes its stdin: the write fails, and the
-    // exit status says why.
-    let _ = writer.join();
+    let output = std::thread::scope(|s| {
+        s.spawn(move || stdin.write_all(bytes));
+        child.wait_with_output()
+    })
+    .map_err(|e| ChildFailed::Unavailable(format!("lost the compiler process: {e}")))?;
     let reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
     match output.status.code() {
         Some(0) => Ok(output.stdout),
         Some(NOT_A_COMPONENT) => Err(ChildFailed::Refused(reason)),
-        Some(code) => Err(unavailable(format!(
+        Some(code) => Err(ChildFailed::Unavailable(format!(
             "the compiler process failed (exit code {code}): {reason}"
         ))),
         None => Err(ChildFailed::Refused(format!(

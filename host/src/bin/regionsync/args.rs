@@ -97,7 +97,7 @@ pub enum Command {
     /// Internal: the child process a node compiles a policy component in
     /// (`policy_runtime::compiler`): the component on stdin, the compiled
     /// artefact on stdout.
-    #[command(name = "compile-policy", hide = true)]
+    #[command(name = regionsync::policy_runtime::compiler::CHILD_COMMAND, hide = true)]
     CompilePolicy {
         /// Fuel metering compiled in (the node's engine setting).
         #[arg(long, action = clap::ArgAction::Set)]
