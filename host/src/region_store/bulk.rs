@@ -56,7 +56,7 @@ impl RegionStore {
         // The key index first, from the run as it is (in key order: its
         // runs are sorted already); then the id index, taking the run a
         // chunk at a time, so that the run shrinks as the index grows.
-        let by_start = key_index(run.iter().map(|(id, e)| (id, e)));
+        let by_start = key_index(run.iter().map(|(_, e)| e));
         let mut loader = Loader::counted(self.digest, self.encoded_bytes);
         for (id, entry) in run.into_items() {
             loader.push(id, entry);
@@ -135,10 +135,11 @@ impl RegionStore {
             let (id, e) = self.run.get(in_run - 1);
             return Some((*id, e));
         }
-        let (_, &id) = self
+        let (key, _) = self
             .by_start
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()?;
+        let id = key.id();
         Some((id, &self.by_id[&id]))
     }
 
@@ -154,7 +155,7 @@ impl RegionStore {
         };
         self.by_start
             .range::<[u8], _>((lower, Bound::Unbounded))
-            .map(|(_, &id)| (id, &self.by_id[&id]))
+            .map(|(key, _)| (key.id(), &self.by_id[&key.id()]))
             .chain(self.run.iter_from(from).map(|(id, e)| (*id, e)))
     }
 

@@ -65,10 +65,7 @@ impl Loader {
     /// same entries (`key_index`), or built here. Where an id repeats the
     /// caller's index is dropped unread: its keys may borrow the encodings
     /// of copies no longer kept.
-    pub(super) fn finish_with(
-        self,
-        by_start: Option<(BTreeMap<KeyRef, u64>, bool)>,
-    ) -> RegionStore {
+    pub(super) fn finish_with(self, by_start: Option<(BTreeMap<KeyRef, ()>, bool)>) -> RegionStore {
         let store = self.build(by_start);
         // The sorted runs were scratch; hand their memory back now rather
         // than carry it for the life of the node.
@@ -76,11 +73,11 @@ impl Loader {
         store
     }
 
-    fn build(self, by_start: Option<(BTreeMap<KeyRef, u64>, bool)>) -> RegionStore {
+    fn build(self, by_start: Option<(BTreeMap<KeyRef, ()>, bool)>) -> RegionStore {
         let (by_id, ids_distinct) = self.by_id.finish();
         let (by_start, keys_distinct) = by_start
             .filter(|_| ids_distinct)
-            .unwrap_or_else(|| key_index(by_id.iter()));
+            .unwrap_or_else(|| key_index(by_id.values()));
         if !keys_distinct {
             // Not a consistent set: a start key claimed twice (by the
             // greater id, inserted later, it stays). Digest and size are
@@ -113,11 +110,11 @@ impl Loader {
 /// keys were distinct. Each key borrows its entry's encoding, so the
 /// entries must be the ones the store goes on to hold (`key_ref`).
 pub(super) fn key_index<'a>(
-    entries: impl Iterator<Item = (&'a u64, &'a Entry)>,
-) -> (BTreeMap<KeyRef, u64>, bool) {
+    entries: impl Iterator<Item = &'a Entry>,
+) -> (BTreeMap<KeyRef, ()>, bool) {
     let mut keys = TreeBuilder::new();
-    for (id, entry) in entries {
-        keys.push(KeyRef::of(entry.start_key()), *id);
+    for entry in entries {
+        keys.push(KeyRef::of(entry.blob()), ());
     }
     keys.finish()
 }

@@ -69,7 +69,8 @@ pub struct RegionStore {
     /// A B-tree rather than a hash map: no power-of-two table to double
     /// into, and full nodes when loaded in bulk (`Loader`).
     by_id: BTreeMap<u64, Entry>,
-    by_start: BTreeMap<KeyRef, u64>,
+    /// Start keys alone: each names its region's id (`key_ref`).
+    by_start: BTreeMap<KeyRef, ()>,
     digest: SetDigest,
     encoded_bytes: usize,
     /// The index after the last change applied: the store is the leader's
@@ -270,7 +271,7 @@ impl RegionStore {
     fn after_last(&self, region: &impl RegionFields) -> bool {
         self.by_start
             .last_key_value()
-            .is_none_or(|(_, last)| self.by_id[last].lies_before(region.start_key()))
+            .is_none_or(|(last, _)| self.by_id[&last.id()].lies_before(region.start_key()))
     }
 
     /// The only way into the maps; keeps the `KeyRef` invariant.
@@ -278,8 +279,8 @@ impl RegionStore {
         // Whatever holds this id or this start key goes first: an equal key
         // left in `by_start` would keep borrowing a blob about to be dropped.
         self.remove(region.id());
-        if let Some(&other) = self.by_start.get(region.start_key()) {
-            self.remove(other);
+        if let Some((other, _)) = self.by_start.get_key_value(region.start_key()) {
+            self.remove(other.id());
         }
         self.link(region, entry);
     }
@@ -290,8 +291,8 @@ impl RegionStore {
         self.digest.add(region);
         let id = region.id();
         self.by_id.insert(id, entry);
-        let key = KeyRef::of(self.by_id[&id].start_key());
-        self.by_start.insert(key, id);
+        let key = KeyRef::of(self.by_id[&id].blob());
+        self.by_start.insert(key, ());
         self.grew();
     }
 
@@ -308,8 +309,8 @@ impl RegionStore {
         self.encoded_bytes = self.encoded_bytes - old.blob().len() + new_len;
         self.digest.remove(&old.read());
         self.digest.add(region);
-        let key = KeyRef::of(self.by_id[&region.id()].start_key());
-        self.by_start.insert(key, region.id());
+        let key = KeyRef::of(self.by_id[&region.id()].blob());
+        self.by_start.insert(key, ());
     }
 
     /// The only way out of the maps; keeps the `KeyRef` invariant.
@@ -319,7 +320,7 @@ impl RegionStore {
         };
         // Unlink the borrowed key while the blob it points into is alive.
         let start = entry.start_key();
-        if self.by_start.get(start) == Some(&id) {
+        if self.by_start.get_key_value(start).map(|(k, _)| k.id()) == Some(id) {
             self.by_start.remove(start);
         }
         let entry = self.by_id.remove(&id).expect("present above");
@@ -336,7 +337,8 @@ impl RegionStore {
     fn overlapping(&self, start: &[u8], end: &[u8], except: u64) -> Vec<u64> {
         let mut out = Vec::new();
         let before = (Bound::Unbounded, Bound::Included(start));
-        if let Some((_, &id)) = self.by_start.range::<[u8], _>(before).next_back() {
+        if let Some((key, _)) = self.by_start.range::<[u8], _>(before).next_back() {
+            let id = key.id();
             let end_key = self.by_id[&id].end_key();
             if id != except && (end_key.is_empty() || end_key > start) {
                 out.push(id);
@@ -347,10 +349,11 @@ impl RegionStore {
         } else {
             Bound::Excluded(end)
         };
-        for (_, &id) in self
+        for (key, _) in self
             .by_start
             .range::<[u8], _>((Bound::Excluded(start), upper))
         {
+            let id = key.id();
             if id != except {
                 out.push(id);
             }
