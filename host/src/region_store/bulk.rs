@@ -91,7 +91,7 @@ impl RegionStore {
         }
         self.encoded_bytes += entry.blob().len();
         self.digest.add(region);
-        self.run.push(region.id(), entry);
+        self.run.push(entry);
         let (first, end) = &mut self.run_tail;
         first.clear();
         first.extend_from_slice(start);
@@ -132,8 +132,7 @@ impl RegionStore {
     pub(super) fn at_or_before(&self, key: &[u8]) -> Option<(u64, &Entry)> {
         let in_run = self.run.partition_point(|e| e.start_key() <= key);
         if in_run > 0 {
-            let (id, e) = self.run.get(in_run - 1);
-            return Some((*id, e));
+            return Some(self.run.get(in_run - 1));
         }
         let (key, _) = self
             .by_start
@@ -156,7 +155,7 @@ impl RegionStore {
         self.by_start
             .range::<[u8], _>((lower, Bound::Unbounded))
             .map(|(key, _)| (key.id(), &self.by_id[&key.id()]))
-            .chain(self.run.iter_from(from).map(|(id, e)| (*id, e)))
+            .chain(self.run.iter_from(from))
     }
 
     /// Every region with an id after `after`, in id order.
@@ -167,7 +166,6 @@ impl RegionStore {
             .run
             .iter()
             .filter(|(id, _)| after.is_none_or(|a| *id > a))
-            .map(|(id, e)| (*id, e))
             .collect();
         run.sort_by_key(|(id, _)| *id);
         self.by_id

@@ -167,6 +167,15 @@ impl Entry {
             .unwrap_or_default()
     }
 
+    /// The region's id, the encoding's first field (0 where prost left it
+    /// out, as it does an id of 0).
+    pub(super) fn id(&self) -> u64 {
+        match field(self.blob(), 1) {
+            Some(Field::Varint(id)) => id,
+            _ => 0,
+        }
+    }
+
     /// The start key, as a slice of the encoding.
     pub(super) fn start_key(&self) -> &[u8] {
         match field(self.blob(), 2) {
@@ -266,12 +275,13 @@ mod tests {
         let e = Entry::new(&r, 0, 0, 0);
         assert_eq!(e.epoch(), (17, 4));
         assert_eq!(e.end_key(), b"xyz");
-        assert_eq!(e.start_key(), b"abc");
+        assert_eq!((e.start_key(), e.id()), (&b"abc"[..], 3));
         assert_eq!(e.decode(), r);
         let open = Entry::new(&region(4, "a", "", 0, 0), 0, 0, 0);
         assert_eq!((open.epoch(), open.end_key()), ((0, 0), &b""[..]));
         let empty = Entry::new(&Region::default(), 0, 0, 0);
         assert_eq!((empty.blob(), empty.start_key()), (&b""[..], &b""[..]));
+        assert_eq!(empty.id(), 0);
         assert_eq!(empty.decode(), Region::default());
     }
 

@@ -1,22 +1,26 @@
 //! [`Run`]: a snapshot's regions as they arrive in bulk (`bulk`), in key
 //! order, kept in chunks of a fixed size rather than in one vector.
 //!
-//! Why chunks: for a million regions one vector is 32 MiB that doubles
+//! Why chunks: for a million regions one vector is 24 MiB that doubles
 //! into a copy of itself as it grows, and it was still whole beside the two
 //! indexes being built from it, the follower's peak memory. A chunked run
 //! grows a chunk at a time, and hands itself to the index builders a chunk
 //! at a time, each chunk freed once consumed ([`Run::into_items`]).
+//!
+//! Entries alone, not (id, entry) pairs: the id is the encoding's first
+//! field, read back where it is asked for, and a run of a million regions is
+//! 8 MiB smaller for it, at the point where a full sync's memory peaks.
 
 use super::entry::Entry;
 
 /// Regions in arrival order, in chunks of [`CHUNK`] (all full but the last).
 #[derive(Default)]
 pub(super) struct Run {
-    chunks: Vec<Vec<(u64, Entry)>>,
+    chunks: Vec<Vec<Entry>>,
     len: usize,
 }
 
-/// Items a chunk holds: 2 MiB of (u64, Entry).
+/// Items a chunk holds: 1.5 MiB of entries.
 pub(super) const CHUNK: usize = 1 << 16;
 
 impl Run {
@@ -28,35 +32,36 @@ impl Run {
         self.len == 0
     }
 
-    pub(super) fn push(&mut self, id: u64, entry: Entry) {
+    pub(super) fn push(&mut self, entry: Entry) {
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         self.chunks
             .last_mut()
             .expect("a chunk with room was just ensured")
-            .push((id, entry));
+            .push(entry);
         self.len += 1;
     }
 
     /// Item `i` (arrival order).
-    pub(super) fn get(&self, i: usize) -> &(u64, Entry) {
-        &self.chunks[i / CHUNK][i % CHUNK]
+    pub(super) fn get(&self, i: usize) -> (u64, &Entry) {
+        with_id(&self.chunks[i / CHUNK][i % CHUNK])
     }
 
     /// Every item, in arrival order.
-    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = &(u64, Entry)> {
-        self.chunks.iter().flatten()
+    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = (u64, &Entry)> {
+        self.chunks.iter().flatten().map(with_id)
     }
 
     /// The items from position `from` on.
-    pub(super) fn iter_from(&self, from: usize) -> impl Iterator<Item = &(u64, Entry)> {
+    pub(super) fn iter_from(&self, from: usize) -> impl Iterator<Item = (u64, &Entry)> {
         let (first, offset) = (from / CHUNK, from % CHUNK);
         self.chunks
             .iter()
             .enumerate()
             .skip(first)
             .flat_map(move |(i, c)| c[if i == first { offset } else { 0 }..].iter())
+            .map(with_id)
     }
 
     /// The number of leading items whose entries satisfy `pred`, which holds
@@ -65,9 +70,9 @@ impl Run {
     pub(super) fn partition_point(&self, pred: impl Fn(&Entry) -> bool) -> usize {
         let full = self
             .chunks
-            .partition_point(|c| c.last().is_some_and(|(_, e)| pred(e)));
+            .partition_point(|c| c.last().is_some_and(&pred));
         match self.chunks.get(full) {
-            Some(c) => full * CHUNK + c.partition_point(|(_, e)| pred(e)),
+            Some(c) => full * CHUNK + c.partition_point(pred),
             None => self.len,
         }
     }
@@ -75,8 +80,12 @@ impl Run {
     /// Every item, by value, in arrival order; each chunk's memory is freed
     /// as soon as its last item is taken.
     pub(super) fn into_items(self) -> impl Iterator<Item = (u64, Entry)> {
-        self.chunks.into_iter().flatten()
+        self.chunks.into_iter().flatten().map(|e| (e.id(), e))
     }
+}
+
+fn with_id(entry: &Entry) -> (u64, &Entry) {
+    (entry.id(), entry)
 }
 
 #[cfg(test)]
@@ -93,7 +102,7 @@ mod tests {
         let mut flat = Vec::new();
         for i in 0..n as u64 {
             let region = sample::region(i, n as u64, 1);
-            run.push(region.id, Entry::new(&region, 0, 0, i));
+            run.push(Entry::new(&region, 0, 0, i));
             flat.push(region);
         }
         assert_eq!(run.len(), n);

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 /// items for each doubling past one run (two for a million).
 pub(super) struct TreeBuilder<K, V> {
     run: Vec<(K, V)>,
+    /// Items sorted at once ([`RUN`] unless made otherwise).
+    run_len: usize,
     /// Merged trees with their levels (a tree of level l holds 2^l runs),
     /// levels falling towards the top.
     merged: Vec<(BTreeMap<K, V>, u32)>,
@@ -26,17 +28,29 @@ pub(super) const RUN: usize = 1 << 18;
 
 impl<K: Ord, V> TreeBuilder<K, V> {
     pub(super) fn new() -> Self {
+        Self::with_run_len(RUN)
+    }
+
+    /// A builder that sorts `run_len` items at once: less scratch, for one
+    /// more pass over the items each time it halves.
+    pub(super) fn with_run_len(run_len: usize) -> Self {
         TreeBuilder {
             run: Vec::new(),
+            run_len,
             merged: Vec::new(),
             pushed: 0,
         }
     }
 
     pub(super) fn push(&mut self, key: K, value: V) {
+        if self.run.capacity() == 0 {
+            // Whole at once: a run grown by doubling would hold a half and
+            // the whole together on its last step.
+            self.run.reserve_exact(self.run_len);
+        }
         self.run.push((key, value));
         self.pushed += 1;
-        if self.run.len() == RUN {
+        if self.run.len() == self.run_len {
             self.merge_run();
         }
     }
