@@ -26,7 +26,7 @@
 //! Readiness drops before step 1, under the store's write lock, so that no
 //! read ever sees a partial set (see `node::FollowerNode::readable`).
 
-use std::sync::Arc;
+use prost::Message;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -37,9 +37,9 @@ use super::received::Received;
 use super::stream::{EndReason, Ended};
 use super::{FollowerShared, FullSyncTrigger};
 use crate::digest::RegionFields;
-use crate::history::{Record, fingerprint_of};
+use crate::history::{RingRecord, fingerprint_of};
 use crate::policy_runtime::{AnnouncedSync, DigestCheck, FrameDecision, FrameHeader, FrameKind};
-use crate::region_store::{Outcome, RegionStore, check_region};
+use crate::region_store::{Incoming, Outcome, RegionStore, check_region};
 use crate::storage::{StorageError, WriteBatch};
 
 /// Decide what `frame` means and carry the decision out. Returns how the
@@ -241,7 +241,7 @@ impl Ready<'_> {
 
     /// Apply regions `from..` under the epoch rules; returns them as records
     /// when the decision records history.
-    fn apply(&mut self, received: &Received, from: u32, d: &FrameDecision) -> Vec<Arc<Record>> {
+    fn apply(&mut self, received: &Received, from: u32, d: &FrameDecision) -> Vec<RingRecord> {
         let (frame, regions) = (&received.rest, &received.regions);
         let count = regions.len();
         // The parallel arrays count only when as long as the regions.
@@ -287,13 +287,15 @@ impl Ready<'_> {
             // Only history keeps the frame's regions as records: a snapshot
             // does not copy its million.
             if d.record_history {
-                records.push(Arc::new(Record {
-                    region: region.into_region(),
-                    leader,
-                    stats,
-                    down_peers: down.to_vec(),
-                    pending_peers: pending.to_vec(),
-                }));
+                let encoded;
+                let bytes = match &region {
+                    Incoming::Encoded(view) => view.bytes,
+                    Incoming::Decoded(r) => {
+                        encoded = r.encode_to_vec();
+                        &encoded
+                    }
+                };
+                records.push(RingRecord::new(bytes, &leader, &stats, down, pending));
             }
         }
         if matches!(
@@ -312,7 +314,7 @@ impl Ready<'_> {
     }
 
     /// Push records numbered from `first` into the follower's ring.
-    fn record(&mut self, first: u64, records: Vec<Arc<Record>>) {
+    fn record(&mut self, first: u64, records: Vec<RingRecord>) {
         let mut ring = self.shared.ring.write();
         if ring.next_index() != first {
             // The ring starts where the store's index is; anything else means

@@ -1,7 +1,7 @@
 use super::*;
 
-fn rec(id: u64) -> Arc<Record> {
-    Arc::new(Record::bare(
+fn rec(id: u64) -> RingRecord {
+    RingRecord::of(&Record::bare(
         Region {
             id,
             ..Default::default()
@@ -24,7 +24,7 @@ fn indexes_continue_from_the_start_and_the_ring_stays_bounded() {
     let got: Vec<u64> = ring
         .read(12, 10, usize::MAX)
         .iter()
-        .map(|r| r.region.id)
+        .map(|r| r.decode().region.id)
         .collect();
     assert_eq!(got, vec![2, 3, 4]);
     assert!(ring.read(11, 10, usize::MAX).is_empty());
@@ -38,7 +38,7 @@ fn reads_respect_the_byte_bound_but_return_at_least_one() {
     for id in 1..=5 {
         ring.push(rec(id));
     }
-    let one = ring.read(1, 1, usize::MAX)[0].encoded_len();
+    let one = ring.read(1, 1, usize::MAX)[0].frame_len();
     assert_eq!(ring.read(1, 5, one * 2).len(), 2);
     assert_eq!(ring.read(1, 5, 1).len(), 1);
 }
@@ -70,7 +70,7 @@ fn a_released_pin_is_forgotten() {
 
 #[test]
 fn a_byte_bound_evicts_like_a_record_bound_and_breaks_pins() {
-    let one = rec(1).encoded_len();
+    let one = rec(1).frame_len();
     let mut ring = HistoryRing::new(1_000, one * 3, 1);
     let pin = ring.pin();
     for id in 1..=3 {

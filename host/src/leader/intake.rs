@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::LeaderShared;
-use crate::history::{Record, fingerprint};
+use crate::history::{Record, RingRecord, fingerprint};
 use crate::region_store::Outcome;
 use crate::storage::{StorageError, WriteBatch};
 
@@ -130,7 +130,13 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
                     }
                     let blob = store.encoded(change.region.id).expect("just applied");
                     write.put_encoded(change.region.id, change.leader.id, index, blob);
-                    records.push(Arc::new(change));
+                    records.push(RingRecord::new(
+                        blob,
+                        &change.leader,
+                        &change.stats,
+                        &change.down_peers,
+                        &change.pending_peers,
+                    ));
                 }
                 Outcome::Stale => {
                     stats.stale.fetch_add(1, Ordering::Relaxed);

@@ -68,9 +68,7 @@ impl Run {
     /// for a prefix of the run and for nothing after it (as for
     /// `slice::partition_point`).
     pub(super) fn partition_point(&self, pred: impl Fn(&Entry) -> bool) -> usize {
-        let full = self
-            .chunks
-            .partition_point(|c| c.last().is_some_and(&pred));
+        let full = self.chunks.partition_point(|c| c.last().is_some_and(&pred));
         match self.chunks.get(full) {
             Some(c) => full * CHUNK + c.partition_point(pred),
             None => self.len,
@@ -114,14 +112,14 @@ mod tests {
                 probe + 1
             );
             assert_eq!(run.get(probe).0, flat[probe].id);
-            let from: Vec<u64> = run.iter_from(probe).map(|(id, _)| *id).collect();
+            let from: Vec<u64> = run.iter_from(probe).map(|(id, _)| id).collect();
             let want: Vec<u64> = flat[probe..].iter().map(|r| r.id).collect();
             assert_eq!(from, want, "{probe}");
         }
         assert_eq!(run.partition_point(|_| true), n);
         assert_eq!(run.iter_from(n).count(), 0);
         assert_eq!(
-            run.iter().next_back().map(|(id, _)| *id),
+            run.iter().next_back().map(|(id, _)| id),
             Some(flat[n - 1].id)
         );
         let ids: Vec<u64> = run.into_items().map(|(id, _)| id).collect();

@@ -284,8 +284,12 @@ impl Stream {
                         return Err(self.catch_up_lost(cursor));
                     }
                     let n = records.len() as u64;
-                    self.send(frames::records(self.cluster_id(), range.start, &records))
-                        .await?;
+                    self.send(frames::records_encoded(
+                        self.cluster_id(),
+                        range.start,
+                        &records,
+                    ))
+                    .await?;
                     cursor = range.start + n;
                     self.set_cursor(cursor);
                 }
