@@ -109,12 +109,15 @@ pub struct Storage {
 
 /// Regions live in memory already; redb's page cache only needs to carry
 /// the write path (its default would hold a whole loaded store again). A
-/// load or a full sync fills it whatever its size: 8 MiB rather than 16
-/// took 14-15 MiB off a leader's peak and 20-30 off a restarted
-/// follower's, at no cost measured on the live path (BENCHMARKS.md).
+/// load, an intake or a full sync fills it whatever its size: 8 MiB rather
+/// than 16 took 14-15 MiB off a leader's peak and 20-30 off a restarted
+/// follower's, and 6 rather than 8 another 1-2 and 4-5 off a leader after
+/// intake and a follower after a full sync, at no cost measured on the live
+/// path (BENCHMARKS.md). Below that the leader's in-line commit reads the
+/// region table's leaves from the file instead (4 MiB: live p99 up).
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
-    builder.set_cache_size(8 << 20);
+    builder.set_cache_size(6 << 20);
     builder
 }
 
