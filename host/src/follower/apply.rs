@@ -26,7 +26,6 @@
 //! Readiness drops before step 1, under the store's write lock, so that no
 //! read ever sees a partial set (see `node::FollowerNode::readable`).
 
-use prost::Message;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -39,7 +38,7 @@ use super::{FollowerShared, FullSyncTrigger};
 use crate::digest::RegionFields;
 use crate::history::{RingRecord, fingerprint_of};
 use crate::policy_runtime::{AnnouncedSync, DigestCheck, FrameDecision, FrameHeader, FrameKind};
-use crate::region_store::{Incoming, Outcome, RegionStore, check_region};
+use crate::region_store::{Outcome, RegionStore, check_region};
 use crate::storage::{StorageError, WriteBatch};
 
 /// Decide what `frame` means and carry the decision out. Returns how the
@@ -287,15 +286,8 @@ impl Ready<'_> {
             // Only history keeps the frame's regions as records: a snapshot
             // does not copy its million.
             if d.record_history {
-                let encoded;
-                let bytes = match &region {
-                    Incoming::Encoded(view) => view.bytes,
-                    Incoming::Decoded(r) => {
-                        encoded = r.encode_to_vec();
-                        &encoded
-                    }
-                };
-                records.push(RingRecord::new(bytes, &leader, &stats, down, pending));
+                let bytes = region.encoding();
+                records.push(RingRecord::new(&bytes, &leader, &stats, down, pending));
             }
         }
         if matches!(

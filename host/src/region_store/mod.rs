@@ -349,15 +349,10 @@ impl RegionStore {
         } else {
             Bound::Excluded(end)
         };
-        for (key, _) in self
+        let after = self
             .by_start
-            .range::<[u8], _>((Bound::Excluded(start), upper))
-        {
-            let id = key.id();
-            if id != except {
-                out.push(id);
-            }
-        }
+            .range::<[u8], _>((Bound::Excluded(start), upper));
+        out.extend(after.map(|(key, _)| key.id()).filter(|&id| id != except));
         out
     }
 

@@ -164,6 +164,14 @@ impl Incoming<'_> {
             Incoming::Decoded(r) => r,
         }
     }
+
+    /// The region's encoding (prost's: encoded now if it was decoded).
+    pub fn encoding(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Incoming::Encoded(v) => v.bytes.into(),
+            Incoming::Decoded(r) => r.encode_to_vec().into(),
+        }
+    }
 }
 
 impl RegionFields for Incoming<'_> {

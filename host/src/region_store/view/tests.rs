@@ -66,6 +66,8 @@ fn prost_encodings_are_read_as_they_decode() {
         assert_eq!(view.decode(), r);
         let incoming = Incoming::Encoded(view);
         assert_eq!(region_hash(&incoming), region_hash(&r));
+        assert_eq!(*incoming.encoding(), bytes[..]);
+        assert_eq!(*Incoming::Decoded(r.clone()).encoding(), bytes[..]);
         assert_eq!(incoming.into_region(), r);
     }
 }
