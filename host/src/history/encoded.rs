@@ -2,11 +2,12 @@
 //! protobuf encoding, all in one allocation.
 //!
 //! Why encoded: a decoded [`Record`] of a three-peer region with its keys,
-//! peers and vectors is about 780 bytes of heap in a dozen allocations; its
-//! encoding is about 130. A leader's ring of 10,000 records (the default
-//! `--history-capacity`) was 6-7 MiB of a million-region leader's peak
-//! memory (BENCHMARKS.md), and every history frame decoded nothing anyway:
-//! it was cloned into a message for tonic to encode again. Frames are now
+//! peers and vectors is about 430 bytes of heap in several allocations; its
+//! encoding about 130. With a full ring of 10,000 records (the default
+//! `--history-capacity`) a million-region leader peaked 3 MiB lower for it
+//! (BENCHMARKS.md, "Kept: the history ring keeps records encoded"), and a
+//! history frame needed nothing decoded anyway: records were cloned into a
+//! message for tonic to encode again. Frames are now
 //! written from these bytes ([`crate::leader::frames::records_encoded`]),
 //! the way snapshot frames are written from the store's encodings.
 

@@ -11,7 +11,7 @@
 //! overwritten under a reader (PD #10734).
 //!
 //! Records are kept encoded ([`RingRecord`], `encoded`): what a history
-//! frame sends, at a sixth of a decoded record's memory.
+//! frame sends, at about a third of a decoded record's memory.
 
 mod encoded;
 

@@ -7,8 +7,8 @@
 //! length as a shortest varint, then the bytes), and the region's id just
 //! before that (field 1, the encoding's first). The index is then a set of
 //! 8-byte keys: 112 bytes a B-tree node rather than 192 for a map of
-//! (key, id), about 8 bytes a region (BENCHMARKS.md, "the key index holds
-//! keys only").
+//! (key, id), about 8 bytes a region (BENCHMARKS.md, "Kept: the key index
+//! holds start keys alone").
 //!
 //! This is the store's only `unsafe` besides the entry's own buffer, kept in
 //! a file of its own so that its invariant can be read in one place.
