@@ -42,8 +42,27 @@ pub enum Part {
     Pending,
 }
 
-/// Each part's field number in a `SyncRegionResponse`, in [`Part`] order.
-const FRAME_FIELDS: [u32; 5] = [2, 5, 4, 16, 17];
+impl Part {
+    /// Every part, in the order a record keeps them.
+    pub const ALL: [Part; 5] = [
+        Part::Region,
+        Part::Leader,
+        Part::Stats,
+        Part::Down,
+        Part::Pending,
+    ];
+
+    /// The part's field number in a `SyncRegionResponse`.
+    pub fn frame_field(self) -> u32 {
+        match self {
+            Part::Region => 2,
+            Part::Stats => 4,
+            Part::Leader => 5,
+            Part::Down => 16,
+            Part::Pending => 17,
+        }
+    }
+}
 
 impl RingRecord {
     /// A record of `region`'s encoding (prost's, as the store keeps it or
@@ -89,11 +108,6 @@ impl RingRecord {
         )
     }
 
-    /// One part's encoding.
-    pub fn part(&self, which: Part) -> &[u8] {
-        self.parts()[which as usize]
-    }
-
     /// Every part's encoding, in [`Part`] order.
     pub fn parts(&self) -> [&[u8]; 5] {
         let mut rest = &self.0[..];
@@ -105,14 +119,9 @@ impl RingRecord {
         })
     }
 
-    /// Bytes this record adds to a history frame: each part as a field of
-    /// the frame (its key, its length, its bytes).
+    /// Bytes this record adds to a history frame (see [`frame_len`]).
     pub fn frame_len(&self) -> usize {
-        self.parts()
-            .iter()
-            .zip(FRAME_FIELDS)
-            .map(|(p, field)| key_len(field) + encoded_len_varint(p.len() as u64) + p.len())
-            .sum()
+        frame_len(&self.parts())
     }
 
     /// The record, decoded.
@@ -132,6 +141,16 @@ impl std::fmt::Debug for RingRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.decode().fmt(f)
     }
+}
+
+/// Bytes a record's `parts` add to a history frame: each part as a field of
+/// the frame (its key, its length, its bytes).
+pub fn frame_len(parts: &[&[u8]; 5]) -> usize {
+    parts
+        .iter()
+        .zip(Part::ALL)
+        .map(|(p, part)| key_len(part.frame_field()) + encoded_len_varint(p.len() as u64) + p.len())
+        .sum()
 }
 
 /// The length of a message whose only field, 1, repeats `items`.
@@ -176,7 +195,10 @@ mod tests {
         for record in [r.clone(), Record::bare(Region::default(), Peer::default())] {
             let ring = RingRecord::of(&record);
             assert_eq!(ring.decode(), record);
-            assert_eq!(ring.part(Part::Region), record.region.encode_to_vec());
+            assert_eq!(
+                ring.parts()[Part::Region as usize],
+                record.region.encode_to_vec()
+            );
             let frame = regionsync_proto::pdpb::SyncRegionResponse {
                 regions: vec![record.region.clone()],
                 region_leaders: vec![record.leader],

@@ -24,7 +24,7 @@ use regionsync_guest::RingView;
 use regionsync_proto::metapb::{Peer, Region};
 use regionsync_proto::pdpb::{PeerStats, RegionHeartbeatRequest, RegionStat};
 
-pub use encoded::{Part, RingRecord};
+pub use encoded::{Part, RingRecord, frame_len};
 
 /// One change: the region as it became, with its leader and flow. What a
 /// heartbeat proposes to the intake; once accepted, the ring keeps it

@@ -15,7 +15,7 @@ use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use regionsync_proto::pdpb::{ErrorType, ResponseHeader, SyncRegionResponse};
 
-use crate::history::{Part, RingRecord};
+use crate::history::{Part, RingRecord, frame_len};
 use crate::region_store::{EncodedRegion, StoredRegion};
 use crate::wire::{Frame, ok_header};
 
@@ -61,11 +61,7 @@ pub fn snapshot(cluster_id: u64, position: u64, regions: Vec<StoredRegion>) -> S
 /// regions, start index, leaders).
 pub fn snapshot_encoded(cluster_id: u64, position: u64, regions: &[EncodedRegion<'_>]) -> Frame {
     let nested = |len: usize| 1 + encoded_len_varint(len as u64) + len;
-    let size = ok_header(cluster_id)
-        .as_ref()
-        .map_or(0, |h| nested(h.encoded_len()))
-        + 1
-        + encoded_len_varint(position)
+    let size = head_len(cluster_id, position)
         + regions
             .iter()
             .map(|r| nested(r.region.len()) + nested(r.leader.len()))
@@ -86,25 +82,30 @@ pub fn snapshot_encoded(cluster_id: u64, position: u64, regions: &[EncodedRegion
 /// for the same records decoded (fields in number order: header, regions,
 /// start index, stats, leaders, down peers, pending peers).
 pub fn records_encoded(cluster_id: u64, start_index: u64, records: &[RingRecord]) -> Frame {
-    let size = 64 + records.iter().map(RingRecord::frame_len).sum::<usize>();
+    let parts: Vec<[&[u8]; 5]> = records.iter().map(RingRecord::parts).collect();
+    let size = head_len(cluster_id, start_index) + parts.iter().map(frame_len).sum::<usize>();
     let mut buf = BytesMut::with_capacity(size);
     put_header(cluster_id, &mut buf);
-    let parts: Vec<[&[u8]; 5]> = records.iter().map(RingRecord::parts).collect();
-    for p in &parts {
-        put(2, p[Part::Region as usize], &mut buf);
-    }
-    put_start_index(start_index, &mut buf);
-    for (field, part) in [
-        (4, Part::Stats),
-        (5, Part::Leader),
-        (16, Part::Down),
-        (17, Part::Pending),
-    ] {
+    let put_all = |part: Part, buf: &mut BytesMut| {
         for p in &parts {
-            put(field, p[part as usize], &mut buf);
+            put(part.frame_field(), p[part as usize], buf);
         }
+    };
+    put_all(Part::Region, &mut buf);
+    put_start_index(start_index, &mut buf);
+    for part in [Part::Stats, Part::Leader, Part::Down, Part::Pending] {
+        put_all(part, &mut buf);
     }
     Frame::Encoded(buf.freeze())
+}
+
+/// The header's and the start index's bytes in a frame (at most).
+fn head_len(cluster_id: u64, index: u64) -> usize {
+    let header = ok_header(cluster_id).map_or(0, |h| {
+        let len = h.encoded_len();
+        1 + encoded_len_varint(len as u64) + len
+    });
+    header + 1 + encoded_len_varint(index)
 }
 
 fn put(number: u32, bytes: &[u8], buf: &mut BytesMut) {

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::entry::Entry;
+use super::key_ref::KeyRef;
 use super::loader::key_index;
 use super::{Loader, RegionStore};
 use crate::digest::RegionFields;
@@ -130,6 +131,12 @@ impl RegionStore {
         })
     }
 
+    /// The region a key of the ordered index belongs to, with its id.
+    pub(super) fn keyed(&self, key: &KeyRef) -> (u64, &Entry) {
+        let id = key.id();
+        (id, &self.by_id[&id])
+    }
+
     /// The region with the greatest start key at or before `key`.
     pub(super) fn at_or_before(&self, key: &[u8]) -> Option<(u64, &Entry)> {
         let in_run = self.run.partition_point(|e| e.start_key() <= key);
@@ -140,8 +147,7 @@ impl RegionStore {
             .by_start
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()?;
-        let id = key.id();
-        Some((id, &self.by_id[&id]))
+        Some(self.keyed(key))
     }
 
     /// Every region from `lower` on, in key order.
@@ -156,7 +162,7 @@ impl RegionStore {
         };
         self.by_start
             .range::<[u8], _>((lower, Bound::Unbounded))
-            .map(|(key, _)| (key.id(), &self.by_id[&key.id()]))
+            .map(|(key, _)| self.keyed(key))
             .chain(self.run.iter_from(from))
     }
 

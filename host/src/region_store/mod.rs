@@ -271,7 +271,7 @@ impl RegionStore {
     fn after_last(&self, region: &impl RegionFields) -> bool {
         self.by_start
             .last_key_value()
-            .is_none_or(|(last, _)| self.by_id[&last.id()].lies_before(region.start_key()))
+            .is_none_or(|(last, _)| self.keyed(last).1.lies_before(region.start_key()))
     }
 
     /// The only way into the maps; keeps the `KeyRef` invariant.
@@ -338,8 +338,8 @@ impl RegionStore {
         let mut out = Vec::new();
         let before = (Bound::Unbounded, Bound::Included(start));
         if let Some((key, _)) = self.by_start.range::<[u8], _>(before).next_back() {
-            let id = key.id();
-            let end_key = self.by_id[&id].end_key();
+            let (id, entry) = self.keyed(key);
+            let end_key = entry.end_key();
             if id != except && (end_key.is_empty() || end_key > start) {
                 out.push(id);
             }
