@@ -45,8 +45,21 @@ pub fn contract_export() -> String {
     format!("regionsync:policy/decisions@{CONTRACT_VERSION}")
 }
 
-/// One epoch tick; deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Epoch ticks per deadline. The ticker thread wakes once a tick for the
+/// whole life of the runtime, whether or not a call runs: at one tick a
+/// millisecond an idle node spent about 1% of a core on it (8 us a wakeup
+/// on this project's 2-core machine, BENCHMARKS.md), for a precision that
+/// only a backstop behind fuel needs. A tenth of the deadline bounds a call
+/// to between its deadline and 1.1 times it.
+const TICKS_PER_DEADLINE: u32 = 10;
+
+/// The shortest tick, for short deadlines (tests use 10 ms).
+const MIN_TICK: Duration = Duration::from_millis(1);
+
+/// How often `config`'s runtime ticks.
+fn epoch_tick(config: &WasmConfig) -> Duration {
+    (config.deadline / TICKS_PER_DEADLINE).max(MIN_TICK)
+}
 
 /// Limits and caching for policy components.
 ///
@@ -127,11 +140,12 @@ impl WasmRuntime {
         {
             let engine = engine.clone();
             let stop = stop_ticker.clone();
+            let tick = epoch_tick(&config);
             std::thread::Builder::new()
                 .name("policy-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
+                        std::thread::sleep(tick);
                         engine.increment_epoch();
                     }
                 })
@@ -352,7 +366,7 @@ impl WasmPolicy {
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         if cfg.epoch_deadline {
             store.epoch_deadline_trap();
-            store.set_epoch_deadline(deadline_ticks(cfg.deadline));
+            store.set_epoch_deadline(deadline_ticks(cfg));
         }
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Instance { store, bindings }),
@@ -380,7 +394,7 @@ impl WasmPolicy {
         let config = &self.runtime.inner.config;
         if config.epoch_deadline {
             inst.store
-                .set_epoch_deadline(deadline_ticks(config.deadline));
+                .set_epoch_deadline(deadline_ticks(config));
         }
         if config.fuel_metering
             && let Err(e) = inst.store.set_fuel(config.fuel)
@@ -421,8 +435,11 @@ impl WasmPolicy {
     }
 }
 
-fn deadline_ticks(deadline: Duration) -> u64 {
-    (deadline.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64
+/// Ticks from now to the deadline: one more than the deadline holds, since
+/// the tick under way may be about to end, so that no call is stopped
+/// before its deadline.
+fn deadline_ticks(config: &WasmConfig) -> u64 {
+    (config.deadline.as_nanos() / epoch_tick(config).as_nanos()) as u64 + 1
 }
 
 impl PolicyEngine for WasmPolicy {
@@ -461,5 +478,30 @@ impl PolicyEngine for WasmPolicy {
     }
     fn backoff(&self, attempt: u32, seed: u64) -> Result<u64, PolicyError> {
         self.call(|s, g| g.call_backoff(s, attempt, seed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_in_ticks_is_never_short_and_at_most_a_tick_long() {
+        for ms in [1, 3, 10, 15, 100, 250, 1_000, 60_000] {
+            let config = WasmConfig {
+                deadline: Duration::from_millis(ms),
+                ..Default::default()
+            };
+            let tick = epoch_tick(&config);
+            // The tick under way may end at once: one tick fewer elapses.
+            let soonest = tick * (deadline_ticks(&config) as u32 - 1);
+            let latest = tick * deadline_ticks(&config) as u32;
+            assert!(soonest >= config.deadline, "{ms} ms: stopped at {soonest:?}");
+            assert!(
+                latest <= config.deadline + tick && latest <= config.deadline * 2,
+                "{ms} ms: not stopped until {latest:?}"
+            );
+            assert!(tick >= MIN_TICK);
+        }
     }
 }
