@@ -41,15 +41,19 @@ pub fn heartbeat(region: Region, tick: u64) -> RegionHeartbeatRequest {
 /// The policy runtime the nodes run on: the embedded default component, or
 /// the same policy linked natively.
 pub fn policy(native: bool) -> anyhow::Result<Arc<PolicyRuntime>> {
-    let source = if native {
+    Ok(Arc::new(PolicyRuntime::new(
+        WasmRuntime::new(Default::default())?,
+        policy_source(native),
+    )?))
+}
+
+/// The embedded default component, or the same policy linked natively.
+pub fn policy_source(native: bool) -> PolicySource {
+    if native {
         PolicySource::Native("default")
     } else {
         PolicySource::Builtin("default")
-    };
-    Ok(Arc::new(PolicyRuntime::new(
-        WasmRuntime::new(Default::default())?,
-        source,
-    )?))
+    }
 }
 
 async fn listener() -> anyhow::Result<tokio::net::TcpListener> {

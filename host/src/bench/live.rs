@@ -33,6 +33,8 @@ struct LiveRun {
     secs: f64,
     /// Process CPU seconds over the load.
     cpu: f64,
+    /// Policy calls every node made over the load.
+    calls: u64,
     /// Swap round trips (ms).
     swaps: Vec<f64>,
     /// Follower streams re-opened during the run.
@@ -161,6 +163,14 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
             Ok(took)
         })
     });
+    let calls = || {
+        followers
+            .iter()
+            .map(|f| f.shared().policy.stats().calls.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + leader.shared().policy.stats().calls.load(Ordering::Relaxed)
+    };
+    let calls0 = calls();
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     let mut sent_at: Vec<(u64, Instant)> = Vec::with_capacity(ticks as usize);
@@ -187,6 +197,7 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
         }
     }
     let cpu = cpu_seconds() - cpu0;
+    let calls = calls() - calls0;
     stop.store(true, Ordering::Relaxed);
     let seen = sampler.join().expect("the sampler does not panic");
     let swaps_took = match swapper {
@@ -228,6 +239,7 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
         sent: k,
         secs,
         cpu,
+        calls,
         swaps: swaps_took,
         reconnects,
     })
@@ -241,14 +253,15 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Microseconds of CPU (the whole process: leader, followers, sender) per
-/// change, over one shorter live run.
-pub async fn cpu_per_change(o: &Options, native: bool) -> anyhow::Result<f64> {
+/// change over one shorter live run, and the policy calls per change.
+pub async fn cpu_per_change(o: &Options, native: bool) -> anyhow::Result<(f64, f64)> {
     let short = Options {
         seconds: o.seconds.min(5),
         ..o.clone()
     };
     let run = live_once(&short, native, false).await?;
-    Ok(run.cpu * 1e6 / run.sent as f64)
+    let per_change = |x: f64| x / run.sent as f64;
+    Ok((per_change(run.cpu * 1e6), per_change(run.calls as f64)))
 }
 
 pub async fn run(

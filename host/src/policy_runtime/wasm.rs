@@ -393,8 +393,7 @@ impl WasmPolicy {
         };
         let config = &self.runtime.inner.config;
         if config.epoch_deadline {
-            inst.store
-                .set_epoch_deadline(deadline_ticks(config));
+            inst.store.set_epoch_deadline(deadline_ticks(config));
         }
         if config.fuel_metering
             && let Err(e) = inst.store.set_fuel(config.fuel)
@@ -496,7 +495,10 @@ mod tests {
             // The tick under way may end at once: one tick fewer elapses.
             let soonest = tick * (deadline_ticks(&config) as u32 - 1);
             let latest = tick * deadline_ticks(&config) as u32;
-            assert!(soonest >= config.deadline, "{ms} ms: stopped at {soonest:?}");
+            assert!(
+                soonest >= config.deadline,
+                "{ms} ms: stopped at {soonest:?}"
+            );
             assert!(
                 latest <= config.deadline + tick && latest <= config.deadline * 2,
                 "{ms} ms: not stopped until {latest:?}"
