@@ -4,7 +4,7 @@
 //! run measures both, back to back, and the ratio is taken within the run.
 //!
 //! `policy-overhead`: the same full sync, and a live run, with the Wasm
-//! component and with the same policy linked natively, alternated, three
+//! component and with the same policy linked natively, alternated, several
 //! pairs a run.
 
 use std::sync::atomic::Ordering;
@@ -161,13 +161,7 @@ pub async fn overhead(
     Ok(())
 }
 
-/// Measurements with each policy in one `policy-overhead` run, its figure
-/// their mean. A full sync of a million takes 0.6-0.9 s here, and one stall
-/// of the VM moved a single pair by 10-25% (BENCHMARKS.md), where the
-/// policy's share is under 0.1%: three pairs a run damp what one stall does.
-const PAIRS_PER_RUN: usize = 3;
-
-/// `o.runs` runs of [`PAIRS_PER_RUN`] pairs: each run's mean cost with the
+/// `o.runs` runs of `o.pairs_per_run` pairs: each run's mean cost with the
 /// Wasm policy and with the native one, and every Wasm measurement.
 async fn runs_of_pairs<T>(
     o: &Options,
@@ -179,14 +173,15 @@ async fn runs_of_pairs<T>(
     let (mut w, mut nat, mut all) = (vec![], vec![], vec![]);
     for run in 0..o.runs {
         let (mut a, mut b) = (0.0, 0.0);
-        for i in 0..PAIRS_PER_RUN {
-            let (x, y) = pair(run * PAIRS_PER_RUN + i, &measure).await?;
+        let pairs = o.pairs_per_run.max(1);
+        for i in 0..pairs {
+            let (x, y) = pair(run * pairs + i, &measure).await?;
             let ((x_cost, unit), (y_cost, _)) = (cost(&x), cost(&y));
             progress(&format!(
                 "  run {run}, pair {i}: {what} wasm {x_cost:.2} {unit}, native {y_cost:.2} {unit}"
             ));
-            a += x_cost / PAIRS_PER_RUN as f64;
-            b += y_cost / PAIRS_PER_RUN as f64;
+            a += x_cost / pairs as f64;
+            b += y_cost / pairs as f64;
             all.push(x);
         }
         w.push(a);

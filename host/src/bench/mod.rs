@@ -101,6 +101,9 @@ pub struct Options {
     pub scale: Vec<u64>,
     /// Changes per second during `churn`'s full sync.
     pub churn_rate: u64,
+    /// Pairs (Wasm, native) in each `policy-overhead` run, a run's figure
+    /// their mean.
+    pub pairs_per_run: usize,
     /// The `regionsync` binary, for the scenarios that run nodes as
     /// processes (by default, this one).
     pub binary: std::path::PathBuf,
@@ -120,6 +123,11 @@ impl Options {
             behind: 5_000,
             scale: vec![100_000, 1_000_000, 3_000_000],
             churn_rate: 20_000,
+            // A full sync of a million takes 0.6-0.9 s here, and one stall
+            // of the VM moved a single pair by 10-25% (BENCHMARKS.md), where
+            // the policy's share is under 0.5%: three pairs a run damp what
+            // one stall does.
+            pairs_per_run: 3,
             binary: std::env::current_exe().unwrap_or_else(|_| "regionsync".into()),
         }
     }
@@ -137,6 +145,7 @@ impl Options {
             behind: 200,
             scale: vec![1_000, 3_000],
             churn_rate: 2_000,
+            pairs_per_run: 1,
             ..Self::full()
         }
     }
