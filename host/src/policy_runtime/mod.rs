@@ -347,8 +347,10 @@ impl PolicyRuntime {
             accept(t, own)
         };
         // The guard keeps the engine this call started on alive across a
-        // concurrent swap, and its limits with it.
-        let active = self.active.load_full();
+        // concurrent swap, and its limits with it; unlike a full load it
+        // takes no reference count (two contended atomics a call) unless
+        // the thread already holds several guards.
+        let active = self.active.load();
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let run = |a: &Active| {
             ask(a.engine.as_ref()).and_then(|t| {
