@@ -26,6 +26,7 @@ pub mod cache;
 pub mod compiler;
 mod decisions;
 mod engine;
+mod epoch;
 pub mod native;
 pub mod rollback;
 mod self_check;

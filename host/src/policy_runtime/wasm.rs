@@ -14,7 +14,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -23,6 +22,7 @@ use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 use super::cache::{CacheOutcome, ComponentCache};
 use super::compiler::{Codegen, CompileIn};
+use super::epoch::Ticker;
 use super::{
     CatchUpStep, CatchUpView, ConnectPlan, FollowerState, FrameDecision, FrameHeader, FrameLimits,
     LoadError, PolicyEngine, PolicyError, PolicyInfo, RingView, Routing, SendStep, StreamView,
@@ -43,22 +43,6 @@ regionsync_guest::wit_conversions!(bindings::exports::regionsync::policy::decisi
 /// The interface a policy component must export, at this host's version.
 pub fn contract_export() -> String {
     format!("regionsync:policy/decisions@{CONTRACT_VERSION}")
-}
-
-/// Epoch ticks per deadline. The ticker thread wakes once a tick for the
-/// whole life of the runtime, whether or not a call runs: at one tick a
-/// millisecond an idle node spent about 1% of a core on it (8 us a wakeup
-/// on this project's 2-core machine, BENCHMARKS.md), for a precision that
-/// only a backstop behind fuel needs. A tenth of the deadline bounds a call
-/// to between its deadline and 1.1 times it.
-const TICKS_PER_DEADLINE: u32 = 10;
-
-/// The shortest tick, for short deadlines (tests use 10 ms).
-const MIN_TICK: Duration = Duration::from_millis(1);
-
-/// How often `config`'s runtime ticks.
-fn epoch_tick(config: &WasmConfig) -> Duration {
-    (config.deadline / TICKS_PER_DEADLINE).max(MIN_TICK)
 }
 
 /// Limits and caching for policy components.
@@ -122,13 +106,7 @@ struct RuntimeInner {
     linker: Linker<HostState>,
     cache: ComponentCache,
     config: WasmConfig,
-    stop_ticker: Arc<AtomicBool>,
-}
-
-impl Drop for RuntimeInner {
-    fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
-    }
+    ticker: Ticker,
 }
 
 impl WasmRuntime {
@@ -136,21 +114,8 @@ impl WasmRuntime {
     pub fn new(config: WasmConfig) -> Result<Self, LoadError> {
         let cfg = engine_config(config.codegen());
         let engine = Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        {
-            let engine = engine.clone();
-            let stop = stop_ticker.clone();
-            let tick = epoch_tick(&config);
-            std::thread::Builder::new()
-                .name("policy-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| LoadError::Engine(format!("cannot start the deadline thread: {e}")))?;
-        }
+        let ticker = Ticker::start(&engine, config.deadline)
+            .map_err(|e| LoadError::Engine(format!("cannot start the deadline thread: {e}")))?;
         let linker = Linker::new(&engine);
         let cache = ComponentCache::new(
             &engine,
@@ -164,7 +129,7 @@ impl WasmRuntime {
                 linker,
                 cache,
                 config,
-                stop_ticker,
+                ticker,
             }),
         })
     }
@@ -366,7 +331,7 @@ impl WasmPolicy {
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         if cfg.epoch_deadline {
             store.epoch_deadline_trap();
-            store.set_epoch_deadline(deadline_ticks(cfg));
+            store.set_epoch_deadline(self.runtime.inner.ticker.deadline_ticks());
         }
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Instance { store, bindings }),
@@ -393,7 +358,8 @@ impl WasmPolicy {
         };
         let config = &self.runtime.inner.config;
         if config.epoch_deadline {
-            inst.store.set_epoch_deadline(deadline_ticks(config));
+            inst.store
+                .set_epoch_deadline(self.runtime.inner.ticker.deadline_ticks());
         }
         if config.fuel_metering
             && let Err(e) = inst.store.set_fuel(config.fuel)
@@ -434,13 +400,6 @@ impl WasmPolicy {
     }
 }
 
-/// Ticks from now to the deadline: one more than the deadline holds, since
-/// the tick under way may be about to end, so that no call is stopped
-/// before its deadline.
-fn deadline_ticks(config: &WasmConfig) -> u64 {
-    (config.deadline.as_nanos() / epoch_tick(config).as_nanos()) as u64 + 1
-}
-
 impl PolicyEngine for WasmPolicy {
     fn info(&self) -> &PolicyInfo {
         &self.info
@@ -477,33 +436,5 @@ impl PolicyEngine for WasmPolicy {
     }
     fn backoff(&self, attempt: u32, seed: u64) -> Result<u64, PolicyError> {
         self.call(|s, g| g.call_backoff(s, attempt, seed))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_deadline_in_ticks_is_never_short_and_at_most_a_tick_long() {
-        for ms in [1, 3, 10, 15, 100, 250, 1_000, 60_000] {
-            let config = WasmConfig {
-                deadline: Duration::from_millis(ms),
-                ..Default::default()
-            };
-            let tick = epoch_tick(&config);
-            // The tick under way may end at once: one tick fewer elapses.
-            let soonest = tick * (deadline_ticks(&config) as u32 - 1);
-            let latest = tick * deadline_ticks(&config) as u32;
-            assert!(
-                soonest >= config.deadline,
-                "{ms} ms: stopped at {soonest:?}"
-            );
-            assert!(
-                latest <= config.deadline + tick && latest <= config.deadline * 2,
-                "{ms} ms: not stopped until {latest:?}"
-            );
-            assert!(tick >= MIN_TICK);
-        }
     }
 }
