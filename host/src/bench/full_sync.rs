@@ -117,6 +117,7 @@ pub async fn overhead(
     let (w, nat, syncs) = runs_of_pairs(
         o,
         "full sync",
+        "ms",
         async |native: bool| {
             leader
                 .shared()
@@ -124,7 +125,7 @@ pub async fn overhead(
                 .swap(cluster::policy_source(native))?;
             once(&leader, native, limit(o.regions)).await
         },
-        |sync| (sync.end_to_end, "ms"),
+        |sync| sync.end_to_end,
         progress,
     )
     .await?;
@@ -139,8 +140,9 @@ pub async fn overhead(
     let (w, nat, live) = runs_of_pairs(
         o,
         "live CPU per change",
+        "us",
         async |native: bool| live::cpu_per_change(o, native).await,
-        |&(cpu, _)| (cpu, "us"),
+        |&(cpu, _)| cpu,
         progress,
     )
     .await?;
@@ -166,17 +168,18 @@ pub async fn overhead(
 async fn runs_of_pairs<T>(
     o: &Options,
     what: &str,
+    unit: &str,
     measure: impl AsyncFn(bool) -> anyhow::Result<T>,
-    cost: impl Fn(&T) -> (f64, &'static str),
+    cost: impl Fn(&T) -> f64,
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<T>)> {
     let (mut w, mut nat, mut all) = (vec![], vec![], vec![]);
+    let pairs = o.pairs_per_run.max(1);
     for run in 0..o.runs {
         let (mut a, mut b) = (0.0, 0.0);
-        let pairs = o.pairs_per_run.max(1);
         for i in 0..pairs {
             let (x, y) = pair(run * pairs + i, &measure).await?;
-            let ((x_cost, unit), (y_cost, _)) = (cost(&x), cost(&y));
+            let (x_cost, y_cost) = (cost(&x), cost(&y));
             progress(&format!(
                 "  run {run}, pair {i}: {what} wasm {x_cost:.2} {unit}, native {y_cost:.2} {unit}"
             ));
