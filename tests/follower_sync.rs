@@ -610,3 +610,58 @@ async fn a_failed_reset_never_leaves_a_ready_follower_on_an_emptied_cache() {
     f.shutdown().await;
     leader.shutdown().await;
 }
+
+/// Issue #30 item 2: a hand-over (promotion) while a frame is being applied.
+/// The session is dropped at once, but its apply goes on in a blocking
+/// task; the hand-over must wait for it, so that the set it hands to the
+/// next role is the set the store holds. Before, the apply's write failed
+/// against the store already taken, and the cache it changed was handed
+/// over anyway: a leader serving changes it never persisted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_waits_for_the_apply_in_flight() {
+    use regionsync::follower::Follower;
+    use regionsync::region_store::Loader;
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let rs = regions(1, 200, 8);
+    feed(&leader, &rs).await;
+    let f = Follower::start(follower_config(&leader, Some(fdir.path())), policy()).unwrap();
+    let l = leader.shared().clone();
+    let shared = f.shared.clone();
+    eventually("the follower to sync", Duration::from_secs(30), || {
+        shared.is_ready() && shared.state.lock().next_index == l.ring.read().next_index()
+    })
+    .await;
+
+    shared.pause_applies(Duration::from_millis(1_500));
+    let bumped: Vec<_> = rs[..5]
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.region_epoch.as_mut().unwrap().version += 1;
+            r
+        })
+        .collect();
+    feed(&leader, &bumped).await;
+    eventually("a frame's apply in flight", Duration::from_secs(10), || {
+        shared.store.try_read().is_none()
+    })
+    .await;
+    let handover = f.hand_over().await.expect("a complete follower hands over");
+    let mut loader = Loader::default();
+    handover
+        .storage
+        .load_regions(|region, leader_id, changed| loader.add(&region, leader_id, changed))
+        .unwrap();
+    assert_eq!(
+        handover.store.digest().hex(),
+        loader.finish().digest().hex(),
+        "the handed-over set differs from the store it came with"
+    );
+    assert_eq!(
+        handover.store.get(1).unwrap().region.region_epoch.unwrap().version,
+        bumped[0].region_epoch.unwrap().version,
+        "the apply in flight ended before the hand-over"
+    );
+    leader.shutdown().await;
+}

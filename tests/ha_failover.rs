@@ -441,3 +441,59 @@ async fn a_node_with_an_empty_store_never_leads_a_cluster_that_had_data() {
     let (again, same) = converged(&cluster, "after the restart").await;
     assert_eq!((again, same), (index, digest));
 }
+
+/// Issue #30 item 1: etcd answers late (as while it elects its own leader):
+/// a keepalive sent before the leader's fence lapses is answered after it.
+/// The lapse must be final: the leader steps down instead of reopening its
+/// fence and publishing on a ring numbered apart from its store, and every
+/// node ends at the leader's (index, digest) with every change of the load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_etcd_answers_come_late_steps_down_and_nothing_diverges() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, old) = three_nodes(dir.path()).await;
+    let regions = 2_000;
+    let load = start_load(&cluster, dir.path(), regions, 20, 1_500);
+    wait_seeded(&cluster, regions).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
+    let reads = watch_reads(urls, cluster.cluster_id, regions, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Each answer 0.9 s late: under the etcd client's 1 s call bound, over
+    // half the fence's 1.8 s, so the fence runs out between a keepalive
+    // and its answer.
+    cluster.proxies[old].delay_answers(Duration::from_millis(900));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stepped_down = loop {
+        if let Some(s) = cluster.nodes[old].status().await
+            && s.ha.as_ref().is_some_and(|h| h.step_downs > 0)
+        {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    cluster.proxies[old].delay_answers(Duration::ZERO);
+    assert!(
+        stepped_down,
+        "the leader whose lease answers came late never stepped down\n{}",
+        logs(&cluster)
+    );
+    let log = std::fs::read_to_string(cluster.nodes[old].log()).unwrap_or_default();
+    assert!(
+        !log.contains("lease lapsed during a commit: the changes are kept but not published")
+            || log.contains("stepping down"),
+        "a commit lapsed and the node went on leading\n{}",
+        logs(&cluster)
+    );
+
+    finish_load(load, dir.path());
+    converged(&cluster, "after the late answers").await;
+    stop.store(true, Ordering::Release);
+    let (answered, _refused, partial) = reads.await.unwrap();
+    assert!(partial.is_empty(), "partial reads: {partial:?}");
+    assert!(answered > 0, "no read was answered");
+}

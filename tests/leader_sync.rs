@@ -647,3 +647,113 @@ async fn a_rate_limited_full_sync_is_never_silent_for_long_and_stops_promptly() 
         started.elapsed()
     );
 }
+
+/// Issue #30 item 4: a data directory left mid-sync (a follower's partial
+/// snapshot: regions on disk, no completion) must not be led as if it were
+/// the cluster's set. `regionsync leader` refuses it with the reason; a node
+/// elected as an empty node of a new cluster clears it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_store_is_refused_as_a_leader_or_cleared_when_asked() {
+    use prost::Message;
+    use regionsync::leader::{Leader, StartError};
+    use regionsync::storage::{Storage, WriteBatch};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut batch = WriteBatch {
+            reset: true,
+            next_index: Some(40),
+            complete: Some(false),
+            cluster_id: Some(7),
+            durable: true,
+            ..Default::default()
+        };
+        for r in regions(1, 30, 8) {
+            batch.put_encoded(r.id, r.peers[0].id, 0, &r.encode_to_vec());
+        }
+        storage.write(&batch).unwrap();
+    }
+    match Leader::start(leader_config(dir.path()), policy()) {
+        Err(e @ StartError::Incomplete { regions: 30, .. }) => {
+            let said = e.to_string();
+            assert!(said.contains("incomplete copy"), "{said}");
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(l) => panic!(
+            "a partial store was led with {} regions",
+            l.shared.store.read().len()
+        ),
+    }
+    // Refused without a write: the copy is still there for a follower.
+    assert!(!Storage::open(dir.path()).unwrap().meta().unwrap().complete);
+
+    let mut config = leader_config(dir.path());
+    config.clear_incomplete = true;
+    let leader = Leader::start(config, policy()).expect("cleared, it leads as an empty node");
+    assert_eq!(leader.shared.store.read().len(), 0);
+    assert_eq!(*leader.shared.published.borrow(), 1);
+    leader.shutdown().await;
+}
+
+/// Issue #30 item 10: a SyncRegions stream that never sends its request is
+/// closed after the bound (not held forever); SyncRegions and heartbeat
+/// streams beyond the leader's limits are refused with RESOURCE_EXHAUSTED;
+/// each refusal is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_bounded_in_number_and_a_silent_sync_stream_is_closed() {
+    use regionsync_proto::pdpb::SyncRegionRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = leader_config(dir.path());
+    config.first_request_timeout = Duration::from_millis(300);
+    config.max_sync_streams = 2;
+    config.max_heartbeat_streams = 1;
+    let leader = start_leader(config).await;
+    let cluster_id = leader.shared().cluster_id;
+    feed(&leader, &regions(1, 10, 8)).await;
+    let stats = &leader.shared().stats;
+
+    let mut c = client(&leader.url()).await;
+    let silent = tokio::time::timeout(
+        Duration::from_secs(5),
+        c.sync_regions(tokio_stream::pending::<SyncRegionRequest>()),
+    )
+    .await
+    .expect("a stream that sends no request is held open");
+    assert_eq!(silent.unwrap_err().code(), Code::DeadlineExceeded);
+    assert_eq!(stats.sync_first_request_timeouts.load(Ordering::Relaxed), 1);
+
+    let next = leader.shared().ring.read().next_index();
+    let mut a = sync(&leader.url(), cluster_id, next, "a").await.unwrap();
+    let mut b = sync(&leader.url(), cluster_id, next, "b").await.unwrap();
+    next_frame(&mut a).await.unwrap();
+    next_frame(&mut b).await.unwrap();
+    let third = sync(&leader.url(), cluster_id, next, "c").await;
+    assert_eq!(third.unwrap_err().code(), Code::ResourceExhausted);
+    assert_eq!(stats.sync_streams_refused.load(Ordering::Relaxed), 1);
+    drop((a, b));
+
+    // The feed's stream may still be closing: one held stream at a time.
+    let held = loop {
+        let mut c = client(&leader.url()).await;
+        match c
+            .region_heartbeat(tokio_stream::pending::<RegionHeartbeatRequest>())
+            .await
+        {
+            Ok(held) => break held,
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let refused_before = stats.heartbeat_streams_refused.load(Ordering::Relaxed);
+    let mut c = client(&leader.url()).await;
+    let second = c
+        .region_heartbeat(tokio_stream::pending::<RegionHeartbeatRequest>())
+        .await;
+    assert_eq!(second.unwrap_err().code(), Code::ResourceExhausted);
+    assert_eq!(
+        stats.heartbeat_streams_refused.load(Ordering::Relaxed),
+        refused_before + 1
+    );
+    drop(held);
+    leader.shutdown().await;
+}

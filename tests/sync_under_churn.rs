@@ -368,3 +368,104 @@ async fn send_and_wait(
     .await;
     drop(responses);
 }
+
+/// Issue #30 item 7: a delta from the delta floor scans and sends the whole
+/// store, as a full sync does; it is admitted as one. Four such deltas that
+/// their clients stopped reading hold the default policy's four slots; the
+/// fifth is refused with RESOURCE_EXHAUSTED instead of a fifth scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_as_large_as_a_full_sync_are_admitted_like_one() {
+    let ldir = tempfile::tempdir().unwrap();
+    let mut config = leader_config(ldir.path());
+    config.history_capacity = 100;
+    let leader = start_leader(config).await;
+    feed(&leader, &regions(1, 60_000, 64)).await;
+    let open = |start_index| {
+        let url = leader.url();
+        let cluster_id = leader.shared().cluster_id;
+        async move {
+            let mut c = client(&url).await;
+            let request = SyncRegionRequest {
+                header: header(cluster_id),
+                member: Some(Member {
+                    name: "delta-probe".into(),
+                    ..Default::default()
+                }),
+                start_index,
+            };
+            let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
+            call.metadata_mut()
+                .insert(CAPABILITIES_HEADER, "delta,verify".parse().unwrap());
+            let response = c.sync_regions(call).await?;
+            let route = response
+                .metadata()
+                .get(ROUTE_HEADER)
+                .map(|v| v.to_str().unwrap().to_string());
+            let mut frames = response.into_inner();
+            let first = next_frame(&mut frames).await?;
+            Ok::<_, tonic::Status>((route, first.is_some(), frames))
+        }
+    };
+    // Each holds its stream open and reads nothing more.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (route, got, frames) = open(1).await.expect("admitted");
+        assert_eq!(route.as_deref(), Some("delta"));
+        assert!(got);
+        held.push(frames);
+    }
+    match open(1).await {
+        Err(status) => assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}"),
+        Ok((route, _, _)) => panic!("a fifth whole-store delta was served (route {route:?})"),
+    }
+    assert_eq!(
+        leader.shared().stats.deltas_refused.load(Ordering::Relaxed),
+        1
+    );
+    // A small delta still goes through while the slots are taken.
+    let near = next_index(&leader) - 150;
+    let (route, got, _small) = open(near).await.expect("a small delta is not held back");
+    assert_eq!((route.as_deref(), got), (Some("delta"), true));
+    drop(held);
+    leader.shutdown().await;
+}
+
+/// Issue #30 item 5: a removal that no region still present explains. The
+/// follower holds X [a, b) and Y [b, c); Y absorbs X, then splits
+/// right-derived into [bm, c) before the new left region is heartbeated.
+/// A delta that sends only Y must still take X away: the leader keeps the
+/// removal and sends it, so the delta alone brings the follower to the
+/// leader's set (no refused completion, no full sync after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = leader_config(ldir.path());
+    config.history_capacity = 10;
+    let leader = start_leader(config).await;
+    let fillers: Vec<Region> = (0..30u64)
+        .map(|i| region(100 + i, format!("d{i:03}").as_bytes(), format!("d{:03}", i + 1).as_bytes(), 1))
+        .collect();
+    feed(&leader, &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)]).await;
+    feed(&leader, &fillers).await;
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+
+    feed(&leader, &[region(2, b"a", b"c", 2)]).await; // Y absorbs X
+    feed(&leader, &[region(2, b"bm", b"c", 3)]).await; // Y splits; [a, bm) not yet heard of
+    feed(&leader, &bumped(&fillers, 2)).await; // past the ring: a delta
+    assert!(leader.shared().store.read().get(1).is_none());
+
+    let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
+    converged(&leader, &f).await;
+    let stats = &f.shared().stats;
+    assert_eq!(stats.deltas.load(Ordering::Relaxed), 1, "it resumed by a delta");
+    assert_eq!(
+        stats.verify_failures.load(Ordering::Relaxed),
+        0,
+        "the delta's completion was refused: the follower still held the removed region"
+    );
+    assert!(f.shared().store.read().get(1).is_none());
+    f.shutdown().await;
+    leader.shutdown().await;
+}

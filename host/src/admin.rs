@@ -126,7 +126,7 @@ impl AdminAccess {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
-            Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(given) if tokens_equal(given.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong admin token".into())),
             None => Err((
                 StatusCode::UNAUTHORIZED,
@@ -136,24 +136,50 @@ impl AdminAccess {
     }
 }
 
-/// Equal bytes, in a time that depends only on the lengths: a token must not
-/// be guessable byte by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Equal tokens, compared as their SHA-256 digests in constant time: the
+/// time taken tells neither a matching prefix nor the token's length.
+fn tokens_equal(given: &[u8], token: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given), Sha256::digest(token));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Mutating routes: the token is checked here, before any extractor reads
+/// the body, so an unauthenticated caller cannot make the node buffer a
+/// 16 MiB upload.
+async fn authorize(
+    State(access): State<AdminAccess>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err((code, why)) = access.permits(request.headers()) {
+        tracing::warn!(
+            status = code.as_u16(), path = %request.uri().path(), reason = %why,
+            "a change over the admin interface refused"
+        );
+        return refused(code, why);
+    }
+    next.run(request).await
 }
 
 /// The admin routes over `node`.
 pub fn router<N: AdminNode>(node: Arc<N>, access: AdminAccess) -> Router {
-    Router::new()
-        .route("/status", get(status::<N>))
-        .route("/metrics", get(metrics::<N>))
+    let changes = Router::new()
         .route("/policy", post(swap::<N>))
         .route(
             "/policy/shadow",
             post(shadow_start::<N>).delete(shadow_stop::<N>),
         )
         .route("/policy/promote", post(promote::<N>))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            authorize,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES));
+    Router::new()
+        .route("/status", get(status::<N>))
+        .route("/metrics", get(metrics::<N>))
+        .merge(changes)
         .with_state((node, access))
 }
 
@@ -204,6 +230,8 @@ async fn change<N: AdminNode>(
     + Send
     + 'static,
 ) -> Response {
+    // `authorize` admitted the caller before the body was read; checked
+    // again here so that no route can reach a change without it.
     if let Err((code, why)) = access.permits(headers) {
         tracing::warn!(status = code.as_u16(), reason = %why, "{what} over the admin interface refused");
         return refused(code, why);
@@ -295,12 +323,50 @@ pub async fn spawn<N: AdminNode>(
         );
     }
     let app = router(node, access);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin server failed");
-        }
-    });
+    let task = tokio::spawn(serve(listener, app));
     Ok((local, task))
+}
+
+/// Connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 64;
+/// A request's headers must arrive within this (slowloris).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// No connection lives longer, whatever it is doing: bounds a body sent
+/// byte by byte. A swap's upload and compile take seconds.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serve `app` on `listener` over HTTP/1 with the bounds above.
+async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: pass, and go on.
+                tracing::warn!(error = %e, "admin interface: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "admin interface: too many connections; closed");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "admin connection ended"),
+                Err(_) => tracing::warn!(%peer, "admin connection open too long; closed"),
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -313,9 +379,9 @@ mod tests {
         assert_eq!(admin_bind_address(":9100"), "127.0.0.1:9100");
         assert_eq!(admin_bind_address("0.0.0.0:9100"), "0.0.0.0:9100");
         assert_eq!(admin_bind_address("[::1]:9100"), "[::1]:9100");
-        assert!(constant_time_eq(b"token", b"token"));
-        assert!(!constant_time_eq(b"token", b"tokem"));
-        assert!(!constant_time_eq(b"token", b"token2"));
+        assert!(tokens_equal(b"token", b"token"));
+        assert!(!tokens_equal(b"token", b"tokem"));
+        assert!(!tokens_equal(b"token", b"token2"));
         let access = AdminAccess::with_token("t");
         let mut headers = axum::http::HeaderMap::new();
         assert_eq!(
@@ -328,5 +394,97 @@ mod tests {
             AdminAccess::default().permits(&headers).unwrap_err().0,
             StatusCode::FORBIDDEN
         );
+    }
+
+    struct Fake(PolicyRuntime);
+
+    impl AdminNode for Fake {
+        fn status(&self) -> Status {
+            panic!("these tests read no status")
+        }
+        fn policy(&self) -> &PolicyRuntime {
+            &self.0
+        }
+        fn metrics(&self) -> String {
+            "# EOF\n".into()
+        }
+    }
+
+    async fn fake_admin(token: &str) -> SocketAddr {
+        let node = Arc::new(Fake(PolicyRuntime::with_default().unwrap()));
+        let (addr, _task) = spawn("127.0.0.1:0", node, AdminAccess::with_token(token))
+            .await
+            .unwrap();
+        addr
+    }
+
+    /// What the server sends before it closes, within `within`; `None`:
+    /// still open then.
+    async fn answer(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(within, stream.read_to_end(&mut got)).await;
+        read.ok().map(|_| String::from_utf8_lossy(&got).into_owned())
+    }
+
+    /// Issue #30 item 8: the token is checked before the body is read. A
+    /// caller without one announcing a 16 MiB upload is refused at once,
+    /// without sending a byte of it.
+    #[tokio::test]
+    async fn a_change_without_the_token_is_refused_before_its_body_is_read() {
+        use tokio::io::AsyncWriteExt;
+        let addr = fake_admin("secret").await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /policy HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            MAX_COMPONENT_BYTES - 1
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), {
+            use tokio::io::AsyncReadExt;
+            s.read(&mut buf)
+        })
+        .await
+        .expect("no answer until the body is sent: the body is read before the token")
+        .unwrap();
+        let said = String::from_utf8_lossy(&buf[..n]);
+        assert!(said.starts_with("HTTP/1.1 401"), "{said}");
+    }
+
+    /// Issue #30 item 8: a client that never finishes its headers
+    /// (slowloris) is closed after the header timeout.
+    #[tokio::test]
+    async fn a_request_whose_headers_never_end_is_closed() {
+        use tokio::io::AsyncWriteExt;
+        let addr = fake_admin("secret").await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let closed = answer(&mut s, HEADER_TIMEOUT * 3).await;
+        assert!(closed.is_some(), "still open {:?} after partial headers", HEADER_TIMEOUT * 3);
+    }
+
+    /// Issue #30 item 8: connections beyond the bound are closed at once;
+    /// those within it are served.
+    #[tokio::test]
+    async fn connections_beyond_the_bound_are_closed() {
+        use tokio::io::AsyncWriteExt;
+        let addr = fake_admin("secret").await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // The server has taken every one of them before the next.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let closed = answer(&mut extra, std::time::Duration::from_secs(2)).await;
+        assert_eq!(closed.as_deref(), Some(""), "a connection beyond the bound was kept");
+        let mut first = held.remove(0);
+        first
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let said = answer(&mut first, std::time::Duration::from_secs(3)).await.unwrap();
+        assert!(said.starts_with("HTTP/1.1 200"), "{said}");
     }
 }

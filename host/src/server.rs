@@ -54,6 +54,9 @@ pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
     })
 }
 
+/// HTTP/2 streams one connection may hold open at once.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1_024;
+
 impl GrpcServer {
     /// Serve `service` on `listener` until stopped, over TLS when `tls`
     /// gives this node an identity.
@@ -72,6 +75,9 @@ impl GrpcServer {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            // One client connection opens at most this many streams at once
+            // (the leader's stream limits bound them across connections).
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .add_service(service.into_server());
         // tonic applies its TCP options only to listeners it binds itself;
         // without NODELAY here, small frames wait on Nagle and delayed ACKs

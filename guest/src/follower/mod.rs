@@ -124,8 +124,11 @@ impl Policy {
             d.reconnect = Some(ReconnectReason::UnexpectedFrame);
             return d;
         }
-        if frame.region_count == 0 && state.complete {
-            // Nothing changed since our index: the completion comes at once.
+        if frame.region_count == 0 {
+            // Nothing changed since our index: the completion comes at once,
+            // with the leader's digest. So too for a store part-way through
+            // the same delta: opening a delta phase here would leave its
+            // completion to the next frame, a keepalive with no digest.
             return self.on_completion(state, frame);
         }
         FrameDecision {

@@ -284,3 +284,23 @@ fn a_completion_whose_digest_differs_clears_the_store_and_asks_for_a_full_sync()
         assert_eq!(p.on_connect(d.state).start_index, 0);
     }
 }
+
+/// Issue #30 item 6: for a store part-way through a delta, an empty first
+/// delta frame is the completion (nothing changed since its base); it must
+/// not open a delta phase whose completion the next keepalive, which
+/// carries no digest, would then claim unverified.
+#[test]
+fn an_empty_first_delta_frame_completes_a_resumable_store_too() {
+    let p = Policy::default_policy();
+    let mut s = FollowerState::opened(40, false);
+    s.resumable = true;
+    let plan = p.on_connect(s);
+    let d = p.on_frame(plan.state, delta_frame(40, 0, DigestCheck::Matched));
+    assert_eq!(d.kind, FrameKind::Completion);
+    assert_eq!(d.claim_index, Some(40));
+    assert!(d.state.complete && d.state.ready && !d.state.resumable);
+    // And a digest that differs refuses it, as for a complete store.
+    let d = p.on_frame(plan.state, delta_frame(40, 0, DigestCheck::Mismatched));
+    assert_eq!(d.kind, FrameKind::VerifyFailed);
+    assert_eq!(d.claim_index, None);
+}

@@ -242,12 +242,13 @@ pub fn frame_decision(
             });
         }
         // A completion ends a full sync or a delta (one that had nothing to
-        // send completes at once), at the frame's index, and only when the
+        // send completes at once, for a complete store or one part-way
+        // through the same delta), at the frame's index, and only when the
         // leader's digest, if any, matched.
         let syncing = matches!(before.phase, FollowerPhase::Snapshot | FollowerPhase::Delta)
             || (before.phase == FollowerPhase::Awaiting
                 && frame.announced == AnnouncedSync::Delta
-                && before.complete);
+                && (before.complete || before.resumable));
         let completion = syncing && frame.region_count == 0 && !frame.error;
         if !(d.record_history || completion) {
             return Err(Rejection::ClaimWithoutCause);

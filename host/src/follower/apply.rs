@@ -37,7 +37,9 @@ use super::stream::{EndReason, Ended};
 use super::{FollowerShared, FullSyncTrigger};
 use crate::digest::RegionFields;
 use crate::history::{RingRecord, fingerprint_of};
-use crate::policy_runtime::{AnnouncedSync, DigestCheck, FrameDecision, FrameHeader, FrameKind};
+use crate::policy_runtime::{
+    AnnouncedSync, DigestCheck, FollowerPhase, FrameDecision, FrameHeader, FrameKind,
+};
 use crate::region_store::{Outcome, RegionStore, check_region};
 use crate::storage::{StorageError, WriteBatch};
 
@@ -55,6 +57,23 @@ pub(super) fn on_frame(
     stats.bytes.fetch_add(wire_bytes, Ordering::Relaxed);
     let frame = &received.rest;
     let header_error = header_error(shared, frame);
+    // The regions a delta or a catch-up from the store says the leader
+    // removed (only on its completion frame) go first: the leader's digest
+    // is of the set without them. Only while a sync is under way (or a
+    // delta opens with its completion): elsewhere the field means nothing.
+    let removed = {
+        let phase = shared.state.lock().phase;
+        let syncing = matches!(phase, FollowerPhase::Snapshot | FollowerPhase::Delta)
+            || (phase == FollowerPhase::Awaiting && announced == AnnouncedSync::Delta);
+        if syncing && !frame.regionsync_removed.is_empty() {
+            let mut store = shared.store.write();
+            // No read sees the set between the removals and the claim.
+            shared.ready.store(false, Ordering::Release);
+            store.remove_listed(&frame.regionsync_removed)
+        } else {
+            Vec::new()
+        }
+    };
     // Only this task writes the store, so its digest now is the digest the
     // policy's decision will act on.
     let digest = match crate::wire::digest_of(&frame.regionsync_digest) {
@@ -78,6 +97,10 @@ pub(super) fn on_frame(
     let completion = d.claim_index.is_some() && !d.record_history;
 
     let mut store = shared.store.write();
+    let pause = shared.apply_pause_ms.load(Ordering::Acquire);
+    if pause > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+    }
     if !d.state.ready {
         shared.ready.store(false, Ordering::Release);
     }
@@ -121,6 +144,9 @@ pub(super) fn on_frame(
         }
         if d.begin_delta {
             ready.begin_delta(facts.next_index)?;
+        }
+        for id in &removed {
+            ready.batch.delete(*id);
         }
         // 2. apply, and 3. record what was applied, numbered from where the
         //    policy says the new records start.

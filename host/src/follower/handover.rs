@@ -34,6 +34,9 @@ impl Follower {
             tracing::warn!("follower sync task did not stop within 3 s");
         }
         let shared = self.shared;
+        // A frame still being applied ends first: its state, store and
+        // ring are what is handed over, or it fails before anything is.
+        let _applied = shared.applies_done().await;
         let state = *shared.state.lock();
         if let Err(e) = shared.drain_behind() {
             tracing::warn!(error = %crate::error_chain(&e), "a full sync's data could not be written; not handing over");

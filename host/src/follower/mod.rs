@@ -102,6 +102,14 @@ pub struct FollowerShared {
     leader: watch::Sender<String>,
     /// Which leaderships wrote the store's records (`crate::lineage`).
     lineage: Mutex<Lineages>,
+    /// Held by the frame being applied, from before it starts until it has
+    /// ended, even when the session that received it is dropped (a leader
+    /// change, a stop): the next session, a hand-over and a shutdown take
+    /// it first, so an apply never runs beside them.
+    apply_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Every apply waits this long, in milliseconds, with the store's write
+    /// lock held (fault injection: a slow disk or a huge frame).
+    apply_pause_ms: AtomicU64,
 }
 
 /// The cache and the phase machine's state for what `storage` holds: its
@@ -125,7 +133,9 @@ fn load(storage: &Storage, meta: &Meta) -> (RegionStore, FollowerState) {
         }
     }
     store.set_applied_next(meta.next_index);
-    store.set_delta_floor(meta.delta_floor.unwrap_or(0));
+    // Removals are kept in memory only (`region_store::tombstones`): once
+    // promoted, this store can send deltas from its index on, not before.
+    store.set_delta_floor(meta.next_index);
     let mut state = FollowerState::opened(meta.next_index, complete);
     state.resumable = resumable;
     (store, state)
@@ -162,6 +172,7 @@ impl Follower {
         {
             tracing::warn!("follower sync task did not stop within 3 s");
         }
+        let _applied = self.shared.apply_gate.lock().await;
         self.shared.flush_and_close_storage();
     }
 
@@ -275,6 +286,8 @@ impl FollowerShared {
             stats: FollowerStats::default(),
             last_durable: Mutex::new(std::time::Instant::now()),
             stopping: watch::channel(false).0,
+            apply_gate: Arc::new(tokio::sync::Mutex::new(())),
+            apply_pause_ms: AtomicU64::new(0),
             config,
         })
     }
@@ -335,6 +348,24 @@ impl FollowerShared {
         }
     }
 
+    /// Make every apply from now on wait `pause` with the store's write lock
+    /// held (fault injection: a slow disk, a huge frame).
+    pub fn pause_applies(&self, pause: Duration) {
+        let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+        self.apply_pause_ms.store(ms, Ordering::Release);
+    }
+
+    /// Wait until no frame is being applied, and keep it so while the
+    /// guard lives.
+    pub(crate) async fn applies_done(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.apply_gate.lock().await
+    }
+
+    /// The gate a frame's apply holds until it ends (`apply_gate`).
+    pub(crate) async fn enter_apply(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.apply_gate.clone().lock_owned().await
+    }
+
     /// After a failed write: make the cache what the store holds again, so
     /// that the two never differ (the cache was changed before the commit
     /// that failed). Readiness drops first, under the store's write lock;
@@ -358,7 +389,19 @@ impl FollowerShared {
                 (RegionStore::new(), state)
             }
             // A cache-only follower writes nothing, so nothing can fail.
-            None => return,
+            None if self.config.data_dir.is_none() => return,
+            // The store was closed (a stop, a hand-over) under this apply:
+            // the cache may hold what was never written, and nothing can be
+            // read back. Hold nothing and claim nothing.
+            None => {
+                tracing::error!(
+                    follower = %self.config.name,
+                    "a write failed after the store was closed; the cache is cleared and claims no index"
+                );
+                let mut state = FollowerState::opened(0, false);
+                state.force_full_sync = true;
+                (RegionStore::new(), state)
+            }
         };
         let held = storage
             .as_ref()

@@ -115,13 +115,21 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
         let plan = shared.begin_stream();
         shared.stats.connects.fetch_add(1, Ordering::Relaxed);
         let ended = tokio::select! {
-            ended = session(&shared, &plan, &url) => ended,
-            _ = leader.changed() => Ended::new(
+            ended = session(&shared, &plan, &url) => Some(ended),
+            _ = leader.changed() => Some(Ended::new(
                 EndReason::LeaderChanged,
                 format!("the leader is now {:?}", *leader.borrow()),
                 true,
-            ),
-            _ = stopping.wait_for(|s| *s) => return,
+            )),
+            _ = stopping.wait_for(|s| *s) => None,
+        };
+        // A dropped session's apply goes on in its blocking task: it ends
+        // before the next session starts (or the stop is honoured), so that
+        // its state, facts and store are never written beside the next
+        // session's.
+        drop(shared.applies_done().await);
+        let Some(ended) = ended else {
+            return;
         };
         shared.in_session.store(false, Ordering::Release);
         *shared
@@ -299,9 +307,12 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
         };
         progressed = true;
         let worker = shared.clone();
-        let applied =
-            tokio::task::spawn_blocking(move || worker.receive(frame, start_index, announced))
-                .await;
+        let gate = shared.enter_apply().await;
+        let applied = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            worker.receive(frame, start_index, announced)
+        })
+        .await;
         match applied {
             Ok(Ok(None)) => {}
             Ok(Ok(Some(ended))) => return ended,

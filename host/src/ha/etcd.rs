@@ -15,7 +15,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::leader::fence::Moment;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp, WatchOptions,
@@ -224,7 +226,7 @@ impl Coordinator {
         let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         // The fence counts from before the grant: etcd's lease runs from
         // when it received the request, which is later.
-        let asked = Instant::now();
+        let asked = Moment::now();
         let grant = self.note("grant a lease", lease_client.grant(ttl_secs, None).await)?;
         let lease = grant.id();
         let granted = Duration::from_secs(u64::try_from(grant.ttl()).unwrap_or(0));
@@ -328,7 +330,7 @@ async fn keep_alive(etcd: Coordinator, lease: i64, fence: Arc<Fence>) {
             }
         }
         let (keeper, answers) = stream.as_mut().expect("just opened");
-        let sent = Instant::now();
+        let sent = Moment::now();
         let answered = tokio::time::timeout(CALL_TIMEOUT, async {
             keeper.keep_alive().await?;
             answers.message().await
@@ -338,7 +340,12 @@ async fn keep_alive(etcd: Coordinator, lease: i64, fence: Arc<Fence>) {
             Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
                 etcd.reachable.store(true, Ordering::Relaxed);
                 let ttl = Duration::from_secs(u64::try_from(answer.ttl()).unwrap_or(0));
-                fence.extend(sent + fenced(ttl));
+                if !fence.extend(sent + fenced(ttl)) {
+                    // Answered after the fence lapsed: another node may have
+                    // won meanwhile. The lapse is final (`leader::fence`).
+                    tracing::error!(lease, "lease keepalive answered after the fence lapsed; leadership is given up");
+                    return;
+                }
             }
             Ok(Ok(Some(_))) => {
                 tracing::error!(lease, "etcd says the lease has expired; leadership is lost");

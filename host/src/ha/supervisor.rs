@@ -263,6 +263,10 @@ impl Supervisor {
         config.cluster_id = Some(self.config.cluster_id);
         config.term = Some(won.term);
         config.fence = won.fence.clone();
+        // Without a hand-over this node leads as an empty node of a cluster
+        // nobody led (`fitness`): a partial copy left on disk by a crash
+        // mid-sync is not what it was elected with.
+        config.clear_incomplete = handover.is_none();
         let started = match handover {
             Some(h) => Leader::start_from(config, self.policy.clone(), h),
             None => Leader::start(config, self.policy.clone()),

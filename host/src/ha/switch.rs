@@ -138,6 +138,26 @@ impl Leading for Switch {
         }
     }
 
+    fn heartbeat_slot(&self) -> Result<Box<dyn Send>, Status> {
+        match self.role() {
+            Role::Leader(l) => l.heartbeat_slot(),
+            _ => Err(self.not_leader()),
+        }
+    }
+
+    fn first_request_timeout(&self) -> std::time::Duration {
+        match self.role() {
+            Role::Leader(l) => l.first_request_timeout(),
+            _ => crate::leader::LeaderConfig::new("").first_request_timeout,
+        }
+    }
+
+    fn count_first_request_timeout(&self) {
+        if let Role::Leader(l) = &*self.role.read() {
+            l.count_first_request_timeout();
+        }
+    }
+
     fn open_sync(
         &self,
         request: SyncRegionRequest,

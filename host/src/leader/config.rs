@@ -40,6 +40,18 @@ pub struct LeaderConfig {
     /// Changes are accepted only while it holds (the etcd lease; a static
     /// leader's never closes).
     pub fence: std::sync::Arc<super::Fence>,
+    /// A store that is not a complete set (a follower's, left mid-sync) is
+    /// cleared before leading instead of refused: for a node elected to
+    /// lead a cluster that never had a leader, as an empty node
+    /// (`ha::supervisor`). Never for `regionsync leader`.
+    pub clear_incomplete: bool,
+    /// SyncRegions streams served at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    pub max_sync_streams: usize,
+    /// RegionHeartbeat streams open at once; more are refused.
+    pub max_heartbeat_streams: usize,
+    /// A SyncRegions stream must send its request within this.
+    pub first_request_timeout: Duration,
 }
 
 impl LeaderConfig {
@@ -61,6 +73,10 @@ impl LeaderConfig {
             tls: None,
             term: None,
             fence: std::sync::Arc::new(super::Fence::open()),
+            clear_incomplete: false,
+            max_sync_streams: 1_024,
+            max_heartbeat_streams: 4_096,
+            first_request_timeout: Duration::from_secs(10),
         }
     }
 }

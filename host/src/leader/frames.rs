@@ -158,11 +158,17 @@ fn records(
 /// The end of a full or delta sync at `index`, with the leader's region-set
 /// digest at that index for a follower that verifies (regionsync's field
 /// 1001, which PD decoders skip).
-pub fn completion(cluster_id: u64, index: u64, digest: Option<u128>) -> SyncRegionResponse {
+pub fn completion(
+    cluster_id: u64,
+    index: u64,
+    digest: Option<u128>,
+    removed: Vec<u64>,
+) -> SyncRegionResponse {
     let mut frame = empty(cluster_id, index);
     if let Some(d) = digest {
         frame.regionsync_digest = crate::wire::digest_bytes(d);
     }
+    frame.regionsync_removed = removed;
     frame
 }
 

@@ -116,10 +116,10 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         ..Default::default()
     };
     let mut store = shared.store.write();
+    // The intake is the only writer, and publishes every batch before it
+    // takes the next: the store's applied index is the ring's next index.
+    let base = store.applied_next();
     let next = {
-        // The intake is the only writer, and publishes every batch before it
-        // takes the next: the store's applied index is the ring's next index.
-        let base = store.applied_next();
         for change in batch.drain(..) {
             let extra = fingerprint(&change, shared.flow_divisor);
             let index = base + records.len() as u64;
@@ -175,8 +175,11 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
     }
     if !shared.config.fence.holds() {
         // Durable here, but the lease lapsed during the commit: no follower
-        // gets it. Should this node lead again, its lineage tells followers
-        // that copied another leader's records apart (`crate::lineage`).
+        // gets it, and the store is now ahead of the ring, so this leader
+        // must never publish again. The lapse is final (`fence`): it steps
+        // down (`ha::supervisor`). Should this node lead again, its lineage
+        // tells followers that copied another leader's records apart
+        // (`crate::lineage`).
         stats
             .fenced
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -192,6 +195,21 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         .fetch_add(records.len() as u64, Ordering::Relaxed);
     {
         let mut ring = shared.ring.write();
+        if ring.next_index() != base {
+            // The ring would number these records apart from the store.
+            // Only a commit left unpublished can cause it, and the fence
+            // rules that out; should it happen, serve nothing rather than
+            // a history that is not the store's.
+            drop(ring);
+            shared.failed.store(true, Ordering::Release);
+            shared.published.send_modify(|_| {});
+            tracing::error!(
+                ring_next = shared.ring.read().next_index(),
+                store_base = base,
+                "the history ring and the store disagree on numbering; the leader stops"
+            );
+            return Ok(batch);
+        }
         for r in records {
             ring.push(r);
         }

@@ -57,6 +57,19 @@ pub enum StartError {
         /// The cluster id given.
         flag: u64,
     },
+    /// The store is not a complete set (a follower's data directory left
+    /// mid-sync): leading it would serve part of a cluster as all of it.
+    #[error(
+        "data directory {} holds an incomplete copy ({regions} regions, sync toward index {next_index} unfinished); a leader serves only a complete set: start it as a follower, or give the leader an empty directory", dir.display()
+    )]
+    Incomplete {
+        /// The data directory.
+        dir: PathBuf,
+        /// Regions it holds.
+        regions: usize,
+        /// The index its unfinished sync was for.
+        next_index: u64,
+    },
 }
 
 /// Everything the leader's tasks share.
@@ -95,6 +108,8 @@ pub struct LeaderShared {
     pub closing: AtomicBool,
     /// 10^`flow_round_digits`: flow is compared in multiples of this.
     pub flow_divisor: u64,
+    /// RegionHeartbeat streams open now.
+    heartbeat_streams: Arc<std::sync::atomic::AtomicUsize>,
     intake: mpsc::Sender<Record>,
 }
 
@@ -123,19 +138,44 @@ pub(crate) fn load(storage: &Storage, meta: &Meta) -> Result<RegionStore, Storag
     // A fresh leader numbers from 1, so that index 0 always means "I have
     // nothing" on the wire.
     let next_index = meta.next_index.max(1);
-    // Changes are tracked from the floor on: from the first index for a new
-    // store; an older store's floor was set when it was upgraded.
     store.set_applied_next(next_index);
-    store.set_delta_floor(meta.delta_floor.unwrap_or(next_index).max(1));
+    // Changed regions are tracked on disk (each row keeps its change index),
+    // removals only in memory (`region_store::tombstones`): a store loaded
+    // from disk can say what was removed only from here on, so a delta or a
+    // catch-up from before here is a full sync.
+    store.set_delta_floor(next_index);
     Ok(store)
+}
+
+/// The store holds something that is not a complete set: regions or an
+/// index of a sync that never completed. An empty, never-synced store is
+/// not incomplete (a new leader's).
+fn incomplete(meta: &Meta, store: &RegionStore) -> bool {
+    !meta.complete && (meta.next_index > 0 || meta.resumable || !store.is_empty())
 }
 
 impl Leader {
     /// Open the store, load regions and numbering, and start the intake.
     pub fn start(config: LeaderConfig, policy: Arc<PolicyRuntime>) -> Result<Leader, StartError> {
         let storage = Storage::open(&config.data_dir)?;
-        let meta = storage.meta()?;
-        let store = load(&storage, &meta)?;
+        let mut meta = storage.meta()?;
+        let mut store = load(&storage, &meta)?;
+        if config.clear_incomplete && incomplete(&meta, &store) {
+            tracing::warn!(
+                regions = store.len(), next_index = meta.next_index, data_dir = %config.data_dir.display(),
+                "the store holds an incomplete copy; cleared to lead as an empty node"
+            );
+            storage.write(&WriteBatch {
+                reset: true,
+                next_index: Some(0),
+                resumable: Some(false),
+                lineage: Some(Lineage::default()),
+                durable: true,
+                ..Default::default()
+            })?;
+            meta = storage.meta()?;
+            store = load(&storage, &meta)?;
+        }
         let ring = HistoryRing::new(
             config.history_capacity,
             config.history_bytes,
@@ -166,6 +206,13 @@ impl Leader {
             ring,
         } = handover;
         let meta = storage.meta()?;
+        if incomplete(&meta, &store) {
+            return Err(StartError::Incomplete {
+                dir: config.data_dir.clone(),
+                regions: store.len(),
+                next_index: meta.next_index,
+            });
+        }
         let cluster_id = match (meta.cluster_id, config.cluster_id) {
             (Some(kept), Some(flag)) if kept != flag => {
                 return Err(StartError::ClusterMismatch {
@@ -229,6 +276,7 @@ impl Leader {
             next_stream_id: AtomicU64::new(1),
             failed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            heartbeat_streams: Arc::default(),
             intake,
             config,
         });
@@ -368,5 +416,29 @@ impl LeaderShared {
     /// The leader is stopping (or stopped).
     pub fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
+    }
+
+    /// A place for one more heartbeat stream, held while it lives; `None`
+    /// (and counted) when `max_heartbeat_streams` are open.
+    pub fn heartbeat_slot(&self) -> Option<StreamSlot> {
+        let open = &self.heartbeat_streams;
+        let taken = open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let slot = StreamSlot(open.clone());
+        if taken >= self.config.max_heartbeat_streams {
+            self.stats
+                .heartbeat_streams_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        Some(slot)
+    }
+}
+
+/// Counts an open stream while it lives.
+pub struct StreamSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }

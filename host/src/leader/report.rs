@@ -34,12 +34,13 @@ impl LeaderShared {
     pub fn status(&self) -> crate::status::Status {
         let now = self.ring_now();
         let ring = now.view;
-        let (regions, digest, delta_floor) = {
+        let (regions, digest, delta_floor, removals) = {
             let store = self.store.read();
             (
                 store.len() as u64,
                 store.digest().hex(),
                 store.delta_floor(),
+                store.removals_kept() as u64,
             )
         };
         let stats = &self.stats;
@@ -57,7 +58,12 @@ impl LeaderShared {
         details.insert("history_capacity".into(), ring.capacity);
         details.insert("unchanged".into(), stats.unchanged.load(Ordering::Relaxed));
         details.insert("deltas".into(), stats.deltas.load(Ordering::Relaxed));
+        details.insert(
+            "deltas_refused".into(),
+            stats.deltas_refused.load(Ordering::Relaxed),
+        );
         details.insert("delta_floor".into(), delta_floor);
+        details.insert("removals_kept".into(), removals);
         details.insert("history_bytes".into(), now.bytes as u64);
         if let Some(ms) = now.covered_ms {
             // How long a follower may be away and still resume by history
@@ -145,6 +151,26 @@ impl LeaderShared {
                 &stats.unchanged,
             ),
             ("delta_syncs", "Delta syncs served", &stats.deltas),
+            (
+                "sync_streams_refused",
+                "SyncRegions streams refused because the stream limit was reached",
+                &stats.sync_streams_refused,
+            ),
+            (
+                "sync_first_request_timeouts",
+                "SyncRegions streams closed for sending no request in time",
+                &stats.sync_first_request_timeouts,
+            ),
+            (
+                "heartbeat_streams_refused",
+                "RegionHeartbeat streams refused because the stream limit was reached",
+                &stats.heartbeat_streams_refused,
+            ),
+            (
+                "delta_syncs_refused",
+                "Deltas as large as a full sync refused by admission",
+                &stats.deltas_refused,
+            ),
             (
                 "changes_fenced",
                 "Changes not applied or not published because the lease fence had closed",

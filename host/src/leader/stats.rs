@@ -59,6 +59,15 @@ pub struct LeaderStats {
     pub bytes_sent: AtomicU64,
     /// Delta syncs served.
     pub deltas: AtomicU64,
+    /// Deltas as large as a full sync that admission refused.
+    pub deltas_refused: AtomicU64,
+    /// SyncRegions streams refused because `max_sync_streams` were open.
+    pub sync_streams_refused: AtomicU64,
+    /// SyncRegions streams that sent no request within the bound.
+    pub sync_first_request_timeouts: AtomicU64,
+    /// RegionHeartbeat streams refused because `max_heartbeat_streams`
+    /// were open.
+    pub heartbeat_streams_refused: AtomicU64,
     /// (cause, outcome) -> count.
     pub full_syncs: Mutex<BTreeMap<(RouteCause, FullSyncOutcome), u64>>,
 }

@@ -66,6 +66,27 @@ impl Leading for LeaderNode {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    fn heartbeat_slot(&self) -> Result<Box<dyn Send>, Status> {
+        match self.shared.heartbeat_slot() {
+            Some(slot) => Ok(Box::new(slot)),
+            None => Err(Status::resource_exhausted(format!(
+                "this leader has {} heartbeat streams open, its limit; retry later",
+                self.shared.config.max_heartbeat_streams
+            ))),
+        }
+    }
+
+    fn first_request_timeout(&self) -> std::time::Duration {
+        self.shared.config.first_request_timeout
+    }
+
+    fn count_first_request_timeout(&self) {
+        self.shared
+            .stats
+            .sync_first_request_timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn open_sync(
         &self,
         request: SyncRegionRequest,

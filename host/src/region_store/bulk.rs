@@ -65,6 +65,7 @@ impl RegionStore {
         *self = RegionStore {
             applied_next: self.applied_next,
             delta_floor: self.delta_floor,
+            tombstones: std::mem::take(&mut self.tombstones),
             ..loader.finish_with(Some(by_start))
         };
     }

@@ -13,7 +13,8 @@
 //! snapshot, a load, a grown store rebuilt) `bulk` and `tree_builder`, a
 //! snapshot's regions until then `run`, regions kept as they arrived
 //! `view`, the store read for snapshot frames `chunk`, regions refused
-//! before they get here `check`, realistic sets for benches `sample`.
+//! before they get here `check`, realistic sets for benches `sample`,
+//! removals kept for deltas and catch-ups `tombstones`.
 
 mod bulk;
 mod check;
@@ -23,6 +24,7 @@ mod key_ref;
 mod loader;
 mod run;
 pub mod sample;
+mod tombstones;
 mod tree_builder;
 mod view;
 
@@ -78,8 +80,11 @@ pub struct RegionStore {
     /// `leader::intake`).
     applied_next: u64,
     /// Oldest index from which `changed_since` names every changed region
-    /// (0: none; the changes before it are not tracked).
+    /// and `removed_since` every removed one (0: none; the changes before
+    /// it are not tracked).
     delta_floor: u64,
+    /// Regions removed by changes, with their indexes (`tombstones`).
+    tombstones: tombstones::Tombstones,
     /// Taking a snapshot in bulk (`bulk`): regions that follow the run go
     /// into it rather than into the maps.
     bulk: bool,
@@ -175,7 +180,58 @@ impl RegionStore {
     /// `changed` is the index of the record this change becomes (an upper
     /// bound where the exact index is unknown); `changed_since` reads it.
     pub fn apply(&mut self, region: &Region, leader_id: u64, extra: u64, changed: u64) -> Outcome {
-        self.apply_entry(region, Entry::new(region, leader_id, extra, changed))
+        let outcome = self.apply_entry(region, Entry::new(region, leader_id, extra, changed));
+        self.note_removals(region.id, changed, &outcome);
+        outcome
+    }
+
+    /// Keep what a change at `changed` removed, and forget an earlier
+    /// removal of the region it stored. A snapshot's regions (index 0)
+    /// remove nothing the leader did not remove before the snapshot.
+    fn note_removals(&mut self, id: u64, changed: u64, outcome: &Outcome) {
+        let Outcome::Applied { removed } = outcome else {
+            return;
+        };
+        self.tombstones.revive(id);
+        if changed == 0 {
+            return;
+        }
+        for gone in removed {
+            if let Some(forgotten) = self.tombstones.bury(*gone, changed) {
+                // Syncs from at or before it could no longer say so.
+                self.delta_floor = self.delta_floor.max(forgotten + 1);
+            }
+        }
+    }
+
+    /// Ids of regions removed at or after `from` and not present again
+    /// (complete from the delta floor on).
+    pub fn removed_since(&self, from: u64) -> Vec<u64> {
+        self.tombstones.since(from)
+    }
+
+    /// Removals kept (`tombstones`).
+    pub fn removals_kept(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// Take away the regions `ids` names (a delta's or a catch-up's
+    /// removals); returns those that were present.
+    pub fn remove_listed(&mut self, ids: &[u64]) -> Vec<u64> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        if self.unsettled() {
+            self.settle();
+        }
+        let mut gone = Vec::new();
+        for &id in ids {
+            if self.by_id.contains_key(&id) {
+                self.remove(id);
+                gone.push(id);
+            }
+        }
+        gone
     }
 
     /// [`Self::apply`] for a region as received: one whose encoding is
@@ -189,7 +245,9 @@ impl RegionStore {
     ) -> Outcome {
         match region {
             Incoming::Encoded(v) => {
-                self.apply_entry(v, Entry::from_view(v, leader, extra, changed))
+                let outcome = self.apply_entry(v, Entry::from_view(v, leader, extra, changed));
+                self.note_removals(v.id(), changed, &outcome);
+                outcome
             }
             Incoming::Decoded(r) => self.apply(r, leader, extra, changed),
         }
@@ -372,15 +430,35 @@ impl RegionStore {
     /// Up to `limit` regions (0: no limit) in key order, from the one
     /// containing `start` up to (not including) `end` (empty: no end).
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<StoredRegion> {
+        self.scan_within(start, end, limit, usize::MAX)
+    }
+
+    /// As [`RegionStore::scan`], stopping before the regions' encodings
+    /// pass `max_bytes` (at least one region): nothing beyond the budget is
+    /// decoded or copied, so a large scan holds the lock and memory only
+    /// for what it returns.
+    pub fn scan_within(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        max_bytes: usize,
+    ) -> Vec<StoredRegion> {
         let first = self
             .get_by_key(start)
             .map(|r| r.region.start_key)
             .unwrap_or_else(|| start.to_vec());
         let limit = if limit == 0 { usize::MAX } else { limit };
+        let mut bytes = 0usize;
         self.in_key_order(Bound::Included(first.as_slice()))
             .take_while(|(_, e)| end.is_empty() || e.start_key() < end)
             .take(limit)
-            .map(|(_, e)| stored(e))
+            .enumerate()
+            .take_while(|(i, (_, e))| {
+                bytes = bytes.saturating_add(e.blob().len());
+                *i == 0 || bytes <= max_bytes
+            })
+            .map(|(_, (_, e))| stored(e))
             .collect()
     }
 }

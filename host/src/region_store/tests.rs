@@ -364,3 +364,24 @@ fn an_id_sent_twice_in_a_run_keeps_its_later_copy() {
     want.apply(&region(1, "c", "d", 1, 1), 0, 0, 0);
     assert_eq!(reads(&s), reads(&want));
 }
+
+/// Issue #30 item 9: a scan stops at its byte budget (one region at
+/// least), in key order from the start key's region, instead of decoding
+/// its whole limit under the read lock and cutting afterwards.
+#[test]
+fn a_scan_within_a_byte_budget_stops_there() {
+    let mut s = RegionStore::new();
+    for i in 0..100u64 {
+        let (start, end) = (format!("k{i:04}"), format!("k{:04}", i + 1));
+        s.apply(&region(i + 1, &start, &end, 1, 1), 0, 0, i);
+    }
+    let one = prost::Message::encoded_len(&s.scan(b"", b"", 1)[0].region);
+    let all = s.scan_within(b"", b"", 0, usize::MAX);
+    assert_eq!(all.len(), 100);
+    let cut = s.scan_within(b"k0010", b"", 0, one * 7);
+    assert!((6..=7).contains(&cut.len()), "{} regions", cut.len());
+    assert_eq!(cut[0].region.id, 11);
+    assert!(cut.windows(2).all(|w| w[0].region.end_key == w[1].region.start_key));
+    assert_eq!(s.scan_within(b"", b"", 0, 1).len(), 1, "one region at least");
+    assert_eq!(s.scan_within(b"", b"", 3, usize::MAX).len(), 3);
+}

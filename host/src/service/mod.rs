@@ -77,6 +77,13 @@ pub trait Leading: Send + Sync + 'static {
     fn submit(&self, change: Record) -> BoxFuture<'_, Result<(), Status>>;
     /// Count a heartbeat refused as malformed.
     fn count_refused(&self);
+    /// A place for one more heartbeat stream, held while it lives; refused
+    /// when the leader's limit of open heartbeat streams is reached.
+    fn heartbeat_slot(&self) -> Result<Box<dyn Send>, Status>;
+    /// How long a SyncRegions stream may take to send its request.
+    fn first_request_timeout(&self) -> std::time::Duration;
+    /// Count a SyncRegions stream closed for sending no request in time.
+    fn count_first_request_timeout(&self);
     /// Serve a follower's sync stream, whose first request passed the
     /// cluster check, with what the follower announced in its metadata.
     fn open_sync(
@@ -197,9 +204,11 @@ impl Pd for PdService {
     ) -> Result<Response<Self::RegionHeartbeatStream>, Status> {
         let leading = self.leading("this node is a follower; send heartbeats to the leader")?;
         let cluster_id = self.reads.cluster_id();
+        let slot = leading.heartbeat_slot()?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            let _slot = slot;
             loop {
                 let req = match inbound.message().await {
                     Ok(Some(req)) => req,
@@ -279,18 +288,13 @@ impl Pd for PdService {
         let limit = usize::try_from(req.limit).unwrap_or(0).min(100_000);
         let limit = if limit == 0 { 100_000 } else { limit };
         let mut found = Vec::new();
-        self.reads
-            .read(&mut |store| found = store.scan(&req.start_key, &req.end_key, limit))?;
         // Each region goes out twice (region_metas and regions): keep the
-        // answer well under the message limit; clients page on from the last
-        // region's end key.
-        let mut bytes = 0;
-        if let Some(cut) = found.iter().position(|r| {
-            bytes += 2 * (prost::Message::encoded_len(&r.region) + 16);
-            bytes > SCAN_BYTES
-        }) {
-            found.truncate(cut.max(1));
-        }
+        // answer well under the message limit, and stop reading the store
+        // there (not after decoding `limit` regions under its read lock);
+        // clients page on from the last region's end key.
+        self.reads.read(&mut |store| {
+            found = store.scan_within(&req.start_key, &req.end_key, limit, SCAN_BYTES / 2)
+        })?;
         let region_metas: Vec<Region> = found.iter().map(|r| r.region.clone()).collect();
         let leaders = found.iter().map(|r| r.leader).collect();
         let regions = found
@@ -347,9 +351,19 @@ impl PdService {
                 .map(|v| v.to_str().unwrap_or("not text")),
         );
         let mut inbound = request.into_inner();
-        let first = inbound.message().await?.ok_or_else(|| {
-            Status::invalid_argument("SyncRegions stream closed before its request")
-        })?;
+        let bound = leading.first_request_timeout();
+        let first = match tokio::time::timeout(bound, inbound.message()).await {
+            Ok(first) => first?.ok_or_else(|| {
+                Status::invalid_argument("SyncRegions stream closed before its request")
+            })?,
+            Err(_) => {
+                leading.count_first_request_timeout();
+                tracing::warn!(bound = ?bound, "SyncRegions stream sent no request in time; closed");
+                return Err(Status::deadline_exceeded(format!(
+                    "no SyncRegions request within {bound:?} of opening the stream"
+                )));
+            }
+        };
         if let Err(status) = self.check_cluster(first.header.as_ref(), true) {
             tracing::warn!(
                 follower = first.member.as_ref().map_or("", |m| m.name.as_str()),

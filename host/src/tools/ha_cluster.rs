@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -126,10 +126,14 @@ impl Drop for Etcd {
 }
 
 /// A TCP proxy that can be cut: every open connection is dropped and new
-/// ones are closed at once, as a network partition would.
+/// ones are closed at once, as a network partition would. It can also hold
+/// every answer (bytes from the target) for a while before passing it on, as
+/// an etcd electing its own leader does: requests still reach etcd on time,
+/// the answers come late.
 pub struct Proxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    answer_delay_ms: Arc<AtomicU64>,
     conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -140,20 +144,20 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let cut = Arc::new(AtomicBool::new(false));
+        let answer_delay_ms = Arc::new(AtomicU64::new(0));
         let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
         let task = {
-            let (cut, conns) = (cut.clone(), conns.clone());
+            let (cut, conns, delay) = (cut.clone(), conns.clone(), answer_delay_ms.clone());
             tokio::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
                     if cut.load(Ordering::Acquire) {
                         drop(inbound);
                         continue;
                     }
+                    let delay = delay.clone();
                     let conn = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(target).await {
-                            let mut inbound = inbound;
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(target).await {
+                            forward(inbound, outbound, delay).await;
                         }
                     });
                     let mut conns = conns.lock();
@@ -165,9 +169,17 @@ impl Proxy {
         Ok(Proxy {
             addr,
             cut,
+            answer_delay_ms,
             conns,
             task,
         })
+    }
+
+    /// Deliver every answer `delay` after the target sent it, in order
+    /// (zero: at once), on open connections and new ones.
+    pub fn delay_answers(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.answer_delay_ms.store(ms, Ordering::Release);
     }
 
     /// Its URL, for a node's `--etcd`.
@@ -196,6 +208,45 @@ impl Drop for Proxy {
             c.abort();
         }
     }
+}
+
+/// Requests pass at once; each chunk of answers is passed on the answer
+/// delay after it was read (the delay read when it arrives), in order.
+async fn forward(inbound: TcpStream, outbound: TcpStream, delay_ms: Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let requests = async {
+        let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
+        let _ = out_write.shutdown().await;
+    };
+    // Bounded: a reader that falls far behind holds the target back.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+    let read_answers = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match out_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let due = tokio::time::Instant::now()
+                        + Duration::from_millis(delay_ms.load(Ordering::Acquire));
+                    if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let write_answers = async {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if in_write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = in_write.shutdown().await;
+    };
+    tokio::join!(requests, read_answers, write_answers);
 }
 
 /// One `regionsync node` process.

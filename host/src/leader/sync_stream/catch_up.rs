@@ -37,10 +37,12 @@ impl Stream {
             from: mut since,
             mut position,
         } = mark.into();
+        // Removals are sent from the sync's base, all on the completion.
+        let base = since;
         let started = Instant::now();
         let mut passes = 0u32;
         let mut sent = 0u64;
-        let (completed, digest) = loop {
+        let (completed, digest, removals) = loop {
             if shared.is_stopping() {
                 return Err(End::Stopped);
             }
@@ -65,27 +67,48 @@ impl Stream {
                 CatchUpStep::FinalPass => {
                     // One read lock: the regions, the index and the digest
                     // are one state of the store.
-                    let (regions, completed, digest) = {
+                    let (regions, completed, digest, removed, floor) = {
                         let store = shared.store.read();
                         let (ids, _) = store.changed_since(since, None, usize::MAX);
                         let regions: Vec<StoredRegion> =
                             ids.iter().filter_map(|id| store.get(*id)).collect();
-                        (regions, store.applied_next(), store.digest())
+                        (
+                            regions,
+                            store.applied_next(),
+                            store.digest(),
+                            store.removed_since(base),
+                            store.delta_floor(),
+                        )
                     };
+                    if floor > base {
+                        // Removals since the base were forgotten (the bound
+                        // on those kept): this sync could not say them all.
+                        return Err(End::Exhausted(format!(
+                            "the leader no longer knows every region removed since index {base} \
+                             (it keeps them from {floor}); reconnect for a full sync"
+                        )));
+                    }
+
                     sent += regions.len() as u64;
                     self.send_regions(regions, position, delta_base).await?;
                     passes += 1;
-                    break (completed, digest);
+                    break (completed, digest, removed);
                 }
             }
         };
         self.wait_durable(completed).await?;
         let digest = self.caps.verify.then_some(digest.value());
-        self.send(frames::completion(self.cluster_id(), completed, digest))
-            .await?;
+        let removed = removals.len();
+        self.send(frames::completion(
+            self.cluster_id(),
+            completed,
+            digest,
+            removals,
+        ))
+        .await?;
         tracing::info!(
             follower = %self.follower, kind = if delta_base.is_some() { "delta" } else { "full sync" },
-            passes, regions = sent, completion_index = completed, verified = digest.is_some(),
+            passes, regions = sent, removed, completion_index = completed, verified = digest.is_some(),
             took = ?started.elapsed(), "sync complete; stream is live"
         );
         Ok(completed)

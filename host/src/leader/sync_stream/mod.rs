@@ -56,7 +56,7 @@ enum End {
     Stopped,
     /// Records the stream needed are gone from the ring.
     Exhausted(String),
-    /// Too many full syncs running.
+    /// Too many full syncs (or deltas as large) running.
     Refused,
     /// The leader's storage failed: it claims no index any more.
     Failed,
@@ -132,7 +132,7 @@ async fn run(
             "follower stream ended with RESOURCE_EXHAUSTED; it will come back for a delta or a full sync"
         ),
         End::Refused => tracing::warn!(
-            follower = %stream.follower, "full sync refused by admission; the follower will retry"
+            follower = %stream.follower, "sync refused by admission; the follower will retry"
         ),
     }
 }
@@ -198,7 +198,7 @@ impl Stream {
             End::Exhausted(why) => self.fail(Status::resource_exhausted(why.clone())).await,
             End::Refused => {
                 self.fail(Status::resource_exhausted(
-                    "too many full syncs running; retry later",
+                    "too many full syncs (or deltas as large as one) running; retry later",
                 ))
                 .await
             }
@@ -249,8 +249,10 @@ impl Stream {
                 (StreamPhase::CatchingUp, pin.from(), Some((pin, slot)))
             }
             RouteAction::Delta(from) => {
+                let slot = self.admit_delta(from)?;
                 shared.stats.deltas.fetch_add(1, Ordering::Relaxed);
                 let completed = self.catch_up(from, Some(from)).await?;
+                drop(slot);
                 (StreamPhase::Live, completed, None)
             }
         };

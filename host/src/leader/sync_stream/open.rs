@@ -39,6 +39,20 @@ pub fn open(
             "the leader cannot persist changes; it claims no index until it is restarted",
         ));
     }
+    let open = shared.streams.lock().len();
+    if open >= shared.config.max_sync_streams {
+        shared
+            .stats
+            .sync_streams_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            follower = %follower_name(&request), open, limit = shared.config.max_sync_streams,
+            "SyncRegions stream refused: the stream limit is reached"
+        );
+        return Err(Status::resource_exhausted(format!(
+            "this leader serves {open} SyncRegions streams, its limit; retry later"
+        )));
+    }
     if let Some(theirs) = diverged(shared, request.start_index, caps.last_term) {
         // Its records from somewhere before its index are not ours: only a
         // full sync replaces them (`crate::lineage`).

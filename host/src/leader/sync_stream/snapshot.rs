@@ -20,6 +20,10 @@ impl Drop for FullSyncSlot {
     }
 }
 
+/// Changes since a delta's base from which it is admitted as a full sync
+/// is: a few frames' worth is cheap enough to serve whatever runs.
+pub(super) const LARGE_DELTA: u64 = 10_000;
+
 /// Where a snapshot ended: the index from which the store's changes must be
 /// caught up, and how many positions its frames used.
 pub(super) struct Mark {
@@ -45,6 +49,36 @@ impl Stream {
             .stats
             .count_full_sync(cause, FullSyncOutcome::Started);
         Ok(slot)
+    }
+
+    /// Admit a delta from `from` as a full sync when it may cost like one.
+    /// Its cost is at most the changes since its base and at most the
+    /// store: a delta from near the delta floor scans and sends most of the
+    /// store, and as many of those at once as clients like would do what
+    /// full-sync admission exists to prevent. A small delta takes no slot.
+    pub(super) fn admit_delta(&self, from: u64) -> Result<Option<FullSyncSlot>, End> {
+        let shared = &self.shared;
+        let cost = {
+            let store = shared.store.read();
+            store
+                .applied_next()
+                .saturating_sub(from)
+                .min(store.len() as u64)
+        };
+        if cost < LARGE_DELTA {
+            return Ok(None);
+        }
+        let running = shared.full_syncs_running.fetch_add(1, Ordering::AcqRel);
+        let slot = FullSyncSlot(shared.clone());
+        if !shared.policy.admit_full_sync(running) {
+            shared.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                follower = %self.follower, from, cost, running,
+                "a delta as large as a full sync refused by admission"
+            );
+            return Err(End::Refused);
+        }
+        Ok(Some(slot))
     }
 
     /// Stream the snapshot. With a `pin` (PD's protocol), a broken pin ends
