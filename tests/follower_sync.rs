@@ -659,7 +659,14 @@ async fn a_hand_over_waits_for_the_apply_in_flight() {
         "the handed-over set differs from the store it came with"
     );
     assert_eq!(
-        handover.store.get(1).unwrap().region.region_epoch.unwrap().version,
+        handover
+            .store
+            .get(1)
+            .unwrap()
+            .region
+            .region_epoch
+            .unwrap()
+            .version,
         bumped[0].region_epoch.unwrap().version,
         "the apply in flight ended before the hand-over"
     );

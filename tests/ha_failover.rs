@@ -497,3 +497,70 @@ async fn a_leader_whose_etcd_answers_come_late_steps_down_and_nothing_diverges()
     assert!(partial.is_empty(), "partial reads: {partial:?}");
     assert!(answered > 0, "no read was answered");
 }
+
+/// Issue #30 item 3: the leader dies while one follower lags (frozen for a
+/// second under load). Both survivors hold records of the newest term and
+/// may lead; the one holding more of them must win, so that nothing a
+/// follower received is lost: the other resumes from it by history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survivor_with_the_most_of_the_newest_term_wins() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, old) = three_nodes(dir.path()).await;
+    let regions = 2_000;
+    let load = start_load(&cluster, dir.path(), regions, 25, 4_000);
+    wait_seeded(&cluster, regions).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let followers: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let (ahead, behind) = (followers[0], followers[1]);
+    // Frozen long enough that what the leader sends it outgrows the HTTP/2
+    // window and the socket buffers: the rest never leaves the leader.
+    cluster.nodes[behind].freeze(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(6_000)).await;
+    cluster.nodes[old].kill();
+    cluster.nodes[behind].freeze(false).unwrap();
+    // What each holds once the dead leader's last frames are applied.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let index = |s: Option<regionsync::status::Status>| s.map_or(0, |s| s.next_index);
+    let (at_ahead, at_behind) = (
+        index(cluster.nodes[ahead].status().await),
+        index(cluster.nodes[behind].status().await),
+    );
+    let new = cluster
+        .wait_for_leader(Some(old), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no new leader\n{}", logs(&cluster)));
+    eprintln!("survivors at {at_ahead} and {at_behind}; node {new} won");
+    assert!(
+        at_ahead > at_behind,
+        "the frozen follower did not lag ({at_ahead} vs {at_behind}): the test proves nothing"
+    );
+    {
+        let furthest = ahead;
+        assert_eq!(
+            new,
+            furthest,
+            "node {new} won at {}, though node {furthest} held more of the term ({at_ahead} vs {at_behind})\n{}",
+            if new == ahead { at_ahead } else { at_behind },
+            logs(&cluster)
+        );
+    }
+    let other = if new == ahead { behind } else { ahead };
+    let before = cluster.nodes[other]
+        .status()
+        .await
+        .map_or(0, |s| full_syncs(&s));
+    cluster.nodes[old].start().unwrap();
+    finish_load(load, dir.path());
+    converged(&cluster, "after the failover").await;
+    let after = cluster.nodes[other]
+        .status()
+        .await
+        .map_or(0, |s| full_syncs(&s));
+    assert_eq!(
+        after,
+        before,
+        "the other survivor took a full sync\n{}",
+        logs(&cluster)
+    );
+}

@@ -443,9 +443,20 @@ async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
     config.history_capacity = 10;
     let leader = start_leader(config).await;
     let fillers: Vec<Region> = (0..30u64)
-        .map(|i| region(100 + i, format!("d{i:03}").as_bytes(), format!("d{:03}", i + 1).as_bytes(), 1))
+        .map(|i| {
+            region(
+                100 + i,
+                format!("d{i:03}").as_bytes(),
+                format!("d{:03}", i + 1).as_bytes(),
+                1,
+            )
+        })
         .collect();
-    feed(&leader, &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)]).await;
+    feed(
+        &leader,
+        &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)],
+    )
+    .await;
     feed(&leader, &fillers).await;
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
@@ -459,7 +470,11 @@ async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
     let stats = &f.shared().stats;
-    assert_eq!(stats.deltas.load(Ordering::Relaxed), 1, "it resumed by a delta");
+    assert_eq!(
+        stats.deltas.load(Ordering::Relaxed),
+        1,
+        "it resumed by a delta"
+    );
     assert_eq!(
         stats.verify_failures.load(Ordering::Relaxed),
         0,

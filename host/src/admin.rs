@@ -141,7 +141,10 @@ impl AdminAccess {
 fn tokens_equal(given: &[u8], token: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let (a, b) = (Sha256::digest(given), Sha256::digest(token));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Mutating routes: the token is checked here, before any extractor reads
@@ -420,11 +423,15 @@ mod tests {
 
     /// What the server sends before it closes, within `within`; `None`:
     /// still open then.
-    async fn answer(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    async fn answer(
+        stream: &mut tokio::net::TcpStream,
+        within: std::time::Duration,
+    ) -> Option<String> {
         use tokio::io::AsyncReadExt;
         let mut got = Vec::new();
         let read = tokio::time::timeout(within, stream.read_to_end(&mut got)).await;
-        read.ok().map(|_| String::from_utf8_lossy(&got).into_owned())
+        read.ok()
+            .map(|_| String::from_utf8_lossy(&got).into_owned())
     }
 
     /// Issue #30 item 8: the token is checked before the body is read. A
@@ -459,9 +466,15 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let addr = fake_admin("secret").await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         let closed = answer(&mut s, HEADER_TIMEOUT * 3).await;
-        assert!(closed.is_some(), "still open {:?} after partial headers", HEADER_TIMEOUT * 3);
+        assert!(
+            closed.is_some(),
+            "still open {:?} after partial headers",
+            HEADER_TIMEOUT * 3
+        );
     }
 
     /// Issue #30 item 8: connections beyond the bound are closed at once;
@@ -478,13 +491,19 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
         let closed = answer(&mut extra, std::time::Duration::from_secs(2)).await;
-        assert_eq!(closed.as_deref(), Some(""), "a connection beyond the bound was kept");
+        assert_eq!(
+            closed.as_deref(),
+            Some(""),
+            "a connection beyond the bound was kept"
+        );
         let mut first = held.remove(0);
         first
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
-        let said = answer(&mut first, std::time::Duration::from_secs(3)).await.unwrap();
+        let said = answer(&mut first, std::time::Duration::from_secs(3))
+            .await
+            .unwrap();
         assert!(said.starts_with("HTTP/1.1 200"), "{said}");
     }
 }

@@ -104,6 +104,23 @@ impl Lineage {
         next
     }
 
+    /// What of this lineage a store at `next` can claim: the leaderships
+    /// that began at or before its index. A follower holds a term's records
+    /// only once its index passed that term's start (or stands at it, with
+    /// everything the term's leader had when it won); a leadership that
+    /// began after its index wrote nothing it holds.
+    pub fn through(&self, next: u64) -> Lineage {
+        Lineage {
+            starts: self
+                .starts
+                .iter()
+                .copied()
+                .filter(|s| s.first_index <= next)
+                .collect(),
+            truncated: self.truncated,
+        }
+    }
+
     /// Parse the metadata form, `term@index,term@index,...`; `None` when it
     /// does not parse (a malformed header is ignored, not trusted).
     pub fn parse(value: &str) -> Option<Self> {
@@ -175,6 +192,18 @@ mod tests {
         // A later term starting before an earlier one's start drops it.
         let again = winner.continued(20, 90);
         assert_eq!(again, lineage(&[(7, 1), (20, 90)]));
+    }
+
+    /// Issue #30 item 3: a store at 50 that reconnected to a leader whose
+    /// term began at 100 holds none of that term's records.
+    #[test]
+    fn a_store_holds_only_the_terms_that_began_at_or_before_its_index() {
+        let offered = lineage(&[(7, 1), (12, 100)]);
+        assert_eq!(offered.through(50), lineage(&[(7, 1)]));
+        assert_eq!(offered.through(50).latest(), 7);
+        assert_eq!(offered.through(100).latest(), 12);
+        assert_eq!(offered.through(150), offered);
+        assert_eq!(offered.through(0), Lineage::default());
     }
 
     #[test]

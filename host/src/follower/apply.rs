@@ -362,7 +362,7 @@ impl Ready<'_> {
             self.store.set_applied_next(claim);
             // The first claim of this leader's data: its lineage now
             // describes our records (`crate::lineage`).
-            self.batch.lineage = self.shared.lineage.lock().adopt();
+            self.batch.lineage = self.shared.lineage.lock().adopt(claim);
             if completion {
                 // What a snapshot or a delta brought has no change index of
                 // its own: changes are tracked from the completion on.

@@ -18,13 +18,16 @@ pub(super) struct Lineages {
 }
 
 impl Lineages {
-    /// Take the offered lineage as held; `Some` (to persist) when it differs.
-    pub(super) fn adopt(&mut self) -> Option<Lineage> {
-        let offered = self.offered.as_ref()?;
-        if *offered == self.held {
+    /// Take the offered lineage as held by a store at `next`: only the
+    /// leaderships that began at or before it (`Lineage::through`), so a
+    /// store counts as holding a term only once it holds that term's
+    /// records. `Some` (to persist) when it differs.
+    pub(super) fn adopt(&mut self, next: u64) -> Option<Lineage> {
+        let through = self.offered.as_ref()?.through(next);
+        if through == self.held {
             return None;
         }
-        self.held = offered.clone();
+        self.held = through;
         Some(self.held.clone())
     }
 }
@@ -51,9 +54,10 @@ impl FollowerShared {
         offered: Option<Lineage>,
         vouched: bool,
     ) -> Result<(), StorageError> {
+        let next = self.state.lock().next_index;
         let mut lineages = self.lineage.lock();
         lineages.offered = offered;
-        if vouched && let Some(batch) = lineages.adopt() {
+        if vouched && let Some(batch) = lineages.adopt(next) {
             self.persist(&WriteBatch {
                 lineage: Some(batch),
                 durable: true,

@@ -51,6 +51,30 @@ pub struct Published {
     pub term: u64,
 }
 
+/// Where a node that may campaign stands: the newest term it holds records
+/// of and its index. Announced under `candidates/<name>`, bound to a lease
+/// of the election's TTL, so a node that went away stops counting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Its node name.
+    pub name: String,
+    /// The newest term whose records it holds (`FollowerShared::held_term`).
+    pub term: u64,
+    /// Its index.
+    pub next_index: u64,
+}
+
+/// The announced position, other than `me`'s, that holds more of the
+/// newest term than `me` does (the furthest such): while there is one, `me`
+/// does not campaign, so the node with the most of the newest term's
+/// records wins and none of them is lost.
+pub fn ahead_of<'a>(me: &Position, announced: &'a [Position]) -> Option<&'a Position> {
+    announced
+        .iter()
+        .filter(|p| p.name != me.name && (p.term, p.next_index) > (me.term, me.next_index))
+        .max_by_key(|p| (p.term, p.next_index))
+}
+
 /// What etcd says of the cluster now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -87,6 +111,7 @@ pub struct Coordinator {
     endpoints: String,
     leader_key: String,
     term_key: String,
+    candidates_prefix: String,
     /// The last call succeeded (for status).
     reachable: Arc<AtomicBool>,
 }
@@ -127,6 +152,7 @@ impl Coordinator {
             endpoints: joined,
             leader_key: format!("{prefix}leader"),
             term_key: format!("{prefix}term"),
+            candidates_prefix: format!("{prefix}candidates/"),
             reachable: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -277,6 +303,42 @@ impl Coordinator {
         }))
     }
 
+    /// Announce where this node stands before it campaigns, for `ttl`.
+    pub async fn announce(&self, me: &Position, ttl: Duration) -> Result<(), EtcdError> {
+        let mut lease_client = self.client.lease_client();
+        let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let lease = self
+            .note("grant a lease", lease_client.grant(ttl_secs, None).await)?
+            .id();
+        let value = serde_json::to_vec(me).expect("a position serialises");
+        let key = format!("{}{}", self.candidates_prefix, me.name);
+        let mut kv = self.client.kv_client();
+        self.note(
+            "announce a candidate",
+            kv.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                .await,
+        )?;
+        Ok(())
+    }
+
+    /// Every position announced and still held.
+    pub async fn positions(&self) -> Result<Vec<Position>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let got = self.note(
+            "read the candidates",
+            kv.get(
+                self.candidates_prefix.as_str(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await,
+        )?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+            .collect())
+    }
+
     /// Give a leadership up: the fence closes first, then the lease goes, so
     /// that the next leader can win at once instead of after the lease's TTL.
     pub async fn resign(&self, leadership: Leadership) {
@@ -343,7 +405,10 @@ async fn keep_alive(etcd: Coordinator, lease: i64, fence: Arc<Fence>) {
                 if !fence.extend(sent + fenced(ttl)) {
                     // Answered after the fence lapsed: another node may have
                     // won meanwhile. The lapse is final (`leader::fence`).
-                    tracing::error!(lease, "lease keepalive answered after the fence lapsed; leadership is given up");
+                    tracing::error!(
+                        lease,
+                        "lease keepalive answered after the fence lapsed; leadership is given up"
+                    );
                     return;
                 }
             }
@@ -362,6 +427,32 @@ async fn keep_alive(etcd: Coordinator, lease: i64, fence: Arc<Fence>) {
             }
         }
         tokio::time::sleep(period).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(name: &str, term: u64, next_index: u64) -> Position {
+        Position {
+            name: name.into(),
+            term,
+            next_index,
+        }
+    }
+
+    /// Issue #30 item 3: among nodes fit to lead, the one holding the most
+    /// of the newest term campaigns; the others wait for it.
+    #[test]
+    fn only_the_node_furthest_in_the_newest_term_campaigns() {
+        let all = [at("a", 12, 150), at("b", 12, 120), at("c", 7, 400)];
+        assert_eq!(ahead_of(&all[0], &all), None);
+        assert_eq!(ahead_of(&all[1], &all), Some(&all[0]));
+        assert_eq!(ahead_of(&all[2], &all), Some(&all[0]));
+        // Alone, or level with another: campaign (etcd picks one).
+        assert_eq!(ahead_of(&at("a", 12, 150), &[]), None);
+        assert_eq!(ahead_of(&at("b", 12, 150), &all), None);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::etcd::{self, Coordinator, EtcdError, Observed, Published};
+use super::etcd::{self, Coordinator, EtcdError, Observed, Position, Published};
 use super::{HaConfig, Role, Switch};
 use crate::follower::Follower;
 use crate::leader::Leader;
@@ -41,6 +41,10 @@ const HANDOVER_DRAIN: Duration = Duration::from_secs(1);
 /// stream to end before it campaigns (a resigning leader closes it within
 /// its hand-over drain and its shutdown bound).
 const SESSION_END: Duration = Duration::from_millis(1_500);
+
+/// How long a node that announced its position waits for the others'
+/// before it compares: they noticed the leader gone within a watch's delay.
+const ANNOUNCE_SETTLE: Duration = Duration::from_millis(300);
 
 /// How often a node re-reads etcd when nothing wakes it earlier.
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
@@ -135,6 +139,21 @@ impl Supervisor {
                         while follower.shared.in_session() && Instant::now() < deadline {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
+                        if let Some(ahead) = self.one_ahead(&follower, stop).await {
+                            tracing::info!(
+                                ahead = %ahead.name, their_index = ahead.next_index, term = ahead.term,
+                                "not campaigning: another node holds more of the newest term"
+                            );
+                            self.switch.ha.lock().waiting = Some(format!(
+                                "{} holds more of term {} (index {}); it campaigns first",
+                                ahead.name, ahead.term, ahead.next_index
+                            ));
+                            tokio::select! {
+                                _ = self.etcd.wait_for_change(observed.revision, OBSERVE_EVERY) => {}
+                                _ = stop.wait_for(|s| *s) => {}
+                            }
+                            return Playing::Follower(follower);
+                        }
                         self.campaign(follower, guard, since, stop).await
                     }
                     Err(why) => {
@@ -181,6 +200,34 @@ impl Supervisor {
                 } else {
                     Ok(None)
                 }
+            }
+        }
+    }
+
+    /// Announce this node's position, give the others a moment to announce
+    /// theirs, and name one that holds more of the newest term, if any
+    /// (`etcd::ahead_of`). An etcd that cannot be asked names none: the
+    /// term guard of the campaign still holds.
+    async fn one_ahead(
+        &self,
+        follower: &Follower,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Position> {
+        let me = Position {
+            name: self.config.leader.name.clone(),
+            term: follower.shared.held_term(),
+            next_index: follower.shared.state.lock().next_index,
+        };
+        if let Err(e) = self.etcd.announce(&me, self.config.lease_ttl).await {
+            self.note_etcd_down(&e);
+            return None;
+        }
+        wait_or_stop(stop, ANNOUNCE_SETTLE).await;
+        match self.etcd.positions().await {
+            Ok(all) => etcd::ahead_of(&me, &all).cloned(),
+            Err(e) => {
+                self.note_etcd_down(&e);
+                None
             }
         }
     }

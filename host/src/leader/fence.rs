@@ -196,7 +196,10 @@ mod tests {
             "an answer after the deadline reopened the fence"
         );
         assert!(!f.holds_at(answered));
-        assert!(!f.holds_at(t0), "a lapse is final, even read at an earlier time");
+        assert!(
+            !f.holds_at(t0),
+            "a lapse is final, even read at an earlier time"
+        );
     }
 
     #[test]

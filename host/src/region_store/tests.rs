@@ -381,7 +381,14 @@ fn a_scan_within_a_byte_budget_stops_there() {
     let cut = s.scan_within(b"k0010", b"", 0, one * 7);
     assert!((6..=7).contains(&cut.len()), "{} regions", cut.len());
     assert_eq!(cut[0].region.id, 11);
-    assert!(cut.windows(2).all(|w| w[0].region.end_key == w[1].region.start_key));
-    assert_eq!(s.scan_within(b"", b"", 0, 1).len(), 1, "one region at least");
+    assert!(
+        cut.windows(2)
+            .all(|w| w[0].region.end_key == w[1].region.start_key)
+    );
+    assert_eq!(
+        s.scan_within(b"", b"", 0, 1).len(),
+        1,
+        "one region at least"
+    );
     assert_eq!(s.scan_within(b"", b"", 3, usize::MAX).len(), 3);
 }

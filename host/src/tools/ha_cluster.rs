@@ -308,6 +308,22 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a node frozen in place, as a
+    /// long pause of its machine would.
+    pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status()?;
+            if !status.success() {
+                bail!("kill {signal} {} failed", child.id());
+            }
+        }
+        Ok(())
+    }
+
     /// Wait for the process to end after [`NodeProcess::terminate`]; kill
     /// it if it takes longer than `within`.
     pub async fn wait_stopped(&mut self, within: Duration) -> anyhow::Result<()> {
