@@ -757,3 +757,40 @@ async fn streams_are_bounded_in_number_and_a_silent_sync_stream_is_closed() {
     drop(held);
     leader.shutdown().await;
 }
+
+/// Issue #30 item 1, in one process: a leader whose fence lapsed gets a
+/// keepalive answer late (the lease was granted again, but another node
+/// may have won in between). The lapse is final: no change is taken or
+/// published after it, and the store and the ring keep one numbering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_fence_stays_closed_when_a_late_answer_extends_it() {
+    use regionsync::leader::fence::{Fence, Moment};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = leader_config(dir.path());
+    let fence = std::sync::Arc::new(Fence::until(Moment::now() + Duration::from_millis(400)));
+    config.fence = fence.clone();
+    let leader = start_leader(config).await;
+    feed(&leader, &regions(1, 10, 8)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let published = *leader.shared().published.borrow();
+    // The answer to a keepalive sent before the deadline, after it.
+    let _ = fence.extend(Moment::now() + Duration::from_secs(60));
+    let mut c = client(&leader.url()).await;
+    let mut resp = c
+        .region_heartbeat(tokio_stream::iter(vec![heartbeat(
+            7,
+            &region(50, b"zz", b"", 1),
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = resp.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(*leader.shared().published.borrow(), published);
+    assert_eq!(
+        leader.shared().ring.read().next_index(),
+        leader.shared().store.read().applied_next()
+    );
+    leader.shutdown().await;
+}
