@@ -17,8 +17,9 @@ pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 /// is).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    /// Encoded by tonic.
-    Message(SyncRegionResponse),
+    /// Encoded by tonic (boxed: frames wait in per-stream queues, and most
+    /// are encodings).
+    Message(Box<SyncRegionResponse>),
     /// A `SyncRegionResponse` encoding, sent as it is.
     Encoded(Bytes),
 }
@@ -35,7 +36,7 @@ impl Frame {
     /// The frame as a message (decoding an encoded one).
     pub fn into_message(self) -> Result<SyncRegionResponse, prost::DecodeError> {
         match self {
-            Frame::Message(m) => Ok(m),
+            Frame::Message(m) => Ok(*m),
             Frame::Encoded(b) => SyncRegionResponse::decode(b),
         }
     }
@@ -43,7 +44,7 @@ impl Frame {
 
 impl From<SyncRegionResponse> for Frame {
     fn from(m: SyncRegionResponse) -> Self {
-        Frame::Message(m)
+        Frame::Message(Box::new(m))
     }
 }
 

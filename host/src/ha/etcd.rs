@@ -430,6 +430,11 @@ async fn keep_alive(etcd: Coordinator, lease: i64, fence: Arc<Fence>) {
     }
 }
 
+/// The key range of a cluster's election, for tools that clean up.
+pub fn prefix(cluster_id: u64) -> String {
+    format!("/regionsync/{cluster_id}/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,9 +459,4 @@ mod tests {
         assert_eq!(ahead_of(&at("a", 12, 150), &[]), None);
         assert_eq!(ahead_of(&at("b", 12, 150), &all), None);
     }
-}
-
-/// The key range of a cluster's election, for tools that clean up.
-pub fn prefix(cluster_id: u64) -> String {
-    format!("/regionsync/{cluster_id}/")
 }

@@ -27,6 +27,8 @@ use std::time::Duration;
 const OPEN: u64 = u64::MAX;
 /// Closed for good (explicitly, or found lapsed).
 const CLOSED: u64 = 0;
+/// The latest moment a fence can name.
+const LATEST: u64 = u64::MAX - 1;
 
 /// A point in time on the fence's clock (CLOCK_BOOTTIME on Linux).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,20 +37,20 @@ pub struct Moment(u64);
 impl Moment {
     /// Now, on the clock that counts suspended time.
     pub fn now() -> Moment {
-        Moment(boot_nanos().clamp(1, OPEN - 1))
+        Moment(boot_nanos().clamp(1, LATEST))
     }
 
     /// The moment `nanos` after the clock's origin (tests).
     pub fn from_nanos(nanos: u64) -> Moment {
-        Moment(nanos.clamp(1, OPEN - 1))
+        Moment(nanos.clamp(1, LATEST))
     }
 }
 
 impl Add<Duration> for Moment {
     type Output = Moment;
     fn add(self, d: Duration) -> Moment {
-        let d = u64::try_from(d.as_nanos()).unwrap_or(OPEN);
-        Moment(self.0.saturating_add(d).min(OPEN - 1))
+        let d = u64::try_from(d.as_nanos()).unwrap_or(LATEST);
+        Moment(self.0.saturating_add(d).min(LATEST))
     }
 }
 
@@ -74,7 +76,7 @@ fn boot_nanos() -> u64 {
     use std::time::Instant;
     static BASE: OnceLock<Instant> = OnceLock::new();
     let base = *BASE.get_or_init(Instant::now);
-    u64::try_from(base.elapsed().as_nanos()).unwrap_or(OPEN - 1) + 1
+    u64::try_from(base.elapsed().as_nanos()).unwrap_or(LATEST - 1) + 1
 }
 
 /// Until when the leader may accept changes.

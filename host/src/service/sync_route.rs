@@ -117,7 +117,7 @@ impl Encoder for FrameEncoder {
 
     fn encode(&mut self, frame: Frame, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         match frame {
-            Frame::Message(m) => self.0.encode(m, dst),
+            Frame::Message(m) => self.0.encode(*m, dst),
             Frame::Encoded(bytes) => {
                 dst.put_slice(&bytes);
                 Ok(())
