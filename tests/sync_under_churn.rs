@@ -239,16 +239,18 @@ async fn a_region_changed_behind_the_followers_back_is_caught_and_repaired() {
 }
 
 /// Open a stream as a client that announces `capabilities` (none: a PD
-/// follower); the route the leader announced, and every frame up to the
-/// first empty one after data.
-async fn sync_as(
+/// follower): the route the leader announced, and the frames.
+async fn open_as(
     leader: &RunningLeader,
     start_index: u64,
     capabilities: Option<&str>,
-) -> (
-    Option<String>,
-    Vec<regionsync_proto::pdpb::SyncRegionResponse>,
-) {
+) -> Result<
+    (
+        Option<String>,
+        tonic::Streaming<regionsync_proto::pdpb::SyncRegionResponse>,
+    ),
+    tonic::Status,
+> {
     let mut c = client(&leader.url()).await;
     let request = SyncRegionRequest {
         header: header(leader.shared().cluster_id),
@@ -263,12 +265,26 @@ async fn sync_as(
         call.metadata_mut()
             .insert(CAPABILITIES_HEADER, caps.parse().unwrap());
     }
-    let response = c.sync_regions(call).await.unwrap();
+    let response = c.sync_regions(call).await?;
     let route = response
         .metadata()
         .get(ROUTE_HEADER)
         .map(|v| v.to_str().unwrap().to_string());
-    let mut frames = response.into_inner();
+    Ok((route, response.into_inner()))
+}
+
+/// [`open_as`], then every frame up to the first empty one after data.
+async fn sync_as(
+    leader: &RunningLeader,
+    start_index: u64,
+    capabilities: Option<&str>,
+) -> (
+    Option<String>,
+    Vec<regionsync_proto::pdpb::SyncRegionResponse>,
+) {
+    let (route, mut frames) = open_as(leader, start_index, capabilities)
+        .await
+        .unwrap();
     let mut got = Vec::new();
     loop {
         let frame = next_frame(&mut frames).await.unwrap().unwrap();
@@ -380,31 +396,11 @@ async fn deltas_as_large_as_a_full_sync_are_admitted_like_one() {
     config.history_capacity = 100;
     let leader = start_leader(config).await;
     feed(&leader, &regions(1, 60_000, 64)).await;
-    let open = |start_index| {
-        let url = leader.url();
-        let cluster_id = leader.shared().cluster_id;
-        async move {
-            let mut c = client(&url).await;
-            let request = SyncRegionRequest {
-                header: header(cluster_id),
-                member: Some(Member {
-                    name: "delta-probe".into(),
-                    ..Default::default()
-                }),
-                start_index,
-            };
-            let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
-            call.metadata_mut()
-                .insert(CAPABILITIES_HEADER, "delta,verify".parse().unwrap());
-            let response = c.sync_regions(call).await?;
-            let route = response
-                .metadata()
-                .get(ROUTE_HEADER)
-                .map(|v| v.to_str().unwrap().to_string());
-            let mut frames = response.into_inner();
-            let first = next_frame(&mut frames).await?;
-            Ok::<_, tonic::Status>((route, first.is_some(), frames))
-        }
+    let l = &leader;
+    let open = move |start_index| async move {
+        let (route, mut frames) = open_as(l, start_index, Some("delta,verify")).await?;
+        let first = next_frame(&mut frames).await?;
+        Ok::<_, tonic::Status>((route, first.is_some(), frames))
     };
     // Each holds its stream open and reads nothing more.
     let mut held = Vec::new();
