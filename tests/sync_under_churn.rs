@@ -282,9 +282,7 @@ async fn sync_as(
     Option<String>,
     Vec<regionsync_proto::pdpb::SyncRegionResponse>,
 ) {
-    let (route, mut frames) = open_as(leader, start_index, capabilities)
-        .await
-        .unwrap();
+    let (route, mut frames) = open_as(leader, start_index, capabilities).await.unwrap();
     let mut got = Vec::new();
     loop {
         let frame = next_frame(&mut frames).await.unwrap().unwrap();
