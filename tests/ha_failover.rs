@@ -79,12 +79,7 @@ async fn wait_seeded(cluster: &HaCluster, n: u64) {
 /// filled store) would hold far fewer regions than the cluster has: every
 /// answer must hold at least 90% of `floor` (splits and merges in flight
 /// move the count a little). Returns (answers, refusals, partial answers).
-fn watch_reads(
-    urls: Vec<String>,
-    cluster_id: u64,
-    floor: u64,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+fn watch_reads(urls: Vec<String>, cluster_id: u64, floor: u64, stop: Arc<AtomicBool>) -> Reads {
     tokio::spawn(async move {
         let answered = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
@@ -133,6 +128,17 @@ fn watch_reads(
             partial,
         )
     })
+}
+
+/// A reads watcher: (answers, refusals, partial answers) once stopped.
+type Reads = tokio::task::JoinHandle<(u64, u64, Vec<String>)>;
+
+/// [`watch_reads`] on every node of `cluster`; set the flag to stop it.
+fn watch_cluster_reads(cluster: &HaCluster, floor: u64) -> (Arc<AtomicBool>, Reads) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
+    let reads = watch_reads(urls, cluster.cluster_id, floor, stop.clone());
+    (stop, reads)
 }
 
 fn full_syncs(s: &regionsync::status::Status) -> u64 {
@@ -193,9 +199,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_hi
     let regions = 3_000;
     let load = start_load(&cluster, dir.path(), regions, 30, 1_500);
     wait_seeded(&cluster, regions).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
-    let reads = watch_reads(urls, cluster.cluster_id, regions, stop.clone());
+    let (stop, reads) = watch_cluster_reads(&cluster, regions);
 
     let mut cluster = cluster;
     let mut failovers = Vec::new();
@@ -455,9 +459,7 @@ async fn a_leader_whose_etcd_answers_come_late_steps_down_and_nothing_diverges()
     let regions = 2_000;
     let load = start_load(&cluster, dir.path(), regions, 20, 1_500);
     wait_seeded(&cluster, regions).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
-    let reads = watch_reads(urls, cluster.cluster_id, regions, stop.clone());
+    let (stop, reads) = watch_cluster_reads(&cluster, regions);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Each answer 0.9 s late: under the etcd client's 1 s call bound, over

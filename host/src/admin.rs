@@ -223,22 +223,16 @@ fn refused(code: StatusCode, error: String) -> Response {
     (code, Json(answer)).into_response()
 }
 
-/// Run a policy change off the async threads (it compiles a component),
-/// once the caller is permitted; answer with what changed or why not.
+/// Run a policy change off the async threads (it compiles a component);
+/// answer with what changed or why not. The caller was permitted by
+/// `authorize`, the layer every change route sits behind.
 async fn change<N: AdminNode>(
-    (node, access): (Arc<N>, AdminAccess),
-    headers: &axum::http::HeaderMap,
+    (node, _): (Arc<N>, AdminAccess),
     what: &'static str,
     op: impl FnOnce(&PolicyRuntime) -> Result<(Option<PolicyInfo>, Option<PolicyInfo>), LoadError>
     + Send
     + 'static,
 ) -> Response {
-    // `authorize` admitted the caller before the body was read; checked
-    // again here so that no route can reach a change without it.
-    if let Err((code, why)) = access.permits(headers) {
-        tracing::warn!(status = code.as_u16(), reason = %why, "{what} over the admin interface refused");
-        return refused(code, why);
-    }
     match tokio::task::spawn_blocking(move || op(node.policy())).await {
         Ok(Ok((old, new))) => Json(SwapAnswer {
             old: old.map(Into::into),
@@ -256,36 +250,25 @@ async fn change<N: AdminNode>(
     }
 }
 
-async fn swap<N: AdminNode>(
-    State(state): AdminState<N>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn swap<N: AdminNode>(State(state): AdminState<N>, body: Bytes) -> Response {
     let bytes = body.to_vec();
-    change(state, &headers, "policy swap", move |p| {
+    change(state, "policy swap", move |p| {
         p.swap(PolicySource::Bytes(bytes))
             .map(|(old, new)| (Some(old), Some(new)))
     })
     .await
 }
 
-async fn shadow_start<N: AdminNode>(
-    State(state): AdminState<N>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn shadow_start<N: AdminNode>(State(state): AdminState<N>, body: Bytes) -> Response {
     let bytes = body.to_vec();
-    change(state, &headers, "policy shadow", move |p| {
+    change(state, "policy shadow", move |p| {
         p.start_shadow(bytes).map(|new| (None, Some(new)))
     })
     .await
 }
 
-async fn shadow_stop<N: AdminNode>(
-    State(state): AdminState<N>,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    change(state, &headers, "policy shadow stop", |p| {
+async fn shadow_stop<N: AdminNode>(State(state): AdminState<N>) -> Response {
+    change(state, "policy shadow stop", |p| {
         p.stop_shadow()
             .map(|old| (Some(old), None))
             .ok_or(LoadError::NoShadow)
@@ -293,11 +276,8 @@ async fn shadow_stop<N: AdminNode>(
     .await
 }
 
-async fn promote<N: AdminNode>(
-    State(state): AdminState<N>,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    change(state, &headers, "policy promote", |p| {
+async fn promote<N: AdminNode>(State(state): AdminState<N>) -> Response {
+    change(state, "policy promote", |p| {
         p.promote().map(|(old, new)| (Some(old), Some(new)))
     })
     .await

@@ -12,6 +12,14 @@ fn delta_frame(start_index: u64, region_count: u32, digest: DigestCheck) -> Fram
     }
 }
 
+/// A store part-way through a delta from `next`.
+fn resumable_at(next: u64) -> FollowerState {
+    FollowerState {
+        resumable: true,
+        ..FollowerState::opened(next, false)
+    }
+}
+
 fn complete_at(next: u64) -> FollowerState {
     FollowerState::opened(next, true)
 }
@@ -252,8 +260,7 @@ fn a_delta_keeps_the_store_marks_it_resumable_and_claims_only_at_completion() {
 #[test]
 fn a_store_part_way_through_a_delta_asks_to_finish_it() {
     let p = Policy::default_policy();
-    let mut s = FollowerState::opened(40, false);
-    s.resumable = true;
+    let s = resumable_at(40);
     let plan = p.on_connect(s);
     assert_eq!(plan.start_index, 40);
     assert!(plan.ask_delta);
@@ -292,9 +299,7 @@ fn a_completion_whose_digest_differs_clears_the_store_and_asks_for_a_full_sync()
 #[test]
 fn an_empty_first_delta_frame_completes_a_resumable_store_too() {
     let p = Policy::default_policy();
-    let mut s = FollowerState::opened(40, false);
-    s.resumable = true;
-    let plan = p.on_connect(s);
+    let plan = p.on_connect(resumable_at(40));
     let d = p.on_frame(plan.state, delta_frame(40, 0, DigestCheck::Matched));
     assert_eq!(d.kind, FrameKind::Completion);
     assert_eq!(d.claim_index, Some(40));

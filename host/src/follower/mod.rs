@@ -172,7 +172,7 @@ impl Follower {
         {
             tracing::warn!("follower sync task did not stop within 3 s");
         }
-        let _applied = self.shared.apply_gate.lock().await;
+        let _applied = self.shared.applies_done().await;
         self.shared.flush_and_close_storage();
     }
 

@@ -249,7 +249,7 @@ impl Coordinator {
         ttl: Duration,
     ) -> Result<Option<Leadership>, EtcdError> {
         let mut lease_client = self.client.lease_client();
-        let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let ttl_secs = lease_secs(ttl);
         // The fence counts from before the grant: etcd's lease runs from
         // when it received the request, which is later.
         let asked = Moment::now();
@@ -306,7 +306,7 @@ impl Coordinator {
     /// Announce where this node stands before it campaigns, for `ttl`.
     pub async fn announce(&self, me: &Position, ttl: Duration) -> Result<(), EtcdError> {
         let mut lease_client = self.client.lease_client();
-        let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let ttl_secs = lease_secs(ttl);
         let lease = self
             .note("grant a lease", lease_client.grant(ttl_secs, None).await)?
             .id();
@@ -352,6 +352,11 @@ impl Coordinator {
             tracing::warn!(error = %crate::error_chain(&e), "could not revoke the lease; the next leader waits for it to expire");
         }
     }
+}
+
+/// A lease TTL in etcd's whole seconds (at least one).
+fn lease_secs(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX)
 }
 
 /// How long a grant of `ttl` keeps the fence open: the TTL less a margin

@@ -148,7 +148,7 @@ impl Leading for Switch {
     fn first_request_timeout(&self) -> std::time::Duration {
         match self.role() {
             Role::Leader(l) => l.first_request_timeout(),
-            _ => crate::leader::LeaderConfig::new("").first_request_timeout,
+            _ => crate::leader::config::FIRST_REQUEST_TIMEOUT,
         }
     }
 

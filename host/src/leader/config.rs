@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How long a SyncRegions stream may take to send its request, unless set.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Tunables of a leader.
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -76,7 +79,7 @@ impl LeaderConfig {
             clear_incomplete: false,
             max_sync_streams: 1_024,
             max_heartbeat_streams: 4_096,
-            first_request_timeout: Duration::from_secs(10),
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
         }
     }
 }

@@ -195,7 +195,8 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         .fetch_add(records.len() as u64, Ordering::Relaxed);
     {
         let mut ring = shared.ring.write();
-        if ring.next_index() != base {
+        let ring_next = ring.next_index();
+        if ring_next != base {
             // The ring would number these records apart from the store.
             // Only a commit left unpublished can cause it, and the fence
             // rules that out; should it happen, serve nothing rather than
@@ -204,7 +205,7 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
             shared.failed.store(true, Ordering::Release);
             shared.published.send_modify(|_| {});
             tracing::error!(
-                ring_next = shared.ring.read().next_index(),
+                ring_next,
                 store_base = base,
                 "the history ring and the store disagree on numbering; the leader stops"
             );

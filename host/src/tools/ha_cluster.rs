@@ -296,23 +296,18 @@ impl NodeProcess {
 
     /// Send SIGTERM (a clean stop) without waiting for it to take effect.
     pub fn terminate(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status()?;
-            if !status.success() {
-                bail!("kill -TERM {} failed", child.id());
-            }
-        }
-        Ok(())
+        self.signal("-TERM")
     }
 
     /// SIGSTOP (`true`) or SIGCONT (`false`): a node frozen in place, as a
     /// long pause of its machine would.
     pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
+        self.signal(if frozen { "-STOP" } else { "-CONT" })
+    }
+
+    /// `kill SIGNAL pid`, if the process runs.
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
         if let Some(child) = &self.child {
-            let signal = if frozen { "-STOP" } else { "-CONT" };
             let status = Command::new("kill")
                 .arg(signal)
                 .arg(child.id().to_string())

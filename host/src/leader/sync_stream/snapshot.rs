@@ -34,21 +34,28 @@ pub(super) struct Mark {
 }
 
 impl Stream {
-    /// Ask the policy whether another full sync may start.
-    pub(super) fn admit(&self, cause: RouteCause) -> Result<FullSyncSlot, End> {
+    /// Take a full-sync slot if the policy admits one more; `Err` with how
+    /// many ran already when it does not.
+    fn full_sync_slot(&self) -> Result<FullSyncSlot, u32> {
         let shared = &self.shared;
         let running = shared.full_syncs_running.fetch_add(1, Ordering::AcqRel);
         let slot = FullSyncSlot(shared.clone());
-        if !shared.policy.admit_full_sync(running) {
-            shared
-                .stats
-                .count_full_sync(cause, FullSyncOutcome::Refused);
-            return Err(End::Refused);
+        if shared.policy.admit_full_sync(running) {
+            Ok(slot)
+        } else {
+            Err(running)
         }
-        shared
-            .stats
-            .count_full_sync(cause, FullSyncOutcome::Started);
-        Ok(slot)
+    }
+
+    /// Ask the policy whether another full sync may start.
+    pub(super) fn admit(&self, cause: RouteCause) -> Result<FullSyncSlot, End> {
+        let outcome = self.full_sync_slot();
+        let counted = match outcome {
+            Ok(_) => FullSyncOutcome::Started,
+            Err(_) => FullSyncOutcome::Refused,
+        };
+        self.shared.stats.count_full_sync(cause, counted);
+        outcome.map_err(|_| End::Refused)
     }
 
     /// Admit a delta from `from` as a full sync when it may cost like one.
@@ -68,17 +75,17 @@ impl Stream {
         if cost < LARGE_DELTA {
             return Ok(None);
         }
-        let running = shared.full_syncs_running.fetch_add(1, Ordering::AcqRel);
-        let slot = FullSyncSlot(shared.clone());
-        if !shared.policy.admit_full_sync(running) {
-            shared.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                follower = %self.follower, from, cost, running,
-                "a delta as large as a full sync refused by admission"
-            );
-            return Err(End::Refused);
+        match self.full_sync_slot() {
+            Ok(slot) => Ok(Some(slot)),
+            Err(running) => {
+                shared.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    follower = %self.follower, from, cost, running,
+                    "a delta as large as a full sync refused by admission"
+                );
+                Err(End::Refused)
+            }
         }
-        Ok(Some(slot))
     }
 
     /// Stream the snapshot. With a `pin` (PD's protocol), a broken pin ends
