@@ -398,7 +398,19 @@ async fn a_memory_only_follower_full_syncs_at_every_start_and_answers_no_read_be
                     .iter()
                     .map(|r| heartbeat(7, r))
                     .collect();
-                let _ = c.region_heartbeat(tokio_stream::iter(reqs)).await;
+                // Read the answers to the end: the leader has then taken
+                // every heartbeat (dropping the call would cancel it).
+                let mut answers = c
+                    .region_heartbeat(tokio_stream::iter(reqs))
+                    .await
+                    .expect("the leader takes heartbeats")
+                    .into_inner();
+                while let Some(a) = answers.message().await.expect("the heartbeat stream") {
+                    assert!(
+                        a.header.and_then(|h| h.error).is_none(),
+                        "a heartbeat refused"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -406,9 +418,13 @@ async fn a_memory_only_follower_full_syncs_at_every_start_and_answers_no_read_be
     for start in 0..2 {
         let f = start_follower(follower_config(&leader, None)).await;
         let url = f.url();
+        let mut refused = 0;
         loop {
             match scan_all(&url).await {
-                Err(status) => assert_eq!(status.code(), Code::Unavailable),
+                Err(status) => {
+                    assert_eq!(status.code(), Code::Unavailable);
+                    refused += 1;
+                }
                 Ok(n) => {
                     assert_eq!(n, 2_000, "start {start}: served {n} regions");
                     break;
@@ -416,10 +432,23 @@ async fn a_memory_only_follower_full_syncs_at_every_start_and_answers_no_read_be
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // An empty cache at start: the reads before the full sync ended
+        // were refused, not answered from it.
+        assert!(
+            refused > 0,
+            "start {start}: no read was refused before ready"
+        );
         assert_eq!(f.shared().status().full_syncs.get("requested"), Some(&1));
         f.shutdown().await;
     }
     churn.await.unwrap();
+    // Every version of the churn landed: 38 versions of 100 regions.
+    let accepted = leader
+        .shared()
+        .stats
+        .accepted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(accepted, 2_000 + 38 * 100);
     let f = start_follower(follower_config(&leader, None)).await;
     converged(&leader, &f).await;
     assert_eq!(f.shared().status().full_syncs.get("requested"), Some(&1));

@@ -132,6 +132,35 @@ fn frame() -> impl Strategy<Value = Frame> {
         )
 }
 
+/// Frames at random, or a well-formed full sync and then frames at random:
+/// half the cases reach a complete store, which the crash check is for.
+fn frames() -> impl Strategy<Value = Vec<Frame>> {
+    let synced = (
+        proptest::collection::vec(region(), 1..6),
+        1u64..50,
+        proptest::collection::vec(frame(), 0..10),
+    )
+        .prop_map(|(regions, at, rest)| {
+            let ok = |start_index, regions| Frame {
+                frame: SyncRegionResponse {
+                    header: Some(ResponseHeader {
+                        cluster_id: CLUSTER,
+                        error: None,
+                    }),
+                    regions,
+                    start_index,
+                    ..Default::default()
+                },
+                announced: AnnouncedSync::Full,
+                refused: false,
+            };
+            let mut v = vec![ok(0, regions), ok(at, Vec::new())];
+            v.extend(rest);
+            v
+        });
+    prop_oneof![proptest::collection::vec(frame(), 1..14), synced]
+}
+
 /// What a refused input must leave as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
@@ -163,84 +192,94 @@ fn follower_frames_never_panic_and_refused_frames_change_nothing() {
     let policy = policy();
     let mut runner = TestRunner::new(cases(256));
     let frames_fed = std::cell::Cell::new(0u64);
+    // Cases whose crash check compared a complete store (the property the
+    // test is for), not only "incomplete stays incomplete".
+    let judged_complete = std::cell::Cell::new(0u32);
     runner
-        .run(
-            &(proptest::collection::vec(frame(), 1..14), any::<bool>()),
-            |(frames, behind)| {
-                let dir = tempfile::tempdir().unwrap();
-                let mut config = FollowerConfig::new("http://127.0.0.1:1", Some(dir.path().into()));
-                config.cluster_id = Some(CLUSTER);
-                // Zero: every history frame is durable before the next.
-                // Otherwise history is written behind the apply.
-                config.durable_every = if behind {
-                    Duration::from_secs(3600)
-                } else {
-                    Duration::ZERO
-                };
-                let f = FollowerShared::open_detached(config.clone(), policy.clone()).unwrap();
-                let mut plan = f.begin_stream();
-                // Every complete state the follower held, from its start.
-                let mut held = vec![seen(&f)];
-                for Frame {
-                    frame,
-                    announced,
-                    refused,
-                } in frames
-                {
-                    frames_fed.set(frames_fed.get() + 1);
-                    let before = seen(&f);
-                    let ended = f.receive(frame, plan.start_index, announced).unwrap();
-                    let after = seen(&f);
-                    if refused {
-                        prop_assert_eq!(&before, &after, "a refused frame changed the follower");
-                    }
-                    prop_assert!(
-                        !after.ready || after.complete,
-                        "ready on an incomplete store"
-                    );
-                    if after.complete {
-                        held.push(after.clone());
-                    }
-                    if ended.is_some() {
-                        plan = f.begin_stream();
-                    }
+        .run(&(frames(), any::<bool>()), |(frames, behind)| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = FollowerConfig::new("http://127.0.0.1:1", Some(dir.path().into()));
+            config.cluster_id = Some(CLUSTER);
+            // Zero: every history frame is durable before the next.
+            // Otherwise history is written behind the apply.
+            config.durable_every = if behind {
+                Duration::from_secs(3600)
+            } else {
+                Duration::ZERO
+            };
+            let f = FollowerShared::open_detached(config.clone(), policy.clone()).unwrap();
+            let mut plan = f.begin_stream();
+            // Every complete state the follower held, from its start.
+            let mut held = vec![seen(&f)];
+            for Frame {
+                frame,
+                announced,
+                refused,
+            } in frames
+            {
+                frames_fed.set(frames_fed.get() + 1);
+                let before = seen(&f);
+                let ended = f.receive(frame, plan.start_index, announced).unwrap();
+                let after = seen(&f);
+                if refused {
+                    prop_assert_eq!(&before, &after, "a refused frame changed the follower");
                 }
-                // A crash here: the store holds what the cache holds, or
-                // (written behind) a complete state the follower held.
-                let last = seen(&f);
-                f.close_storage();
-                drop(f);
-                let again = FollowerShared::open_detached(config, policy.clone()).unwrap();
-                let reopened = seen(&again);
-                let key = |s: &Seen| (s.digest.clone(), s.next_index, s.regions);
-                // Only writes made in line mark the store complete or not.
-                prop_assert_eq!(reopened.complete, last.complete);
-                if !behind {
-                    if last.complete {
-                        prop_assert_eq!(key(&reopened), key(&last));
-                    }
-                } else if reopened.complete {
-                    prop_assert!(
-                        held.iter().any(|h| h.complete && key(h) == key(&reopened)),
-                        "the store claims {:?}, which the follower never held",
-                        key(&reopened)
-                    );
+                prop_assert!(
+                    !after.ready || after.complete,
+                    "ready on an incomplete store"
+                );
+                if after.complete {
+                    held.push(after.clone());
                 }
-                Ok(())
-            },
-        )
+                if ended.is_some() {
+                    plan = f.begin_stream();
+                }
+            }
+            // A crash here: the store holds what the cache holds, or
+            // (written behind) a complete state the follower held.
+            let last = seen(&f);
+            f.close_storage();
+            drop(f);
+            let again = FollowerShared::open_detached(config, policy.clone()).unwrap();
+            let reopened = seen(&again);
+            let key = |s: &Seen| (s.digest.clone(), s.next_index, s.regions);
+            // Only writes made in line mark the store complete or not.
+            prop_assert_eq!(reopened.complete, last.complete);
+            if !behind {
+                if last.complete {
+                    judged_complete.set(judged_complete.get() + 1);
+                    prop_assert_eq!(key(&reopened), key(&last));
+                }
+            } else if reopened.complete {
+                judged_complete.set(judged_complete.get() + 1);
+                prop_assert!(
+                    held.iter().any(|h| h.complete && key(h) == key(&reopened)),
+                    "the store claims {:?}, which the follower never held",
+                    key(&reopened)
+                );
+            }
+            Ok(())
+        })
         .unwrap();
+    let cases = runner.config().cases;
     println!(
-        "follower frames: {} cases, {} frames",
-        runner.config().cases,
-        frames_fed.get()
+        "follower frames: {cases} cases, {} frames, {} crash checks of a complete store",
+        frames_fed.get(),
+        judged_complete.get()
+    );
+    // The generator must reach complete stores often, or the crash
+    // property says little.
+    assert!(
+        judged_complete.get() * 5 >= cases,
+        "only {} of {cases} cases ended with a complete store to check",
+        judged_complete.get()
     );
 }
 
-/// Heartbeats near the edges, or arbitrary bytes that happen to decode.
+/// Heartbeats near the edges, or a well-formed one's bytes changed.
 fn heartbeat() -> impl Strategy<Value = RegionHeartbeatRequest> {
-    let structured = (proptest::option::of(region()), any::<bool>(), 0u64..4).prop_map(
-        |(region, leader, cluster)| RegionHeartbeatRequest {
+    let structured = (proptest::option::of(region()), any::<bool>(), 0u64..4)
+        .prop_map(|(region, leader, cluster)| RegionHeartbeatRequest {
             header: Some(RequestHeader {
                 cluster_id: if cluster == 0 { CLUSTER + 1 } else { CLUSTER },
                 ..Default::default()
@@ -251,16 +290,31 @@ fn heartbeat() -> impl Strategy<Value = RegionHeartbeatRequest> {
                 .filter(|_| leader),
             region,
             ..Default::default()
-        },
-    );
-    let bytes = proptest::collection::vec(any::<u8>(), 0..256).prop_map(|b| {
-        let mut hb = RegionHeartbeatRequest::decode(b.as_slice()).unwrap_or_default();
-        hb.header = Some(RequestHeader {
-            cluster_id: CLUSTER,
-            ..Default::default()
+        })
+        .boxed();
+    // A well-formed heartbeat's bytes with a few of them changed, kept when
+    // they still decode: random bytes alone mostly decode to an empty
+    // heartbeat, which only ever tests one refusal.
+    let bytes = (
+        structured.clone(),
+        proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..5),
+    )
+        .prop_filter_map("the changed bytes still decode", |(hb, flips)| {
+            let mut b = hb.encode_to_vec();
+            if b.is_empty() {
+                return None;
+            }
+            for (at, x) in flips {
+                let i = at.index(b.len());
+                b[i] ^= x;
+            }
+            let mut hb = RegionHeartbeatRequest::decode(b.as_slice()).ok()?;
+            hb.header = Some(RequestHeader {
+                cluster_id: CLUSTER,
+                ..Default::default()
+            });
+            Some(hb)
         });
-        hb
-    });
     prop_oneof![3 => structured, 1 => bytes]
 }
 
@@ -295,11 +349,17 @@ fn heartbeat_intake_never_panics_refusals_change_nothing_and_what_it_takes_repli
                 }
                 Ok(()) => {
                     taken.set(taken.get() + 1);
-                    rt.block_on(async {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    let processed = rt.block_on(async {
                         while counted() == count {
+                            if std::time::Instant::now() > deadline {
+                                return false;
+                            }
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
+                        true
                     });
+                    prop_assert!(processed, "a heartbeat the leader took was never processed");
                 }
             }
             Ok::<(), TestCaseError>(())

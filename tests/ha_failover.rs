@@ -141,6 +141,13 @@ fn watch_cluster_reads(cluster: &HaCluster, floor: u64) -> (Arc<AtomicBool>, Rea
     (stop, reads)
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 fn full_syncs(s: &regionsync::status::Status) -> u64 {
     if s.role == "follower" {
         s.full_syncs.values().sum()
@@ -208,12 +215,19 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_hi
             .wait_for_leader(None, Duration::from_secs(20))
             .await
             .expect("a leader");
-        // The followers' full syncs so far: a failover must add none.
-        let before: Vec<u64> = cluster
-            .statuses()
-            .await
+        // The followers' full syncs and connects so far: a failover must
+        // add no full sync, and a connect to the new leader.
+        let before_st = cluster.statuses().await;
+        let before: Vec<u64> = before_st
             .iter()
             .map(|s| s.as_ref().map_or(0, full_syncs))
+            .collect();
+        let connects_before: Vec<u64> = before_st
+            .iter()
+            .map(|s| {
+                s.as_ref()
+                    .map_or(0, |s| s.details.get("connects").copied().unwrap_or(0))
+            })
             .collect();
         let killed_at = Instant::now();
         if sigkill {
@@ -235,25 +249,62 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_hi
         let bound = Duration::from_secs(TTL_SECS) + Duration::from_secs(3);
         assert!(took < bound, "failover took {took:?} (bound {bound:?})");
         assert_ne!(new, old);
-        // The survivors resume from the new leader without a full sync.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        // Compared on the node that kept following (the new leader's
-        // follower counters went with its follower role).
-        let after = cluster.statuses().await;
-        for (i, s) in after.iter().enumerate() {
-            if i != old && i != new {
-                let s = s.as_ref().expect("a surviving follower answers");
-                assert_eq!(
-                    full_syncs(s),
-                    before[i],
-                    "a failover made {} take a full sync\n{}",
-                    s.name,
-                    logs(&cluster)
-                );
+        // The survivors resume from the new leader without a full sync:
+        // once each is ready on it at the index it took over at, compared
+        // on the node that kept following (the new leader's follower
+        // counters went with its follower role).
+        let lead = cluster.nodes[new]
+            .status()
+            .await
+            .expect("the new leader answers");
+        let (new_name, took_over_at) = (lead.name.clone(), lead.next_index);
+        let survivors: Vec<usize> = (0..cluster.nodes.len())
+            .filter(|&i| i != old && i != new)
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let after = loop {
+            let after = cluster.statuses().await;
+            let on_it = survivors.iter().all(|&i| {
+                after[i].as_ref().is_some_and(|s| {
+                    s.ready
+                        && s.next_index >= took_over_at
+                        && s.ha.as_ref().is_some_and(|h| h.leader == new_name)
+                        && s.details.get("connects").copied().unwrap_or(0) > connects_before[i]
+                })
+            });
+            if on_it {
+                break after;
             }
+            assert!(
+                Instant::now() < deadline,
+                "the survivors did not follow {new_name} at index {took_over_at}\n{after:#?}\n{}",
+                logs(&cluster)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        for &i in &survivors {
+            let s = after[i].as_ref().expect("a surviving follower answers");
+            assert_eq!(
+                full_syncs(s),
+                before[i],
+                "a failover made {} take a full sync\n{}",
+                s.name,
+                logs(&cluster)
+            );
         }
         cluster.nodes[old].start().unwrap();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Back as a follower of the new leader before the next round.
+        let back = Instant::now() + Duration::from_secs(30);
+        while !cluster.nodes[old].status().await.is_some_and(|s| {
+            s.role == "follower" && s.ready && s.ha.is_some_and(|h| h.leader == new_name)
+        }) {
+            assert!(
+                Instant::now() < back,
+                "node {old} did not come back\n{}",
+                logs(&cluster)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let out = finish_load(load, dir.path());
     assert!(
@@ -320,10 +371,17 @@ async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() 
             Arc::new(AtomicU64::new(0)),
         );
         let result = regionsync::tools::load::send_stream(&mut client, beats).await;
-        (Instant::now(), result)
+        (Instant::now(), unix_ms(), result)
     });
     wait_seeded(&cluster, 200).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The feeder's changes are landing on the old leader before the cut.
+    let taking = |s: &regionsync::status::Status| s.details.get("accepted").copied().unwrap_or(0);
+    let seeded = cluster.nodes[old].status().await.map_or(0, |s| taking(&s));
+    let until = Instant::now() + Duration::from_secs(10);
+    while cluster.nodes[old].status().await.map_or(0, |s| taking(&s)) <= seeded {
+        assert!(Instant::now() < until, "the feeder's changes never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let cut_at = Instant::now();
     cluster.proxies[old].cut();
 
@@ -333,24 +391,37 @@ async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() 
         .await
         .unwrap_or_else(|| panic!("no new leader after the partition\n{}", logs(&cluster)));
     let new_leader_seen = Instant::now();
-    let (refused_at, result) = feeder.await.unwrap();
+    let (refused_at, refused_unix_ms, result) = feeder.await.unwrap();
+    let why = match result {
+        Ok(()) => panic!("the old leader kept taking changes after its lease"),
+        Err(e) => format!("{e:#}"),
+    };
     assert!(
-        result.is_err(),
-        "the old leader kept taking changes after its lease"
+        why.contains("no longer leads"),
+        "the old leader refused changes for another reason than its lease: {why}"
     );
+    // The refusal, as the client saw it (so no earlier than the leader
+    // refused), against the moment the new leader began to serve, by its
+    // own clock reading.
+    let promoted = cluster.nodes[new]
+        .status()
+        .await
+        .and_then(|s| s.ha)
+        .and_then(|h| h.promoted_at_unix_ms)
+        .expect("the new leader says when it was promoted");
     assert!(
-        refused_at <= new_leader_seen,
-        "the old leader refused changes {:?} after the cut, but node {new} led already {:?} after it",
-        refused_at - cut_at,
-        new_leader_seen - cut_at
+        refused_unix_ms <= promoted,
+        "the old leader refused changes {} ms after node {new} began to lead",
+        refused_unix_ms - promoted
     );
     let old_status = cluster.nodes[old].status().await.unwrap();
     assert_eq!(old_status.role, "follower", "{old_status:#?}");
     let lapsed = old_status.ha.as_ref().unwrap().step_downs;
     assert_eq!(lapsed, 1);
     eprintln!(
-        "cut at 0; old leader refused changes at {:?}; node {new} led at {:?}",
+        "cut at 0; old leader refused changes at {:?}; node {new} began to lead {} ms later, seen at {:?}",
         refused_at - cut_at,
+        promoted - refused_unix_ms,
         new_leader_seen - cut_at
     );
 

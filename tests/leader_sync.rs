@@ -286,7 +286,7 @@ async fn two_followers_at_different_cursors_each_receive_exactly_their_own_missi
 async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_others_keep_receiving() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = leader_config(dir.path());
-    c.send_timeout = Duration::from_secs(3);
+    c.send_timeout = Duration::from_secs(5);
     let leader = start_leader(c).await;
     let url = leader.url();
 
@@ -326,14 +326,16 @@ async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_other
         v
     };
     println!("B received {total} records in {b_took:?} while A was stalled");
-    assert!(b_took < Duration::from_secs(3), "B was held up: {b_took:?}");
+    // B had everything while A's stream was still there: A held nobody up
+    // (had it, B would have received only once A was dropped at its
+    // bound). Judged by the leader's streams, not by B's time.
     assert_eq!(
         names(&leader),
         vec!["a", "b"],
-        "A is not dropped before its bound"
+        "A was dropped before B had everything (B took {b_took:?})"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while names(&leader).len() > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

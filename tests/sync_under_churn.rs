@@ -478,3 +478,66 @@ async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
     f.shutdown().await;
     leader.shutdown().await;
 }
+
+/// Issue #37: a leader restarted from its disk knows removals only from its
+/// restart on (they are kept in memory), and a change applied in memory
+/// whose commit failed is put back with no change index of its own. A
+/// follower complete from before the restart, behind the ring, must get a
+/// full sync, not a delta that cannot say what changed before the restart:
+/// here the delta would leave it holding a region merged away before the
+/// restart. A follower without `verify` has no check that would catch it:
+/// it would claim the leader's index with another set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_from_before_a_leader_restart_is_a_full_sync() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = || {
+        let mut c = leader_config(ldir.path());
+        c.history_capacity = 10;
+        c
+    };
+    let leader = start_leader(config()).await;
+    let fillers: Vec<Region> = (0..30u64)
+        .map(|i| {
+            region(
+                100 + i,
+                format!("d{i:03}").as_bytes(),
+                format!("d{:03}", i + 1).as_bytes(),
+                1,
+            )
+        })
+        .collect();
+    feed(
+        &leader,
+        &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)],
+    )
+    .await;
+    feed(&leader, &fillers).await;
+    let unchecked = |leader: &regionsync::node::RunningLeader| {
+        let mut c = follower_config(leader, Some(fdir.path()));
+        c.announce = regionsync::follower::Announce::NoVerify;
+        c
+    };
+    let f = start_follower(unchecked(&leader)).await;
+    converged(&leader, &f).await;
+    f.shutdown().await;
+
+    feed(&leader, &[region(2, b"a", b"c", 2)]).await; // Y absorbs X
+    feed(&leader, &[region(2, b"bm", b"c", 3)]).await; // Y splits; [a, bm) not yet heard of
+    feed(&leader, &bumped(&fillers, 2)).await; // past the ring
+    leader.shutdown().await;
+    let leader = start_leader(config()).await;
+    assert!(leader.shared().store.read().get(1).is_none());
+
+    let f = start_follower(unchecked(&leader)).await;
+    converged(&leader, &f).await;
+    let stats = &f.shared().stats;
+    println!(
+        "full syncs {:?}, deltas {}",
+        f.shared().status().full_syncs,
+        stats.deltas.load(Ordering::Relaxed)
+    );
+    assert_eq!(stats.deltas.load(Ordering::Relaxed), 0, "it took a delta");
+    assert!(f.shared().store.read().get(1).is_none());
+    f.shutdown().await;
+    leader.shutdown().await;
+}

@@ -123,6 +123,10 @@ pub struct HaStatus {
     /// as leader, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_promotion_ms: Option<u64>,
+    /// When it last began serving as leader, in milliseconds since the Unix
+    /// epoch (this machine's wall clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at_unix_ms: Option<u64>,
     /// Why it is not leading or campaigning, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,

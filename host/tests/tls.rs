@@ -191,7 +191,18 @@ async fn mutual_tls_admits_the_clusters_certificates_and_refuses_the_rest() {
 
     let no_cert = follower(&url, Some(ca_only), "f-no-cert").await;
     let intruder = follower(&url, Some(rogue_tls), "f-intruder").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each has tried, and been turned away, more than once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for f in [&no_cert, &intruder] {
+        while f.shared().stats.reconnects.lock().values().sum::<u64>() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{} never tried",
+                f.shared().config.name
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     for f in [&no_cert, &intruder] {
         let st = f.shared().status();
         assert!(

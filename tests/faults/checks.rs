@@ -38,6 +38,7 @@ pub fn watch(
             let (mut answered, mut refused) = (0u64, 0u64);
             let mut claims = Vec::new();
             let mut client = None;
+            let mut reads = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 // A ready follower's index and set, read together (the
                 // state changes under the store's lock).
@@ -54,30 +55,46 @@ pub fn watch(
                         }
                     }
                 }
-                // A read over gRPC answers only while ready.
+                // A read over gRPC answers only while ready, with a region
+                // that covers the key, and with what the follower holds;
+                // the follower's state on each side of the read is a claim
+                // judged like the others.
                 if client.is_none() {
                     client = regionsync_proto::pdpb::pd_client::PdClient::connect(url.clone())
                         .await
                         .ok();
                 }
                 if let Some(c) = client.as_mut() {
-                    let before = follower.is_ready();
+                    reads += 1;
+                    let key = if reads.is_multiple_of(2) {
+                        Vec::new()
+                    } else {
+                        format!("k{:08}", reads.wrapping_mul(2_654_435_761) % 100_000_000)
+                            .into_bytes()
+                    };
+                    let before = sample(&follower, &key);
                     let answer = c
                         .get_region(GetRegionRequest {
                             header: Some(RequestHeader {
                                 cluster_id: cluster,
                                 ..Default::default()
                             }),
-                            region_key: b"k".to_vec(),
+                            region_key: key.clone(),
                             ..Default::default()
                         })
                         .await;
-                    let after = follower.is_ready();
-                    match answer {
-                        Ok(_) if !before && !after => {
-                            return Err("a read was answered while not ready".into());
+                    let after = sample(&follower, &key);
+                    for s in [&before, &after] {
+                        let c = (s.next_index, s.digest);
+                        if s.ready && claims.last() != Some(&c) {
+                            claims.push(c);
                         }
-                        Ok(_) => answered += 1,
+                    }
+                    match answer {
+                        Ok(answer) => {
+                            check_answer(&key, &answer.into_inner(), &before, &after)?;
+                            answered += 1;
+                        }
                         Err(_) => refused += 1,
                     }
                 }
@@ -89,8 +106,67 @@ pub fn watch(
     Watch { stop, label, task }
 }
 
-/// Every ready claim the oracle can judge must be what the leader had;
-/// returns how many it judged.
+/// A follower's state around a read, sampled on its side: ready, its
+/// index, its set's digest, and what its store holds for the key.
+struct Sampled {
+    ready: bool,
+    next_index: u64,
+    digest: u128,
+    holds: Option<(u64, Vec<u8>, Vec<u8>)>,
+}
+
+fn sample(follower: &regionsync::follower::FollowerShared, key: &[u8]) -> Sampled {
+    let store = follower.store.read();
+    let state = *follower.state.lock();
+    Sampled {
+        ready: state.ready,
+        next_index: state.next_index,
+        digest: store.digest().value(),
+        holds: store
+            .get_by_key(key)
+            .map(|r| (r.region.id, r.region.start_key, r.region.end_key)),
+    }
+}
+
+/// An answered read: the follower was ready on one side of it at least; the
+/// region covers the key; and a follower whose state did not move around
+/// the read answered exactly what its store holds (so a missing region is
+/// one its set, judged against the leader's, does not have).
+fn check_answer(
+    key: &[u8],
+    answer: &regionsync_proto::pdpb::GetRegionResponse,
+    before: &Sampled,
+    after: &Sampled,
+) -> Result<(), String> {
+    if !before.ready && !after.ready {
+        return Err("a read was answered while not ready".into());
+    }
+    let got = answer
+        .region
+        .as_ref()
+        .map(|r| (r.id, r.start_key.clone(), r.end_key.clone()));
+    if let Some((id, start, end)) = &got
+        && (start.as_slice() > key || (!end.is_empty() && end.as_slice() <= key))
+    {
+        return Err(format!(
+            "a read of key {key:?} was answered with region {id} [{start:?}, {end:?}), which does not cover it"
+        ));
+    }
+    let still = before.ready
+        && after.ready
+        && before.next_index == after.next_index
+        && before.digest == after.digest;
+    if still && got != after.holds {
+        return Err(format!(
+            "a read of key {key:?} at index {} was answered with {got:?}, the follower holds {:?}",
+            after.next_index, after.holds
+        ));
+    }
+    Ok(())
+}
+
+/// Every ready claim must be judged, and be what the leader had; returns how
+/// many were judged.
 pub fn judge(seen: &oracle::Seen, claims: &[Claim]) -> Result<u64, String> {
     if let Some(a) = seen.anomalies.first() {
         return Err(format!("the leader broke its numbering: {a}"));
@@ -109,6 +185,15 @@ pub fn judge(seen: &oracle::Seen, claims: &[Claim]) -> Result<u64, String> {
                 ));
             }
             checked += 1;
+        } else {
+            // The leader's tap records every index it publishes, and the
+            // leader's first state: an index nobody recorded was never the
+            // leader's.
+            return Err(format!(
+                "{who} claimed index {index} (digest {digest:032x}) while ready; the leader \
+                 never published that index (recorded up to {})",
+                seen.last_index()
+            ));
         }
     }
     Ok(checked)

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use regionsync::follower::Announce;
 use regionsync::policy_runtime::PolicySource;
 use regionsync::tools::load::Generator;
 
@@ -42,7 +43,16 @@ use crate::Rng;
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub followers: usize,
+    /// What its followers announced (`Announce`), one each.
+    pub announced: Vec<Announce>,
+    /// Faults drawn, in order.
     pub faults: Vec<&'static str>,
+    /// Faults that fired, each with its evidence (see `fired`).
+    pub fired: Vec<(&'static str, String)>,
+    /// Streams the leader ended because their records left its ring.
+    pub history_misses: u64,
+    /// Full syncs the followers started, by trigger.
+    pub full_syncs: std::collections::BTreeMap<String, u64>,
     pub heartbeats: u64,
     /// Ready (index, digest) pairs checked against the oracle.
     pub claims_checked: u64,
@@ -50,11 +60,8 @@ pub struct Report {
     pub reads_answered: u64,
     /// Reads refused by a follower.
     pub reads_refused: u64,
-    /// Full syncs of the oracle whose set the leader's digest refused
-    /// (`oracle::Seen::unverified`), with what happened.
-    pub oracle_unverified: Vec<String>,
-    /// Completions the real followers refused (their `verify_failures`).
-    pub verify_failures: u64,
+    /// Indexes the leader published (its digest tap) or loaded.
+    pub indexes_recorded: u64,
     /// Sessions that reached another scenario's leader and were refused
     /// for its cluster id (see `cluster_of`).
     pub misrouted: u64,
@@ -66,7 +73,14 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     let cluster = cluster_of(seed);
     let tmp = tempfile::tempdir().unwrap();
     let ldir = tmp.path().join("leader");
-    let mut leader = start_leader(&ldir, cluster).await;
+    let seen: Arc<Mutex<oracle::Seen>> = Arc::default();
+    let mut leader = start_leader(&ldir, cluster, &seen).await;
+    {
+        // The first state is the leader's too (an empty set at 0).
+        let store = leader.shared().store.read();
+        seen.lock()
+            .record(store.applied_next(), store.digest().value());
+    }
     let mut report = Report::default();
     let mut generator = Generator::new(cluster, 50 + rng.below(200), seed);
     let first = generator.all();
@@ -74,8 +88,20 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     send(&leader.url(), first).await;
 
     let oracle_proxy = net::Proxy::start(leader_addr(&leader)).await;
-    let oracle = oracle::Oracle::start(oracle_proxy.url(), cluster);
+    let oracle = oracle::Oracle::start_on(oracle_proxy.url(), cluster, seen.clone());
 
+    // Draws added since seeds were first reported come from a stream of
+    // their own, so that a seed still names the schedule it named then.
+    let mut kinds = Rng::new(seed ^ 0x0a11_0ced_5eed);
+    // `FAULT_ANNOUNCE=policy|noverify|nothing` gives every follower that.
+    let forced = std::env::var("FAULT_ANNOUNCE")
+        .ok()
+        .map(|v| match v.as_str() {
+            "policy" => Announce::Policy,
+            "noverify" => Announce::NoVerify,
+            "nothing" => Announce::Nothing,
+            other => panic!("FAULT_ANNOUNCE is {other:?}, not one of policy, noverify, nothing"),
+        });
     let n = 1 + rng.below(3) as usize;
     report.followers = n;
     let mut nodes = Vec::new();
@@ -86,10 +112,21 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             running: None,
             conservative: rng.below(3) == 0,
             durable_every: Duration::from_millis(rng.below(3) * 25),
+            // Half speak all regionsync asks for; the others stand in for
+            // PD's own followers (nothing announced) and for followers
+            // without `verify`: a wrong set reaches them unchecked, so the
+            // oracle is their only judge.
+            announce: match (forced, kinds.below(4)) {
+                (Some(a), _) => a,
+                (None, 0) => Announce::Nothing,
+                (None, 1) => Announce::NoVerify,
+                (None, _) => Announce::Policy,
+            },
             cluster,
             misrouted: 0,
         };
         node.start().await;
+        report.announced.push(node.announce);
         nodes.push(node);
     }
     let claims: Arc<Mutex<Vec<Claim>>> = Arc::default();
@@ -127,9 +164,20 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
         };
         report.faults.push(fault);
         let mut churn = 10 + rng.below(60) as usize;
+        // What shows, once the step is over, that the fault took effect.
+        let mut evidence: Option<String> = None;
+        let mut check_later: Option<Later> = None;
         match fault {
-            "drop_stream" => nodes[target].proxy.cut(),
-            "stop_reading" => nodes[target].proxy.stall(true),
+            "drop_stream" => {
+                let open = nodes[target].proxy.cut();
+                if open > 0 {
+                    evidence = Some(format!("{open} open connection(s) cut"));
+                }
+            }
+            "stop_reading" => {
+                nodes[target].proxy.stall(true);
+                check_later = Some(Later::HeldBack(nodes[target].proxy.held_back()));
+            }
             "restart_follower" | "crash_follower" => {
                 if let Some(w) = watches[target].take() {
                     w.stop.store(true, Ordering::Relaxed);
@@ -137,23 +185,39 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 }
                 let f = nodes[target].running.take().unwrap();
                 nodes[target].misrouted += misrouted(&f);
+                tally_full_syncs(&mut report, &f);
+                let at = f.shared().state.lock().next_index;
                 if fault == "crash_follower" {
                     f.kill().await;
                 } else {
                     f.shutdown().await;
                 }
+                evidence = Some(format!("stopped at index {at}"));
             }
             "restart_leader" | "leader_storage_failure" => {
                 if fault == "leader_storage_failure" {
                     // The disk fails under the next commits, then the
                     // operator restarts the leader.
-                    leader
-                        .shared()
-                        .storage
-                        .fail_next_writes(1 + rng.below(2) as u32);
+                    let failures = 1 + rng.below(2) as u32;
+                    leader.shared().storage.fail_next_writes(failures);
                     let hbs = take(&mut generator, 20);
                     report.heartbeats += hbs.len() as u64;
                     send(&leader.url(), hbs).await;
+                    let lead = leader.shared().clone();
+                    let took = eventually(Duration::from_secs(2), || {
+                        lead.storage.pending_write_failures() < failures
+                    })
+                    .await;
+                    if took {
+                        evidence = Some(format!(
+                            "a commit failed; the leader {} changes",
+                            if lead.failed.load(Ordering::Relaxed) {
+                                "refuses"
+                            } else {
+                                "still takes"
+                            }
+                        ));
+                    }
                 }
                 let before = {
                     let lead = leader.shared();
@@ -164,14 +228,15 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                         *lead.published.borrow(),
                     )
                 };
+                report.history_misses += leader_misses(&leader);
                 leader.shutdown().await;
                 // Connections the old leader still serves keep its store
                 // open: the network drops them as the process would.
-                oracle_proxy.cut();
+                let _ = oracle_proxy.cut();
                 for node in &nodes {
-                    node.proxy.cut();
+                    let _ = node.proxy.cut();
                 }
-                leader = start_leader(&ldir, cluster).await;
+                leader = start_leader(&ldir, cluster, &seen).await;
                 // What it loaded is a claim like a follower's: the set the
                 // leader had at its index before the restart.
                 let (next, digest) = {
@@ -183,6 +248,12 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                      loaded {next} digest {digest:032x}",
                     before.0, before.1, before.2,
                 ));
+                if next < before.2 {
+                    return Err(format!(
+                        "the restarted leader loaded index {next}, below the {} it had published; faults {:?}",
+                        before.2, report.faults
+                    ));
+                }
                 claims
                     .lock()
                     .push((next, digest, format!("leader restarted at step {step}")));
@@ -190,21 +261,56 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 for node in &nodes {
                     node.proxy.retarget(leader_addr(&leader));
                 }
+                if fault == "restart_leader" {
+                    evidence = Some(format!("restarted at index {next}"));
+                }
             }
             "ring_overflow" => {
+                // Stall the follower, then change more than the ring holds
+                // past whatever its stream already has in flight (socket
+                // buffers, HTTP/2 windows, read-ahead): until the leader
+                // ends a stream whose records left the ring.
                 nodes[target].proxy.stall(true);
                 churn = 150 + rng.below(100) as usize;
+                let misses = leader.shared().stats.history_misses.load(Ordering::Relaxed);
+                let mut sent = 0;
+                while sent < 20_000
+                    && leader.shared().stats.history_misses.load(Ordering::Relaxed) == misses
+                {
+                    let hbs = take(&mut generator, 200);
+                    sent += hbs.len();
+                    report.heartbeats += hbs.len() as u64;
+                    send(&leader.url(), hbs).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let lead = leader.shared().clone();
+                if eventually(Duration::from_secs(2), || {
+                    lead.stats.history_misses.load(Ordering::Relaxed) > misses
+                })
+                .await
+                {
+                    evidence = Some(format!("a stream fell off the ring after {sent} changes"));
+                }
             }
             "swap_policy" => {
                 if let Some(f) = nodes[target].running.as_ref() {
                     let to = tuned(rng.bool());
                     f.shared().policy.swap(PolicySource::Tuned(to)).unwrap();
+                    evidence = Some("swapped".into());
                 }
             }
-            "intake_flood" => churn = 1_000 + rng.below(1_000) as usize,
+            "intake_flood" => {
+                churn = 1_000 + rng.below(1_000) as usize;
+                check_later = Some(Later::Heartbeats(
+                    leader.shared().stats.heartbeats.load(Ordering::Relaxed),
+                    churn as u64,
+                ));
+            }
             _ => {
                 if let Some(f) = nodes[target].running.as_ref() {
-                    f.shared().inject_storage_failures(1 + rng.below(2) as u32);
+                    let failures = 1 + rng.below(2) as u32;
+                    f.shared().inject_storage_failures(failures);
+                    check_later = Some(Later::FollowerWrites(failures));
                 }
             }
         }
@@ -212,6 +318,40 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
         report.heartbeats += hbs.len() as u64;
         send(&leader.url(), hbs).await;
         tokio::time::sleep(Duration::from_millis(20 + rng.below(60))).await;
+        match check_later {
+            Some(Later::HeldBack(before)) => {
+                let held = nodes[target].proxy.held_back() - before;
+                if held > 0 {
+                    evidence = Some(format!("{held} bytes held back"));
+                }
+            }
+            Some(Later::Heartbeats(before, sent)) => {
+                let lead = leader.shared().clone();
+                if eventually(Duration::from_secs(5), || {
+                    lead.stats.heartbeats.load(Ordering::Relaxed) >= before + sent
+                })
+                .await
+                {
+                    evidence = Some(format!("{sent} heartbeats processed"));
+                }
+            }
+            Some(Later::FollowerWrites(failures)) => {
+                if let Some(f) = nodes[target].running.as_ref() {
+                    let f = f.shared().clone();
+                    if eventually(Duration::from_secs(2), || {
+                        f.pending_storage_failures() < failures
+                    })
+                    .await
+                    {
+                        evidence = Some("a write failed".into());
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(e) = evidence {
+            report.fired.push((fault, e));
+        }
         // Faults that last a while end here; stopped followers come back.
         for (i, node) in nodes.iter_mut().enumerate() {
             if rng.below(2) == 0 || i != target {
@@ -265,14 +405,20 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The oracle must have caught up too, to judge every claim.
+    // The oracle must have caught up too: what it assembled over the wire
+    // is checked against the leader's tap at every index they share.
     let want_next = lead.ring.read().next_index();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !oracle.seen.lock().digests.contains_key(&want_next) {
-        if Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let oracle_seen = oracle.seen.clone();
+    if !eventually(Duration::from_secs(10), || {
+        oracle_seen.lock().oracle_at >= want_next
+    })
+    .await
+    {
+        return Err(format!(
+            "the oracle did not reach the leader's index {want_next} within 10 s (it is at {}); faults {:?}",
+            oracle.seen.lock().oracle_at,
+            report.faults
+        ));
     }
     for w in watches.into_iter().flatten() {
         w.stop.store(true, Ordering::Relaxed);
@@ -280,12 +426,30 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     }
     report.claims_checked = judge(&oracle.seen.lock(), &claims.lock())
         .map_err(|e| format!("{e}; faults {:?}", report.faults))?;
-    report.oracle_unverified = oracle.seen.lock().unverified.clone();
-    report.verify_failures = nodes
-        .iter()
-        .filter_map(|n| n.running.as_ref())
-        .map(|f| f.shared().stats.verify_failures.load(Ordering::Relaxed))
-        .sum();
+    if let Some(what) = oracle.seen.lock().unverified.first() {
+        return Err(format!(
+            "the oracle's {what}: the leader completed a full sync with a set that was not its own; faults {:?}",
+            report.faults
+        ));
+    }
+    report.indexes_recorded = oracle.seen.lock().digests.len() as u64;
+    // A correct leader never sends a completion whose set is not its own:
+    // a follower's digest check refusing one is a leader defect.
+    for node in &nodes {
+        let f = node.running.as_ref().unwrap();
+        let refused = f.shared().stats.verify_failures.load(Ordering::Relaxed);
+        if refused > 0 {
+            return Err(format!(
+                "{} refused {refused} completion(s) by their digest: the leader sent a set that was not its own; faults {:?}",
+                f.shared().config.name,
+                report.faults
+            ));
+        }
+    }
+    report.history_misses += leader_misses(&leader);
+    for node in &nodes {
+        tally_full_syncs(&mut report, node.running.as_ref().unwrap());
+    }
     report.misrouted = oracle.seen.lock().misrouted
         + nodes
             .iter()
@@ -300,6 +464,40 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     }
     leader.shutdown().await;
     Ok(report)
+}
+
+/// Evidence read once the step's churn has gone out.
+enum Later {
+    /// The proxy's bytes held back when the stall began.
+    HeldBack(u64),
+    /// The leader's heartbeats processed before the flood, and its size.
+    Heartbeats(u64, u64),
+    /// Storage failures injected into the follower.
+    FollowerWrites(u32),
+}
+
+/// Poll `cond` until it holds (true) or `within` passes (false).
+async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn leader_misses(l: &regionsync::node::RunningLeader) -> u64 {
+    l.shared().stats.history_misses.load(Ordering::Relaxed)
+}
+
+fn tally_full_syncs(report: &mut Report, f: &regionsync::node::RunningFollower) {
+    for (trigger, n) in f.shared().stats.full_syncs.lock().iter() {
+        *report.full_syncs.entry(trigger.to_string()).or_default() += n;
+    }
 }
 
 fn take(g: &mut Generator, n: usize) -> Vec<regionsync_proto::pdpb::RegionHeartbeatRequest> {

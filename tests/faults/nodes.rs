@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regionsync::follower::FollowerConfig;
-use regionsync::leader::LeaderConfig;
+use parking_lot::Mutex;
+use regionsync::follower::{Announce, FollowerConfig};
+use regionsync::leader::{DigestTap, LeaderConfig};
 use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
 use regionsync::tools::load;
 use regionsync_guest::Policy;
 
-use super::net;
+use super::{net, oracle};
 
 /// Sessions of `f` refused for another cluster's leader.
 pub(super) fn misrouted(f: &RunningFollower) -> u64 {
@@ -72,6 +73,9 @@ pub(super) struct Node {
     pub running: Option<RunningFollower>,
     pub conservative: bool,
     pub durable_every: Duration,
+    /// What it announces: PD's followers and those without `verify` are
+    /// judged by the oracle like the others.
+    pub announce: Announce,
     pub cluster: u64,
     /// Sessions its stopped runs refused for another cluster's leader.
     pub misrouted: u64,
@@ -85,6 +89,7 @@ impl Node {
         c.connect_timeout = Duration::from_millis(500);
         c.durable_every = self.durable_every;
         c.cluster_id = Some(self.cluster);
+        c.announce = self.announce;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.running = Some(
             RunningFollower::start(c, runtime(tuned(self.conservative)), listener)
@@ -94,8 +99,17 @@ impl Node {
     }
 }
 
-fn leader_config(dir: &Path, cluster: u64) -> LeaderConfig {
+fn leader_config(dir: &Path, cluster: u64, seen: &Arc<Mutex<oracle::Seen>>) -> LeaderConfig {
     let mut c = LeaderConfig::new(dir);
+    // Every index the leader publishes, with its set's digest: what the
+    // claims are judged against, whichever indexes the oracle jumped over.
+    let seen = seen.clone();
+    c.digest_tap = Some(DigestTap(Arc::new(move |digests| {
+        let mut seen = seen.lock();
+        for &(index, digest) in digests {
+            seen.record(index, digest);
+        }
+    })));
     c.cluster_id = Some(cluster);
     c.history_capacity = 96;
     c.keepalive = Duration::from_millis(100);
@@ -104,15 +118,24 @@ fn leader_config(dir: &Path, cluster: u64) -> LeaderConfig {
     c
 }
 
-/// Start (or restart) the leader on `dir`. A stopped leader's store closes
-/// when the last task of its streams lets go of it, which may take a moment
-/// after `shutdown`: retry until then.
-pub(super) async fn start_leader(dir: &Path, cluster: u64) -> RunningLeader {
+/// Start (or restart) the leader on `dir`, telling `seen` its digest at
+/// every index it publishes. A stopped leader's store closes when the last
+/// task of its streams lets go of it, which may take a moment after
+/// `shutdown`: retry until then.
+pub(super) async fn start_leader(
+    dir: &Path,
+    cluster: u64,
+    seen: &Arc<Mutex<oracle::Seen>>,
+) -> RunningLeader {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        match RunningLeader::start(leader_config(dir, cluster), runtime(tuned(false)), listener)
-            .await
+        match RunningLeader::start(
+            leader_config(dir, cluster, seen),
+            runtime(tuned(false)),
+            listener,
+        )
+        .await
         {
             Ok(l) => return l,
             Err(e) if Instant::now() < deadline => {

@@ -30,6 +30,9 @@ pub struct Seen {
     /// the completion. A real follower refuses such a set (it verifies and
     /// starts over), and so does the oracle: it records nothing for it.
     pub unverified: Vec<String>,
+    /// The oracle's own index: how far its copy, assembled from the wire,
+    /// has come.
+    pub oracle_at: u64,
     /// Sessions another cluster's leader refused (a port reused by another
     /// scenario; see `cluster_of`).
     pub misrouted: u64,
@@ -51,8 +54,9 @@ impl Seen {
     }
 
     /// Record the leader's digest at `index`; a different one than seen
-    /// there before is a broken numbering.
-    fn record(&mut self, index: u64, digest: u128) {
+    /// there before is a broken numbering (or a set the oracle assembled
+    /// that is not the one the leader published there).
+    pub fn record(&mut self, index: u64, digest: u128) {
         if let Some(had) = self.digests.insert(index, digest)
             && had != digest
         {
@@ -84,7 +88,12 @@ impl Drop for Oracle {
 impl Oracle {
     /// Follow the leader at `url` (of cluster `cluster_id`) until dropped.
     pub fn start(url: String, cluster_id: u64) -> Oracle {
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        Oracle::start_on(url, cluster_id, Arc::default())
+    }
+
+    /// The same, recording into `seen` (which the leader's digest tap may
+    /// fill too).
+    pub fn start_on(url: String, cluster_id: u64, seen: Arc<Mutex<Seen>>) -> Oracle {
         let task = tokio::spawn(run(url, cluster_id, seen.clone()));
         Oracle { seen, task }
     }
@@ -194,6 +203,7 @@ async fn session(
                 let mut s = seen.lock();
                 s.note(format!("oracle completed at {} with {ours:032x}", *next));
                 s.record(*next, ours);
+                s.oracle_at = *next;
                 snapshot = None;
                 continue;
             }
@@ -221,6 +231,7 @@ async fn session(
             *next += 1;
             s.record(*next, store.digest().value());
         }
+        s.oracle_at = *next;
     }
     Err("stream ended".into())
 }

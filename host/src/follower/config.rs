@@ -32,6 +32,23 @@ pub struct FollowerConfig {
     /// TLS for its read service and for dialling the leader (an `https://`
     /// URL); plain when `None`.
     pub tls: Option<crate::tls::Tls>,
+    /// What it announces beyond PD's protocol; less than its policy asks
+    /// for only to stand in for PD's own followers and older ones.
+    pub announce: Announce,
+}
+
+/// What a follower announces to the leader beyond PD's protocol
+/// (docs/protocol.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Announce {
+    /// What its policy asks for.
+    #[default]
+    Policy,
+    /// Deltas as its policy asks, but no `verify`: a completion comes
+    /// without a digest to check the set against.
+    NoVerify,
+    /// Nothing: PD's protocol, as PD's own follower speaks it.
+    Nothing,
 }
 
 impl FollowerConfig {
@@ -48,6 +65,7 @@ impl FollowerConfig {
             connect_timeout: Duration::from_secs(3),
             durable_every: Duration::from_millis(500),
             tls: None,
+            announce: Announce::Policy,
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 use lineage::Lineages;
 
-pub use config::FollowerConfig;
+pub use config::{Announce, FollowerConfig};
 pub use received::Received;
 pub use report::{FollowerStats, FullSyncTrigger};
 pub use stream::{EndReason, Ended};
@@ -204,7 +204,16 @@ impl FollowerShared {
             facts.new_stream();
             *facts
         };
-        let plan = self.policy.on_connect(before, &facts);
+        let announce = self.config.announce;
+        let mut before = before;
+        if announce == Announce::Nothing {
+            // Without deltas a store part-way through one cannot be
+            // finished: it is rebuilt by a full sync.
+            before.resumable = false;
+        }
+        let mut plan = self.policy.on_connect(before, &facts);
+        plan.ask_delta &= announce != Announce::Nothing;
+        plan.ask_verify &= announce == Announce::Policy;
         self.set_state(plan.state);
         plan
     }

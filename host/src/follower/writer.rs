@@ -223,6 +223,15 @@ impl FollowerShared {
         }
     }
 
+    /// Injected storage failures not yet taken by a write (none once the
+    /// store is closed).
+    pub fn pending_storage_failures(&self) -> u32 {
+        self.storage
+            .lock()
+            .as_ref()
+            .map_or(0, |s| s.pending_write_failures())
+    }
+
     /// Close the durable store now (waiting for a write in progress); later
     /// writes fail. Lets a stopped follower's directory be reopened at once
     /// even while stray references to this state remain.

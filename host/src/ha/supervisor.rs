@@ -284,6 +284,10 @@ impl Supervisor {
                     ha.leader = self.config.leader.name.clone();
                     ha.leader_url = self.advertise.clone();
                     ha.last_promotion_ms = Some(took.as_millis() as u64);
+                    ha.promoted_at_unix_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .ok()
+                        .map(|d| d.as_millis() as u64);
                     ha.waiting = None;
                 }
                 tracing::info!(

@@ -55,6 +55,26 @@ pub struct LeaderConfig {
     pub max_heartbeat_streams: usize,
     /// A SyncRegions stream must send its request within this.
     pub first_request_timeout: Duration,
+    /// Told the leader's digest at every index it publishes: an audit of
+    /// what each index names, for checks that judge a follower's claims
+    /// (the fault scenarios). `None` costs nothing.
+    pub digest_tap: Option<DigestTap>,
+}
+
+/// A listener for `(next_index, digest)`: the set's digest once the records
+/// below `next_index` are applied, for every index of a published batch,
+/// called after the batch is published (so never for an index a failed
+/// commit gave back).
+#[derive(Clone)]
+pub struct DigestTap(pub std::sync::Arc<TapFn>);
+
+/// What a [`DigestTap`] calls with each published batch's digests.
+pub type TapFn = dyn Fn(&[(u64, u128)]) + Send + Sync;
+
+impl std::fmt::Debug for DigestTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestTap")
+    }
 }
 
 impl LeaderConfig {
@@ -80,6 +100,7 @@ impl LeaderConfig {
             max_sync_streams: 1_024,
             max_heartbeat_streams: 4_096,
             first_request_timeout: FIRST_REQUEST_TIMEOUT,
+            digest_tap: None,
         }
     }
 }

@@ -115,6 +115,8 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         durable: true,
         ..Default::default()
     };
+    let tap = shared.config.digest_tap.as_ref();
+    let mut digests = Vec::new();
     let mut store = shared.store.write();
     // The intake is the only writer, and publishes every batch before it
     // takes the next: the store's applied index is the ring's next index.
@@ -137,6 +139,9 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
                         &change.down_peers,
                         &change.pending_peers,
                     ));
+                    if tap.is_some() {
+                        digests.push((index + 1, store.digest().value()));
+                    }
                 }
                 Outcome::Stale => {
                     stats.stale.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +221,9 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         }
     }
     shared.published.send_replace(next);
+    if let Some(tap) = tap {
+        (tap.0)(&digests);
+    }
     // Counted once published, so "processed" means visible to followers.
     stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
     Ok(batch)

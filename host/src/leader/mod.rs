@@ -36,7 +36,7 @@ use crate::policy_runtime::PolicyRuntime;
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
 
-pub use config::LeaderConfig;
+pub use config::{DigestTap, LeaderConfig};
 pub use fence::Fence;
 pub use intake::IntakeError;
 pub use stats::{FullSyncOutcome, LeaderStats, StreamEntry};

@@ -62,6 +62,10 @@ impl LeaderShared {
             "deltas_refused".into(),
             stats.deltas_refused.load(Ordering::Relaxed),
         );
+        details.insert(
+            "history_misses".into(),
+            stats.history_misses.load(Ordering::Relaxed),
+        );
         details.insert("delta_floor".into(), delta_floor);
         details.insert("removals_kept".into(), removals);
         details.insert("history_bytes".into(), now.bytes as u64);
@@ -170,6 +174,11 @@ impl LeaderShared {
                 "delta_syncs_refused",
                 "Deltas as large as a full sync refused by admission",
                 &stats.deltas_refused,
+            ),
+            (
+                "history_misses",
+                "Streams ended with RESOURCE_EXHAUSTED because their records had left the history ring",
+                &stats.history_misses,
             ),
             (
                 "changes_fenced",

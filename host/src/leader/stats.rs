@@ -53,6 +53,9 @@ pub struct LeaderStats {
     /// Follower streams whose history diverged from this leader's lineage
     /// (routed to a full sync).
     pub diverged: AtomicU64,
+    /// Streams ended with RESOURCE_EXHAUSTED because the records they
+    /// needed had left the history ring (PD's "live drain miss").
+    pub history_misses: AtomicU64,
     /// Sync frames sent.
     pub frames_sent: AtomicU64,
     /// Sync frame bytes sent.

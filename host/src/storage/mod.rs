@@ -382,6 +382,12 @@ impl Storage {
         self.failing.store(n, std::sync::atomic::Ordering::Release);
     }
 
+    /// Injected failures not yet taken by a write: a test's evidence that
+    /// its fault fired.
+    pub fn pending_write_failures(&self) -> u32 {
+        self.failing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Apply one batch as one transaction.
     pub fn write(&self, batch: &WriteBatch) -> Result<()> {
         let injected = self

@@ -42,13 +42,15 @@ def test_every_vector_reproduces(policy):
     assert not failures, f"{len(failures)} vectors differ; first: {failures[0]}"
 
 
-def test_raw_call_cost(policy):
-    from regionsync_policy import RingView, SyncRequest, _to_component
-    request = _to_component(SyncRequest(start_index=150))
-    ring = _to_component(RingView(first_index=100, next_index=200, capacity=1000, delta_floor=1))
+def test_raw_calls_answer_as_typed_calls(policy):
+    from regionsync_policy import Routing, RingView, SyncRequest, _from_component, _to_component
+    typed = (SyncRequest(start_index=150), RingView(first_index=100, next_index=200, capacity=1000, delta_floor=1))
+    want = to_json(policy.route_request(*typed))
+    request, ring = (_to_component(v) for v in typed)
     n = 2000
     started = time.perf_counter()
-    for _ in range(n):
-        policy.call_raw("route-request", request, ring)
+    answers = [policy.call_raw("route-request", request, ring) for _ in range(n)]
     took = time.perf_counter() - started
+    # The raw path answers what the typed one does, every time.
+    assert all(to_json(_from_component(a, Routing)) == want for a in answers), want
     print(f"python host: route-request {took / n * 1e9:.0f} ns per call (component values, {n} calls)")

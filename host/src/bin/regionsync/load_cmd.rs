@@ -142,7 +142,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         counts.flow_updates,
         sent as f64 / sent_for.as_secs_f64()
     );
-    // Acceptance: the leader must hold exactly the model's regions.
+    // Acceptance: the leader must hold exactly the model's regions, and
+    // nothing else (a merged-away region that came back is a wrong set).
     let model: std::collections::HashMap<u64, regionsync_proto::metapb::Region> =
         generator.regions().into_iter().map(|r| (r.id, r)).collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -152,7 +153,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .iter()
             .filter(|(r, _)| model.get(&r.id) == Some(r))
             .count();
-        if exact == model.len() || std::time::Instant::now() > deadline {
+        let extra = held.len() - exact.min(held.len());
+        let right = exact == model.len() && held.len() == model.len();
+        if right || std::time::Instant::now() > deadline {
             println!(
                 "leader holds {exact} of {} model regions exactly ({:.2}% accepted), {} regions in all",
                 model.len(),
@@ -161,6 +164,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             );
             if exact != model.len() {
                 bail!("the leader did not accept every change");
+            }
+            if held.len() != model.len() {
+                bail!(
+                    "the leader holds {extra} region(s) the model does not have (removed by a merge or a split, or never sent)"
+                );
             }
             return Ok(());
         }

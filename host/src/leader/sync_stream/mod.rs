@@ -127,10 +127,17 @@ async fn run(
             follower = %stream.follower, cursor, bound = ?stream.shared.config.send_timeout,
             "follower did not take a frame within the send bound; its stream is dropped"
         ),
-        End::Exhausted(why) => tracing::warn!(
-            follower = %stream.follower, cursor, reason = %why,
-            "follower stream ended with RESOURCE_EXHAUSTED; it will come back for a delta or a full sync"
-        ),
+        End::Exhausted(why) => {
+            stream
+                .shared
+                .stats
+                .history_misses
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                follower = %stream.follower, cursor, reason = %why,
+                "follower stream ended with RESOURCE_EXHAUSTED; it will come back for a delta or a full sync"
+            )
+        }
         End::Refused => tracing::warn!(
             follower = %stream.follower, "sync refused by admission; the follower will retry"
         ),
