@@ -424,6 +424,28 @@ async fn deltas_as_large_as_a_full_sync_are_admitted_like_one() {
     leader.shutdown().await;
 }
 
+/// X [a, b) and Y [b, c), then 30 regions after them (to push the ring on
+/// with later); the 30.
+async fn x_y_and_fillers(leader: &regionsync::node::RunningLeader) -> Vec<Region> {
+    let fillers: Vec<Region> = (0..30u64)
+        .map(|i| {
+            region(
+                100 + i,
+                format!("d{i:03}").as_bytes(),
+                format!("d{:03}", i + 1).as_bytes(),
+                1,
+            )
+        })
+        .collect();
+    feed(
+        leader,
+        &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)],
+    )
+    .await;
+    feed(leader, &fillers).await;
+    fillers
+}
+
 /// Issue #30 item 5: a removal that no region still present explains. The
 /// follower holds X [a, b) and Y [b, c); Y absorbs X, then splits
 /// right-derived into [bm, c) before the new left region is heartbeated.
@@ -436,22 +458,7 @@ async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
     let mut config = leader_config(ldir.path());
     config.history_capacity = 10;
     let leader = start_leader(config).await;
-    let fillers: Vec<Region> = (0..30u64)
-        .map(|i| {
-            region(
-                100 + i,
-                format!("d{i:03}").as_bytes(),
-                format!("d{:03}", i + 1).as_bytes(),
-                1,
-            )
-        })
-        .collect();
-    feed(
-        &leader,
-        &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)],
-    )
-    .await;
-    feed(&leader, &fillers).await;
+    let fillers = x_y_and_fillers(&leader).await;
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
     f.shutdown().await;
@@ -496,22 +503,7 @@ async fn a_delta_from_before_a_leader_restart_is_a_full_sync() {
         c
     };
     let leader = start_leader(config()).await;
-    let fillers: Vec<Region> = (0..30u64)
-        .map(|i| {
-            region(
-                100 + i,
-                format!("d{i:03}").as_bytes(),
-                format!("d{:03}", i + 1).as_bytes(),
-                1,
-            )
-        })
-        .collect();
-    feed(
-        &leader,
-        &[region(1, b"a", b"b", 1), region(2, b"b", b"c", 1)],
-    )
-    .await;
-    feed(&leader, &fillers).await;
+    let fillers = x_y_and_fillers(&leader).await;
     let unchecked = |leader: &regionsync::node::RunningLeader| {
         let mut c = follower_config(leader, Some(fdir.path()));
         c.announce = regionsync::follower::Announce::NoVerify;
@@ -531,12 +523,12 @@ async fn a_delta_from_before_a_leader_restart_is_a_full_sync() {
     let f = start_follower(unchecked(&leader)).await;
     converged(&leader, &f).await;
     let stats = &f.shared().stats;
-    println!(
-        "full syncs {:?}, deltas {}",
-        f.shared().status().full_syncs,
-        stats.deltas.load(Ordering::Relaxed)
-    );
     assert_eq!(stats.deltas.load(Ordering::Relaxed), 0, "it took a delta");
+    assert_eq!(
+        f.shared().status().full_syncs.get("leader_routed"),
+        Some(&1),
+        "the leader routed it to a full sync"
+    );
     assert!(f.shared().store.read().get(1).is_none());
     f.shutdown().await;
     leader.shutdown().await;
