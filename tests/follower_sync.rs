@@ -415,11 +415,20 @@ async fn a_memory_only_follower_full_syncs_at_every_start_and_answers_no_read_be
             }
         })
     };
+    // Through a proxy held back at each start, so that reads are sure to
+    // reach the follower before its full sync can end.
+    let proxy = regionsync_tests::faults::net::Proxy::start(leader.server.local_addr()).await;
     for start in 0..2 {
-        let f = start_follower(follower_config(&leader, None)).await;
+        proxy.stall(true);
+        let mut config = follower_config(&leader, None);
+        config.leader = proxy.url();
+        let f = start_follower(config).await;
         let url = f.url();
         let mut refused = 0;
         loop {
+            if refused == 3 {
+                proxy.stall(false);
+            }
             match scan_all(&url).await {
                 Err(status) => {
                     assert_eq!(status.code(), Code::Unavailable);

@@ -399,14 +399,16 @@ impl Supervisor {
         // As at a clean stop: the followers take what was accepted first
         // (a lapsed lease has closed the fence already).
         leader.shared.hand_off(HANDOVER_DRAIN).await;
-        self.switch.set(Role::Changing);
-        self.etcd.resign(won).await;
         {
+            // Before the role changes: a refusal from here on must not name
+            // this node as the leader.
             let mut ha = self.switch.ha.lock();
             ha.step_downs += 1;
             ha.leader = String::new();
             ha.leader_url = String::new();
         }
+        self.switch.set(Role::Changing);
+        self.etcd.resign(won).await;
         let handover = leader.hand_over().await;
         Playing::Follower(self.start_follower(handover).await)
     }

@@ -80,7 +80,9 @@ impl Switch {
 
     fn not_leader(&self) -> Status {
         let ha = self.ha.lock();
-        if ha.leader_url.is_empty() {
+        // Never itself: between a step-down and etcd's next word, what it
+        // last saw may still name this node.
+        if ha.leader_url.is_empty() || ha.leader == self.name {
             Status::unavailable(format!(
                 "node {} is not the leader, and no leader is elected right now; retry",
                 self.name
