@@ -46,7 +46,7 @@ async fn seeded_fault_scenarios_never_serve_a_partial_set_and_converge() {
     let mut pending = seeds.into_iter();
     let mut running = tokio::task::JoinSet::new();
     let (mut passed, mut claims, mut reads, mut indexes) = (0u64, 0u64, 0u64, 0u64);
-    let (mut misrouted, mut misses) = (0u64, 0u64);
+    let (mut misrouted, mut misses, mut refused) = (0u64, 0u64, 0u64);
     let mut drawn = BTreeMap::<&str, u32>::new();
     let mut fired = BTreeMap::<&str, u32>::new();
     let mut announced = BTreeMap::<String, u32>::new();
@@ -66,6 +66,7 @@ async fn seeded_fault_scenarios_never_serve_a_partial_set_and_converge() {
                 passed += 1;
                 claims += r.claims_checked;
                 reads += r.reads_answered;
+                refused += r.reads_refused;
                 indexes += r.indexes_recorded;
                 misrouted += r.misrouted;
                 misses += r.history_misses;
@@ -102,7 +103,7 @@ async fn seeded_fault_scenarios_never_serve_a_partial_set_and_converge() {
         "fault injection: {passed}/{total} scenarios passed in {:.1} s; faults fired/drawn: {}; \
          followers by what they announce: {announced:?}; full syncs by trigger: {full_syncs:?}; \
          streams that fell off the leader's ring: {misses}; {claims} ready (index, digest) claims judged \
-         against {indexes} indexes the leader published; {reads} reads answered while ready; \
+         against {indexes} indexes the leader published; {reads} reads answered while ready, {refused} refused (none as not ready by a follower ready on both sides of it); \
          completions refused by their digest: 0 (any fails its scenario); \
          sessions that reached another scenario's leader, refused for its cluster id: {misrouted}",
         started.elapsed().as_secs_f64(),

@@ -95,7 +95,23 @@ pub fn watch(
                             check_answer(&key, &answer.into_inner(), &before, &after)?;
                             answered += 1;
                         }
-                        Err(_) => refused += 1,
+                        Err(status) => {
+                            // Refused as not ready by a follower that was
+                            // ready, at one state, on both sides of the
+                            // read: readiness it does not honour.
+                            let still = before.ready
+                                && after.ready
+                                && (before.next_index, before.digest)
+                                    == (after.next_index, after.digest);
+                            if still && status.code() == tonic::Code::Unavailable {
+                                return Err(format!(
+                                    "a ready follower (index {}) refused a read: {}",
+                                    after.next_index,
+                                    status.message()
+                                ));
+                            }
+                            refused += 1;
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
