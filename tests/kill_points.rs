@@ -137,19 +137,22 @@ fn left_behind(dir: &Path) -> (bool, u64, u128, u64) {
     )
 }
 
-async fn feed(url: &str, g: &mut Generator, n: usize) {
+async fn feed(url: &str, g: &mut Generator, n: usize) -> u64 {
     feed_at(url, g, n, 0).await
 }
 
-/// `n` changes at `rate` per second (0: as fast as they go).
-async fn feed_at(url: &str, g: &mut Generator, n: usize, rate: u64) {
+/// At least `n` changes at `rate` per second (0: as fast as they go); how
+/// many heartbeats were sent.
+async fn feed_at(url: &str, g: &mut Generator, n: usize, rate: u64) -> u64 {
     let mut hbs = Vec::new();
     while hbs.len() < n {
         hbs.extend(g.churn());
     }
+    let sent = hbs.len() as u64;
     if let Ok(mut c) = load::connect(url).await {
         let _ = load::send(&mut c, hbs, rate).await;
     }
+    sent
 }
 
 /// The phases a point aims at, in turn.
@@ -462,14 +465,7 @@ fn count(counts: &mut Counts, aim: &'static str, hit: bool) {
 async fn feed_settled(url: &str, g: &mut Generator, n: usize, ladmin: u16, oracle: &Oracle) -> u64 {
     let processed = |st: &serde_json::Value| st["details"]["heartbeats"].as_u64().unwrap_or(0);
     let before = status(ladmin).await.map_or(0, |st| processed(&st));
-    let mut hbs = Vec::new();
-    while hbs.len() < n {
-        hbs.extend(g.churn());
-    }
-    let sent = hbs.len() as u64;
-    if let Ok(mut c) = load::connect(url).await {
-        let _ = load::send(&mut c, hbs, 0).await;
-    }
+    let sent = feed(url, g, n).await;
     wait_until(
         "the leader to process the feed",
         Duration::from_secs(30),

@@ -278,10 +278,23 @@ pub mod followers {
     }
 
     /// Wait until `cond` holds, or fail naming `what`.
-    pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    pub async fn eventually(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+        assert!(
+            holds_within(timeout, cond).await,
+            "timed out waiting for {what}"
+        );
+    }
+
+    /// Poll `cond` until it holds (true) or `within` passes (false).
+    pub async fn holds_within(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if cond() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

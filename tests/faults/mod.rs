@@ -38,6 +38,7 @@ use regionsync::policy_runtime::PolicySource;
 use regionsync::tools::load::Generator;
 
 use crate::Rng;
+use crate::followers::holds_within;
 
 /// What one scenario did.
 #[derive(Debug, Default, Clone)]
@@ -204,7 +205,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                     report.heartbeats += hbs.len() as u64;
                     send(&leader.url(), hbs).await;
                     let lead = leader.shared().clone();
-                    let took = eventually(Duration::from_secs(2), || {
+                    let took = holds_within(Duration::from_secs(2), || {
                         lead.storage.pending_write_failures() < failures
                     })
                     .await;
@@ -284,7 +285,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 let lead = leader.shared().clone();
-                if eventually(Duration::from_secs(2), || {
+                if holds_within(Duration::from_secs(2), || {
                     lead.stats.history_misses.load(Ordering::Relaxed) > misses
                 })
                 .await
@@ -327,7 +328,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             }
             Some(Later::Heartbeats(before, sent)) => {
                 let lead = leader.shared().clone();
-                if eventually(Duration::from_secs(5), || {
+                if holds_within(Duration::from_secs(5), || {
                     lead.stats.heartbeats.load(Ordering::Relaxed) >= before + sent
                 })
                 .await
@@ -338,7 +339,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             Some(Later::FollowerWrites(failures)) => {
                 if let Some(f) = nodes[target].running.as_ref() {
                     let f = f.shared().clone();
-                    if eventually(Duration::from_secs(2), || {
+                    if holds_within(Duration::from_secs(2), || {
                         f.pending_storage_failures() < failures
                     })
                     .await
@@ -409,7 +410,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     // is checked against the leader's tap at every index they share.
     let want_next = lead.ring.read().next_index();
     let oracle_seen = oracle.seen.clone();
-    if !eventually(Duration::from_secs(10), || {
+    if !holds_within(Duration::from_secs(10), || {
         oracle_seen.lock().oracle_at >= want_next
     })
     .await
@@ -474,20 +475,6 @@ enum Later {
     Heartbeats(u64, u64),
     /// Storage failures injected into the follower.
     FollowerWrites(u32),
-}
-
-/// Poll `cond` until it holds (true) or `within` passes (false).
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn leader_misses(l: &regionsync::node::RunningLeader) -> u64 {

@@ -198,14 +198,13 @@ impl FollowerShared {
     /// A new stream: the policy says what to ask for, and what happened on
     /// the last stream stops counting.
     pub fn begin_stream(&self) -> ConnectPlan {
-        let before = *self.state.lock();
+        let mut before = *self.state.lock();
         let facts = {
             let mut facts = self.facts.lock();
             facts.new_stream();
             *facts
         };
         let announce = self.config.announce;
-        let mut before = before;
         if announce == Announce::Nothing {
             // Without deltas a store part-way through one cannot be
             // finished: it is rebuilt by a full sync.

@@ -243,9 +243,10 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
         call.metadata_mut().insert(CAPABILITIES_HEADER, value);
     }
     let term = last_term.map_or_else(|| "unknown".to_string(), |t| t.to_string());
-    if config.announce == super::Announce::Nothing {
-        // PD's follower sends no metadata at all.
-    } else if let Ok(value) = term.parse() {
+    // PD's follower sends no metadata at all.
+    if config.announce != super::Announce::Nothing
+        && let Ok(value) = term.parse()
+    {
         call.metadata_mut().insert(TERM_HEADER, value);
     }
     let (announced, mut frames) = match super::received::sync_regions(channel, call).await {

@@ -153,7 +153,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .iter()
             .filter(|(r, _)| model.get(&r.id) == Some(r))
             .count();
-        let extra = held.len() - exact.min(held.len());
         let right = exact == model.len() && held.len() == model.len();
         if right || std::time::Instant::now() > deadline {
             println!(
@@ -167,7 +166,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             }
             if held.len() != model.len() {
                 bail!(
-                    "the leader holds {extra} region(s) the model does not have (removed by a merge or a split, or never sent)"
+                    "the leader holds {} region(s) the model does not have (removed by a merge or a split, or never sent)",
+                    held.len() - model.len()
                 );
             }
             return Ok(());
