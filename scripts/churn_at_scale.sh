@@ -5,7 +5,7 @@
 # become ready while the churn goes on; then it is stopped for AWAY seconds
 # (default 60) and must come back by a delta. Prints the figures.
 #
-#   scripts/churn_at_scale.sh            # after: cargo build --release -p regionsync
+#   scripts/churn_at_scale.sh            # after: cargo build --release -p regionsync-cli
 #
 # Not part of the test suite: it takes about three minutes and both cores.
 set -euo pipefail

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use regionsync::policy_runtime::{NativePolicy, PolicyEngine, WasmRuntime, builtin};
-use regionsync::tools::vectors;
+use regionsync_harness::vectors;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -32,7 +32,7 @@ fn the_checked_in_vectors_are_what_the_generator_writes() {
     assert!(
         fresh == checked_in(),
         "tests/conformance/vectors.json is stale: run \
-         `cargo run --release -p regionsync -- policy vectors -o tests/conformance/vectors.json`"
+         `cargo run --release -p regionsync-cli -- policy vectors -o tests/conformance/vectors.json`"
     );
 }
 

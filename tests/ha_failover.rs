@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use regionsync::tools::ha_cluster::HaCluster;
+use regionsync_harness::ha_cluster::HaCluster;
 use regionsync_proto::pdpb::pd_client::PdClient;
 use regionsync_proto::pdpb::{RequestHeader, ScanRegionsRequest};
 use regionsync_tests::regionsync_bin;
@@ -332,7 +332,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_followers_resume_by_hi
         .await
         .expect("a leader");
     for node in &cluster.nodes {
-        let mut client = regionsync::tools::load::connect(&node.url).await.unwrap();
+        let mut client = regionsync_harness::load::connect(&node.url).await.unwrap();
         let members = client
             .get_members(regionsync_proto::pdpb::GetMembersRequest::default())
             .await
@@ -361,16 +361,16 @@ async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() 
     let old_url = cluster.nodes[old].url.clone();
     let cluster_id = cluster.cluster_id;
     let feeder = tokio::spawn(async move {
-        let mut client = regionsync::tools::load::connect(&old_url).await.unwrap();
-        let generator = regionsync::tools::load::Generator::new(cluster_id, 200, 99);
-        let beats = regionsync::tools::load::stream(
+        let mut client = regionsync_harness::load::connect(&old_url).await.unwrap();
+        let generator = regionsync_harness::load::Generator::new(cluster_id, 200, 99);
+        let beats = regionsync_harness::load::stream(
             Arc::new(parking_lot::Mutex::new(generator)),
             true,
-            regionsync::tools::load::Limit::Duration(Duration::from_secs(60)),
+            regionsync_harness::load::Limit::Duration(Duration::from_secs(60)),
             400,
             Arc::new(AtomicU64::new(0)),
         );
-        let result = regionsync::tools::load::send_stream(&mut client, beats).await;
+        let result = regionsync_harness::load::send_stream(&mut client, beats).await;
         (Instant::now(), unix_ms(), result)
     });
     wait_seeded(&cluster, 200).await;
@@ -383,7 +383,7 @@ async fn a_leader_cut_off_from_etcd_stops_taking_changes_before_another_leads() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let cut_at = Instant::now();
-    cluster.proxies[old].cut();
+    cluster.proxies[old].partition();
 
     // The first moment another node serves as leader.
     let new = cluster

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use regionsync::follower::{FollowerConfig, FollowerShared};
 use regionsync::policy_runtime::PolicyRuntime;
-use regionsync::tools::load::{self, Generator};
+use regionsync_harness::load::{self, Generator};
 use regionsync_tests::Rng;
 use regionsync_tests::faults::oracle::Oracle;
 
@@ -95,7 +95,7 @@ fn follower(dir: &Path, leader: &str, admin: u16) -> Proc {
 }
 
 async fn status(admin: u16) -> Option<serde_json::Value> {
-    let (code, body) = regionsync::tools::admin_client::request(
+    let (code, body) = regionsync_harness::admin_client::request(
         &format!("127.0.0.1:{admin}"),
         "GET",
         "/status",
@@ -214,7 +214,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
     let mut rng = Rng::new(seed);
     let tmp = tempfile::tempdir().unwrap();
     let (ldir, fdir) = (tmp.path().join("leader"), tmp.path().join("follower"));
-    let ports = regionsync::tools::ports::free_ports(3).unwrap();
+    let ports = regionsync_harness::ports::free_ports(3).unwrap();
     let (grpc, admin, ladmin) = (ports[0], ports[1], ports[2]);
     let url = format!("http://127.0.0.1:{grpc}");
     let mut lead = leader(&ldir, grpc, ladmin);
@@ -230,7 +230,9 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
     // The follower dials through a proxy that can slow its catch-up down
     // enough to be seen part-way (history replays thousands of records in
     // a few milliseconds otherwise).
-    let proxy = regionsync_tests::faults::net::Proxy::start(([127, 0, 0, 1], grpc).into()).await;
+    let proxy = regionsync_harness::proxy::Proxy::start(([127, 0, 0, 1], grpc).into())
+        .await
+        .unwrap();
     let furl = proxy.url();
     let mut counts = Counts::default();
     let started = Instant::now();

@@ -45,18 +45,16 @@
 //!   and [`handover`] (a role's warm state, passed to the next role);
 //! - assembly: [`node`] (a role plus its server; the only module that knows
 //!   every part) and [`ha`] (a node under etcd that changes role);
-//! - [`bench`]: `regionsync bench`, real nodes measured side by side.
-//! - [`tools`]: the client-side commands (`load`, `demo`, the admin client).
-//!   They are the binary's edge, compiled into the library so that tests
-//!   and benchmarks can drive them, and report errors with `anyhow` as the
-//!   binary does. Everything else returns typed errors.
+//!
+//! Every module returns typed errors. The command line (`regionsync-cli`)
+//! and what drives nodes from outside (`regionsync-harness`: the test
+//! cluster, the proxy, the load generator) are crates of their own.
 //!
 //! Dependencies point down this list only; `host/tests/architecture.rs`
 //! checks that no two modules import each other in a cycle.
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod bench;
 pub mod digest;
 pub mod follower;
 pub mod ha;
@@ -73,7 +71,6 @@ pub mod service;
 pub mod status;
 pub mod storage;
 pub mod tls;
-pub mod tools;
 pub mod wire;
 
 /// An error and its causes on one line, `outer: inner: innermost`, for logs
@@ -89,46 +86,22 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Return memory the allocator holds but no longer uses to the system (after
-/// a bulk load's scratch buffers are freed). The binary runs on mimalloc,
-/// whose cost and size classes suit a million small region encodings; in a
-/// program on another allocator this only tidies mimalloc's own (empty)
-/// heaps.
+/// How the program returns memory its allocator holds but no longer uses to
+/// the system; set once by the program (the `regionsync` binary sets
+/// mimalloc's), nothing by default.
+static RELEASE_FREE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Tell the library how to return freed memory to the system: called after
+/// a bulk load's scratch buffers are freed. The first call wins.
+pub fn set_release_free_memory(release: fn()) {
+    let _ = RELEASE_FREE_MEMORY.set(release);
+}
+
+/// Return memory the allocator holds but no longer uses to the system, the
+/// way the program said (see [`set_release_free_memory`]); nothing if it
+/// said nothing.
 pub fn release_free_memory() {
-    // SAFETY: mi_collect has no preconditions; it only returns free pages.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
-
-/// mimalloc 3's `purge_delay` option (its place in `mi_option_e`).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// How long mimalloc keeps memory freed before returning it to the system.
-/// Its own default since version 3 is a second: long enough for a full
-/// sync of a million regions to keep nearly every frame and batch it ever
-/// freed, 25-40 MiB of a follower's peak (BENCHMARKS.md). 10 ms (version
-/// 2's default) returns them for about a tenth of the sync's time, in page
-/// faults; 0 cost 40% of it, and 100 ms kept most of the memory.
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
-
-/// Set the allocator's defaults for a node (see [`PURGE_DELAY_MS`]), before
-/// it allocates much. `MIMALLOC_PURGE_DELAY` in the environment still wins.
-pub fn tune_allocator() {
-    // SAFETY: setting an option's default has no preconditions.
-    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-}
-
-#[cfg(test)]
-mod tests {
-    /// The option tuned is mimalloc's purge delay: it has version 3's
-    /// default for it (a second), and the node's 10 ms once tuned.
-    #[test]
-    fn the_allocator_option_tuned_is_the_purge_delay() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-            return; // set by whoever runs the test: nothing to learn here
-        }
-        let get = || unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
-        assert_eq!(get(), 1_000, "mimalloc 3's default purge delay");
-        super::tune_allocator();
-        assert_eq!(get(), super::PURGE_DELAY_MS);
+    if let Some(release) = RELEASE_FREE_MEMORY.get() {
+        release();
     }
 }

@@ -1,6 +1,9 @@
 //! The shape of the code, checked: the rules `docs/design.md` states, so that
 //! they hold after the next change too, not only on the day they were written.
 //!
+//! - The workspace's crates depend on each other one way: the library
+//!   (`host/`) is the product alone, the harness drives it, the command line
+//!   uses both (`docs/design.md`, "Crates").
 //! - No two of the library's top-level modules import each other, directly
 //!   or through others (the map in `host/src/lib.rs`).
 //! - Comments cite the project's own documents, never a file outside the
@@ -169,6 +172,70 @@ fn the_reference_finder_reads_paths_and_groups() {
     );
 }
 
+/// The names of a manifest's normal dependencies (`[dependencies]` and
+/// target-specific ones; not dev or build).
+fn normal_dependencies(manifest: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut normal = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            normal = line.ends_with("dependencies]")
+                && !line.ends_with("dev-dependencies]")
+                && !line.ends_with("build-dependencies]");
+            continue;
+        }
+        if normal && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap_or("").trim();
+            out.insert(name.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_crates_depend_on_each_other_one_way() {
+    let root = workspace();
+    let deps = |dir: &str| {
+        normal_dependencies(&std::fs::read_to_string(root.join(dir).join("Cargo.toml")).unwrap())
+    };
+    let library = deps("host");
+    assert!(
+        library.contains("wasmtime") && library.contains("tonic"),
+        "{library:?}"
+    );
+    // The command line's and the harness's own dependencies stay out of the
+    // product: an embedder of the library links none of them.
+    for outside in [
+        "clap",
+        "anyhow",
+        "indicatif",
+        "toml",
+        "mimalloc",
+        "libmimalloc-sys",
+        "regionsync-cli",
+        "regionsync-harness",
+    ] {
+        assert!(
+            !library.contains(outside),
+            "the library depends on {outside}"
+        );
+    }
+    let harness = deps("harness");
+    assert!(harness.contains("regionsync") && !harness.contains("regionsync-cli"));
+    let cli = deps("cli");
+    assert!(cli.contains("regionsync") && cli.contains("regionsync-harness"));
+    for file in rust_files(&root.join("host/src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for crate_name in ["regionsync_cli", "regionsync_harness", "anyhow::"] {
+            assert!(
+                !text.contains(crate_name),
+                "{} names {crate_name}",
+                file.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn no_two_library_modules_import_each_other() {
     let graph = module_graph(&workspace().join("host/src"));
@@ -203,7 +270,7 @@ fn comments_cite_the_projects_own_documents() {
         .collect();
     assert!(sections.len() >= 7, "{sections:?}");
     let mut problems = Vec::new();
-    let mut files: Vec<PathBuf> = ["host", "guest", "tests", "proto", "wit"]
+    let mut files: Vec<PathBuf> = ["host", "cli", "harness", "guest", "tests", "proto", "wit"]
         .iter()
         .flat_map(|d| rust_files(&root.join(d)))
         .collect();

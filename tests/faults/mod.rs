@@ -4,7 +4,7 @@
 //! Real parts with a seeded schedule, not a simulated network. The leader
 //! and followers are the real nodes on loopback (tonic, redb, the policy
 //! runtime); faults come from a TCP proxy in front of each follower
-//! ([`net::Proxy`]: dropped streams, a follower that stops reading), from
+//! ([`Proxy`]: dropped streams, a follower that stops reading), from
 //! the nodes' own controls (restarts and crashes, storage write failures,
 //! policy swaps) and from the churn (floods, ring overflow). turmoil would
 //! make the interleaving itself deterministic, but only by replacing tonic's
@@ -19,7 +19,6 @@
 //! at the end every follower is ready with the leader's digest and index.
 
 mod checks;
-pub mod net;
 mod nodes;
 pub mod oracle;
 
@@ -35,10 +34,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use regionsync::follower::Announce;
 use regionsync::policy_runtime::PolicySource;
-use regionsync::tools::load::Generator;
+use regionsync_harness::load::Generator;
 
 use crate::Rng;
-use crate::followers::holds_within;
+use regionsync_harness::eventually::holds_within;
+use regionsync_harness::proxy::Proxy;
 
 /// What one scenario did.
 #[derive(Debug, Default, Clone)]
@@ -88,7 +88,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     report.heartbeats += first.len() as u64;
     send(&leader.url(), first).await;
 
-    let oracle_proxy = net::Proxy::start(leader_addr(&leader)).await;
+    let oracle_proxy = Proxy::start(leader_addr(&leader)).await.unwrap();
     let oracle = oracle::Oracle::start_on(oracle_proxy.url(), cluster, seen.clone());
 
     // Draws added since seeds were first reported come from a stream of
@@ -109,7 +109,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     for i in 0..n {
         let mut node = Node {
             dir: tmp.path().join(format!("f{i}")),
-            proxy: net::Proxy::start(leader_addr(&leader)).await,
+            proxy: Proxy::start(leader_addr(&leader)).await.unwrap(),
             running: None,
             conservative: rng.below(3) == 0,
             durable_every: Duration::from_millis(rng.below(3) * 25),

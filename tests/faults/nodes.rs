@@ -11,10 +11,12 @@ use regionsync::follower::{Announce, FollowerConfig};
 use regionsync::leader::{DigestTap, LeaderConfig};
 use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
-use regionsync::tools::load;
 use regionsync_guest::Policy;
+use regionsync_harness::load;
 
-use super::{net, oracle};
+use regionsync_harness::proxy::Proxy;
+
+use super::oracle;
 
 /// Sessions of `f` refused for another cluster's leader.
 pub(super) fn misrouted(f: &RunningFollower) -> u64 {
@@ -69,7 +71,7 @@ pub const FAULTS: [&str; 10] = [
 /// One follower of a scenario, running or stopped, behind its proxy.
 pub(super) struct Node {
     pub dir: PathBuf,
-    pub proxy: net::Proxy,
+    pub proxy: Proxy,
     pub running: Option<RunningFollower>,
     pub conservative: bool,
     pub durable_every: Duration,

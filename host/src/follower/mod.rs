@@ -332,6 +332,13 @@ impl FollowerShared {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Whether reads may be served, and the index the follower's copy is at
+    /// (the next index it expects), read together.
+    pub fn ready_at(&self) -> (bool, u64) {
+        let state = self.state.lock();
+        (state.ready, state.next_index)
+    }
+
     /// The cluster this follower belongs to (0 until known).
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id.load(Ordering::Acquire)

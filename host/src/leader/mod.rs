@@ -413,6 +413,19 @@ impl LeaderShared {
         }
     }
 
+    /// The cluster this leader serves.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// Heartbeats taken so far: accepted, durable and published (or found
+    /// to change nothing).
+    pub fn heartbeats_taken(&self) -> u64 {
+        self.stats
+            .heartbeats
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The leader is stopping (or stopped).
     pub fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
