@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use regionsync_harness::eventually::poll_until;
 use regionsync_harness::ha_cluster::HaCluster;
 use regionsync_proto::pdpb::pd_client::PdClient;
 use regionsync_proto::pdpb::{RequestHeader, ScanRegionsRequest};
@@ -55,23 +56,20 @@ fn finish_load(mut load: Child, dir: &Path) -> String {
 
 /// Wait until the leader holds at least `n` regions (the load's seeding).
 async fn wait_seeded(cluster: &HaCluster, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let seeded = cluster
-            .statuses()
-            .await
-            .into_iter()
-            .flatten()
-            .any(|s| s.role == "leader" && s.regions >= n);
-        if seeded {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the load never seeded {n} regions"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seeded = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let statuses = cluster.statuses().await;
+            let seeded = statuses
+                .into_iter()
+                .flatten()
+                .any(|s| s.role == "leader" && s.regions >= n);
+            seeded.then_some(())
+        },
+    )
+    .await;
+    assert!(seeded.is_some(), "the load never seeded {n} regions");
 }
 
 /// Reads every node's regions in one ScanRegions answer, over and over,

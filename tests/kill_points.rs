@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use regionsync::follower::{FollowerConfig, FollowerShared};
 use regionsync::policy_runtime::PolicyRuntime;
+use regionsync_harness::eventually::{eventually_async, poll_until};
 use regionsync_harness::load::{self, Generator};
 use regionsync_tests::Rng;
 use regionsync_tests::faults::oracle::Oracle;
@@ -107,18 +108,6 @@ async fn status(admin: u16) -> Option<serde_json::Value> {
     (code == 200).then(|| serde_json::from_slice(&body).ok())?
 }
 
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// What a killed follower's store claims, opened as it was left.
 fn left_behind(dir: &Path) -> (bool, u64, u128, u64) {
     let policy = Arc::new(PolicyRuntime::with_default().unwrap());
@@ -178,19 +167,16 @@ async fn observe(
     hit: impl Fn(&serde_json::Value) -> bool,
     over: impl Fn(&serde_json::Value) -> bool,
 ) -> Option<serde_json::Value> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(st) = status(admin).await {
-            if hit(&st) {
-                return Some(st);
-            }
-            if over(&st) {
-                return None;
-            }
+    poll_until(within, Duration::from_millis(1), || async {
+        let st = status(admin).await?;
+        if hit(&st) {
+            Some(Some(st))
+        } else {
+            over(&st).then_some(None)
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    None
+    })
+    .await
+    .flatten()
 }
 
 fn phase(st: &serde_json::Value) -> &str {
@@ -218,7 +204,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
     let (grpc, admin, ladmin) = (ports[0], ports[1], ports[2]);
     let url = format!("http://127.0.0.1:{grpc}");
     let mut lead = leader(&ldir, grpc, ladmin);
-    wait_until("the leader", Duration::from_secs(30), || async {
+    eventually_async("the leader", Duration::from_secs(30), || async {
         load::connect(&url).await.is_ok()
     })
     .await;
@@ -274,7 +260,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
             count(&mut counts, aim, hit);
             let published = oracle.seen.lock().last_index();
             lead = leader(&ldir, grpc, ladmin);
-            wait_until("the restarted leader", Duration::from_secs(30), || async {
+            eventually_async("the restarted leader", Duration::from_secs(30), || async {
                 load::connect(&url).await.is_ok() && status(ladmin).await.is_some()
             })
             .await;
@@ -285,7 +271,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
             );
             // The oracle comes back to it; an index it saw before the kill
             // naming another set now fails at the end (`changed`).
-            wait_until(
+            eventually_async(
                 "the oracle back on the leader",
                 Duration::from_secs(30),
                 || async { oracle.seen.lock().last_index() >= loaded },
@@ -307,11 +293,11 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
             .await;
             f.kill();
             count(&mut counts, aim, seen.is_some());
-            judge(&fdir, &oracle, &mut counts, aim);
+            judge(&fdir, &oracle, &mut counts, aim).await;
             continue;
         }
         let f = follower(&fdir, &furl, admin);
-        wait_until("the follower ready", Duration::from_secs(60), || async {
+        eventually_async("the follower ready", Duration::from_secs(60), || async {
             status(admin).await.is_some_and(|s| s["ready"] == true)
         })
         .await;
@@ -336,7 +322,7 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
             f.kill();
             generator = feeding.await.unwrap();
             count(&mut counts, aim, seen.is_some());
-            judge(&fdir, &oracle, &mut counts, aim);
+            judge(&fdir, &oracle, &mut counts, aim).await;
             continue;
         }
         // Down while the leader moves on: within the ring (history) or
@@ -371,14 +357,14 @@ async fn sigkill_at_random_points_never_leaves_a_partial_store_that_claims_an_in
         f2.kill();
         proxy.throttle(0);
         count(&mut counts, aim, seen.is_some());
-        judge(&fdir, &oracle, &mut counts, aim);
+        judge(&fdir, &oracle, &mut counts, aim).await;
     }
 
     // Finally every store comes back to the leader's set.
     let f = follower(&fdir, &furl, admin);
     let c = load::connect(&url).await.unwrap();
     let oracle_ref = &oracle;
-    wait_until("the follower to converge", Duration::from_secs(60), || {
+    eventually_async("the follower to converge", Duration::from_secs(60), || {
         let mut c = c.clone();
         async move {
             let Some(st) = status(admin).await else {
@@ -468,7 +454,7 @@ async fn feed_settled(url: &str, g: &mut Generator, n: usize, ladmin: u16, oracl
     let processed = |st: &serde_json::Value| st["details"]["heartbeats"].as_u64().unwrap_or(0);
     let before = status(ladmin).await.map_or(0, |st| processed(&st));
     let sent = feed(url, g, n).await;
-    wait_until(
+    eventually_async(
         "the leader to process the feed",
         Duration::from_secs(30),
         || async {
@@ -479,7 +465,7 @@ async fn feed_settled(url: &str, g: &mut Generator, n: usize, ladmin: u16, oracl
     )
     .await;
     let at = next_index(&status(ladmin).await.unwrap());
-    wait_until(
+    eventually_async(
         "the oracle to follow the feed",
         Duration::from_secs(30),
         || async { oracle.seen.lock().last_index() >= at },
@@ -502,39 +488,36 @@ fn oracle_agrees(oracle: &Oracle, st: &serde_json::Value) -> bool {
 
 /// The killed follower's store, as it was left: no index, or the leader's
 /// set at the index it claims.
-fn judge(dir: &Path, oracle: &Oracle, counts: &mut Counts, phase: &'static str) {
+async fn judge(dir: &Path, oracle: &Oracle, counts: &mut Counts, phase: &'static str) {
     let (complete, next, digest, regions) = left_behind(dir);
     if !complete {
         *counts.left_incomplete.entry(phase).or_default() += 1;
         return;
     }
     // The oracle may still be on its way to that index: give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(&had) = oracle.seen.lock().digests.get(&next) {
-            assert_eq!(
-                had, digest,
-                "after a kill during {phase}, the store claims index {next} with {regions} regions \
-                 and digest {digest:032x}; the leader had {had:032x} there"
-            );
-            counts.claims_judged += 1;
-            return;
-        }
-        if Instant::now() >= deadline {
-            // One lock for the whole message: a second `lock()` in the
-            // same statement would wait for the first forever.
-            let seen = oracle.seen.lock();
-            let below = seen.digests.keys().filter(|&&i| i < next).max();
-            let above = seen.digests.keys().filter(|&&i| i > next).min();
-            panic!(
-                "the oracle never saw index {next} (claimed with {regions} regions after a kill \
-                 during {phase}); it is at {}, saw {below:?} below and {above:?} above it, \
-                 anomalies {:?}, full syncs it refused: {:?}",
-                seen.last_index(),
-                seen.anomalies,
-                seen.unverified
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let had = poll_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        std::future::ready(oracle.seen.lock().digests.get(&next).copied())
+    })
+    .await;
+    let Some(had) = had else {
+        // One lock for the whole message: a second `lock()` in the same
+        // statement would wait for the first forever.
+        let seen = oracle.seen.lock();
+        let below = seen.digests.keys().filter(|&&i| i < next).max();
+        let above = seen.digests.keys().filter(|&&i| i > next).min();
+        panic!(
+            "the oracle never saw index {next} (claimed with {regions} regions after a kill \
+             during {phase}); it is at {}, saw {below:?} below and {above:?} above it, \
+             anomalies {:?}, full syncs it refused: {:?}",
+            seen.last_index(),
+            seen.anomalies,
+            seen.unverified
+        );
+    };
+    assert_eq!(
+        had, digest,
+        "after a kill during {phase}, the store claims index {next} with {regions} regions \
+         and digest {digest:032x}; the leader had {had:032x} there"
+    );
+    counts.claims_judged += 1;
 }

@@ -8,4 +8,5 @@
 
 pub mod allocator;
 pub mod bench;
+pub mod commands;
 pub mod tools;

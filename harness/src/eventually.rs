@@ -42,3 +42,31 @@ pub async fn eventually(what: &str, within: Duration, cond: impl FnMut() -> bool
         "timed out after {within:?} waiting for {what}"
     );
 }
+
+/// [`eventually`] for code that runs no async runtime (a plain `#[test]`
+/// over processes): the same wait, on a runtime of its own.
+pub fn eventually_blocking(what: &str, within: Duration, cond: impl FnMut() -> bool) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(eventually(what, within, cond));
+}
+
+/// [`eventually`] for a condition that has to ask over the network (a
+/// node's status): looked at every 10 ms.
+pub async fn eventually_async<F: Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut cond: impl FnMut() -> F,
+) {
+    let held = poll_until(within, Duration::from_millis(10), || {
+        let asked = cond();
+        async move { asked.await.then_some(()) }
+    })
+    .await;
+    assert!(
+        held.is_some(),
+        "timed out after {within:?} waiting for {what}"
+    );
+}

@@ -29,7 +29,7 @@ use checks::{Claim, Watch, collect, judge, watch};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use regionsync::follower::Announce;
@@ -374,37 +374,37 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     send(&leader.url(), hbs).await;
 
     // Everyone converges on the leader.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let lead = leader.shared().clone();
-    loop {
-        let want = (
+    let want = || {
+        (
             lead.store.read().digest().hex(),
             lead.ring.read().next_index(),
-        );
-        let all = nodes.iter().all(|n| {
+        )
+    };
+    let converged = holds_within(Duration::from_secs(30), || {
+        let want = want();
+        nodes.iter().all(|n| {
             let st = n.running.as_ref().unwrap().shared().status();
             st.ready && st.digest == want.0 && st.next_index == want.1
-        });
-        if all {
-            break;
-        }
-        if Instant::now() > deadline {
-            let states: Vec<_> = nodes
-                .iter()
-                .map(|n| {
-                    let st = n.running.as_ref().unwrap().shared().status();
-                    format!(
-                        "{}: ready={} next={} digest={}",
-                        st.name, st.ready, st.next_index, st.digest
-                    )
-                })
-                .collect();
-            return Err(format!(
-                "followers did not converge on the leader (next {} digest {}): {states:?}; faults {:?}",
-                want.1, want.0, report.faults
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+    })
+    .await;
+    if !converged {
+        let want = want();
+        let states: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let st = n.running.as_ref().unwrap().shared().status();
+                format!(
+                    "{}: ready={} next={} digest={}",
+                    st.name, st.ready, st.next_index, st.digest
+                )
+            })
+            .collect();
+        return Err(format!(
+            "followers did not converge on the leader (next {} digest {}): {states:?}; faults {:?}",
+            want.1, want.0, report.faults
+        ));
     }
     // The oracle must have caught up too: what it assembled over the wire
     // is checked against the leader's tap at every index they share.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use regionsync::leader::FullSyncOutcome;
 use regionsync::policy_runtime::{RouteCause, RouteReason};
 use regionsync_harness::cluster::*;
+use regionsync_harness::eventually::{eventually, holds_within};
 use regionsync_proto::pdpb::{ErrorType, RegionHeartbeatRequest, SyncRegionResponse};
 use tonic::Code;
 
@@ -246,11 +247,10 @@ async fn a_catch_up_larger_than_the_ring_ends_with_resource_exhausted_and_unbind
         status.message()
     );
     let shared = leader.shared();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !shared.streams.lock().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(shared.streams.lock().is_empty(), "the stream is unbound");
+    eventually("the stream to be unbound", Duration::from_secs(5), || {
+        shared.streams.lock().is_empty()
+    })
+    .await;
     assert_eq!(shared.full_syncs_running.load(Ordering::Relaxed), 0);
     let counts = shared.stats.full_syncs.lock().clone();
     let zero = RouteCause::Policy(RouteReason::ZeroIndex);
@@ -335,10 +335,7 @@ async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_other
         "A was dropped before B had everything (B took {b_took:?})"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while names(&leader).len() > 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    holds_within(Duration::from_secs(15), || names(&leader).len() <= 1).await;
     assert_eq!(
         names(&leader),
         vec!["b"],
@@ -574,14 +571,12 @@ async fn a_leader_whose_commit_fails_serves_what_is_on_disk_and_claims_no_index(
         .await
         .unwrap();
     let shared = leader.shared().clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shared.failed.load(Ordering::Relaxed) {
-        assert!(
-            Instant::now() < deadline,
-            "the failed commit was not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "the failed commit to be noticed",
+        Duration::from_secs(10),
+        || shared.failed.load(Ordering::Relaxed),
+    )
+    .await;
     drop(responses);
     // Claims stop first; then the store goes back to what is on disk.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -9,6 +9,7 @@ use regionsync::policy_runtime::{
     LoadError, PolicyRuntime, PolicySource, RingView, RouteAction, SyncRequest, WasmRuntime,
     builtin,
 };
+use regionsync_harness::eventually::eventually_blocking;
 use regionsync_tests::fixture;
 
 const RING: RingView = RingView {
@@ -36,15 +37,10 @@ fn runtime() -> PolicyRuntime {
 
 /// The shadow's tallies once `done` holds (its thread runs behind).
 fn settled(rt: &PolicyRuntime, done: impl Fn(&ShadowStatus) -> bool) -> ShadowStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = rt.shadow_status().expect("a shadow runs");
-        if done(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "shadow never settled: {s:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually_blocking("the shadow to settle", Duration::from_secs(30), || {
+        done(&rt.shadow_status().expect("a shadow runs"))
+    });
+    rt.shadow_status().expect("a shadow runs")
 }
 
 #[test]

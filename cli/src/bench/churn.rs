@@ -14,6 +14,7 @@ use regionsync_proto::pdpb::pd_client::PdClient;
 use super::{Figure, Options, Report};
 use regionsync::node::RunningLeader;
 use regionsync_harness::cluster::{self, ms};
+use regionsync_harness::eventually::poll_until;
 
 /// Changes sent at `rate` per second, each bumping one region's version,
 /// until stopped; `sent` counts them. Versions keep rising across runs.
@@ -60,14 +61,15 @@ async fn full_sync(
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
     let follower = cluster::follower(leader, Some(dir.path()), "bench-churn", false).await?;
-    let deadline = Instant::now() + limit;
-    while !follower.shared().is_ready() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the full sync did not complete within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    let shared = follower.shared().clone();
+    let ready = poll_until(limit, Duration::from_micros(200), || {
+        std::future::ready(shared.is_ready().then_some(()))
+    })
+    .await;
+    anyhow::ensure!(
+        ready.is_some(),
+        "the full sync did not complete within {limit:?}"
+    );
     Ok((ms(t.elapsed()), follower, dir))
 }
 

@@ -23,6 +23,7 @@ use regionsync::node::RunningFollower;
 use regionsync::policy_runtime::builtin;
 use regionsync_harness::admin_client;
 use regionsync_harness::cluster::{self, ms};
+use regionsync_harness::eventually::poll_until;
 
 /// What one live run saw.
 struct LiveRun {
@@ -190,11 +191,11 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
     drop(tx);
     let want = base + k;
     for f in &followers {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while f.shared().state.lock().next_index < want {
-            anyhow::ensure!(Instant::now() < deadline, "a follower never caught up");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let at = poll_until(Duration::from_secs(120), Duration::from_millis(1), || {
+            std::future::ready((f.shared().ready_at().1 >= want).then_some(()))
+        })
+        .await;
+        anyhow::ensure!(at.is_some(), "a follower never caught up");
     }
     let cpu = cpu_seconds() - cpu0;
     let calls = calls() - calls0;

@@ -24,6 +24,7 @@ use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime, builtin};
 use regionsync::status::Status;
 use regionsync_harness::admin_client;
+use regionsync_harness::eventually::holds_within;
 use regionsync_harness::load::{self, Generator};
 
 const REGIONS: u64 = 100_000;
@@ -73,21 +74,18 @@ fn step(started: Instant, what: &str) {
 /// Wait until every running follower is ready at the leader's index with
 /// the leader's digest.
 async fn converge(leader: &RunningLeader, nodes: &[&Node], within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
+    let converged = holds_within(within, || {
         let lead = leader.shared().status();
-        let all = nodes.iter().filter_map(|n| n.follower.as_ref()).all(|f| {
+        nodes.iter().filter_map(|n| n.follower.as_ref()).all(|f| {
             let s = f.shared().status();
             s.ready && s.next_index == lead.next_index && s.digest == lead.digest
-        });
-        if all {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("followers did not converge within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+    })
+    .await;
+    if !converged {
+        bail!("followers did not converge within {within:?}");
     }
+    Ok(())
 }
 
 async fn swap_all(admins: &[SocketAddr], bytes: &[u8]) -> anyhow::Result<Vec<String>> {

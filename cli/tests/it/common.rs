@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses its own share of them
 
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_regionsync");
 
@@ -64,12 +64,8 @@ pub fn status(admin: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    regionsync_harness::eventually::eventually_blocking(what, Duration::from_secs(30), cond);
 }
 
 pub fn admin_up(admin: &str) -> bool {

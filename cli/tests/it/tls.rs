@@ -105,12 +105,8 @@ fn heartbeats(cluster_id: u64, n: u64) -> Vec<RegionHeartbeatRequest> {
         .collect()
 }
 
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    regionsync_harness::eventually::eventually(what, Duration::from_secs(30), cond).await;
 }
 
 async fn follower(leader: &str, tls: Option<Tls>, name: &str) -> RunningFollower {

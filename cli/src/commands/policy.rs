@@ -5,10 +5,163 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
 use regionsync::admin::SwapAnswer;
 use regionsync::policy_runtime::WasmRuntime;
 use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync_harness::admin_client;
+
+use super::flags::AdminClientArgs;
+use super::write_out;
+
+#[derive(Args)]
+pub struct PolicyCommand {
+    #[command(subcommand)]
+    pub command: PolicySubcommand,
+}
+
+#[derive(Subcommand)]
+pub enum PolicySubcommand {
+    /// Swap a running node's policy for the component in FILE; exits 0 only
+    /// if the new policy is active.
+    Swap(SwapCommand),
+    /// Load a candidate policy beside the active one on a running node: every
+    /// decision is also asked of it and compared, never acted on; `status`
+    /// shows the disagreements (policy.shadow). `--stop` drops it.
+    Shadow(ShadowCommand),
+    /// Make the running shadow the node's active policy (with a swap's
+    /// checks) and stop shadowing.
+    Promote(PromoteCommand),
+    /// Write a new policy crate NAME (in ./NAME) that builds into a
+    /// component with `cargo build --release --target wasm32-wasip2`.
+    New(NewCommand),
+    /// Write an embedded policy component out (`default`, `conservative`,
+    /// `gap-fraction`).
+    Export(ExportCommand),
+    /// Check a component without any node: contract and imports, the
+    /// self-check, every export on the conformance vectors' inputs and over
+    /// seeded follower streams against the invariants, size and call cost.
+    /// Exits non-zero on any violation. FILE may name an embedded policy.
+    Check(CheckCommand),
+    /// List the embedded policies with their versions, sizes and SHA-256.
+    List,
+    /// Say which decisions two components take differently, over the
+    /// conformance vectors' inputs: counts by function and first examples.
+    /// Each is a file or an embedded policy's name.
+    Diff(DiffCommand),
+    /// Write the conformance vectors: inputs for every decision with the
+    /// native default policy's answers, as JSON (docs/protocol.md §5).
+    Vectors(VectorsCommand),
+}
+
+impl PolicyCommand {
+    /// Run the policy subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            PolicySubcommand::Swap(c) => swap(&c.client, &c.file).await,
+            PolicySubcommand::Shadow(c) => shadow(&c.client, c.file.as_deref(), c.stop).await,
+            PolicySubcommand::Promote(c) => promote(&c.client).await,
+            PolicySubcommand::New(c) => new(&c.name, c.dir, c.sdk),
+            PolicySubcommand::Export(c) => export(&c.name, c.output.as_deref()),
+            PolicySubcommand::Check(c) => check(&c.file),
+            PolicySubcommand::List => list(),
+            PolicySubcommand::Diff(c) => diff(&c.a, &c.b, c.examples),
+            PolicySubcommand::Vectors(c) => vectors(c.output.as_deref()),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct SwapCommand {
+    #[command(flatten)]
+    pub client: AdminClientArgs,
+    /// A policy component (.wasm).
+    pub file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ShadowCommand {
+    #[command(flatten)]
+    pub client: AdminClientArgs,
+    /// The candidate component (.wasm).
+    #[arg(required_unless_present = "stop", conflicts_with = "stop")]
+    pub file: Option<PathBuf>,
+    /// Stop shadowing (the candidate is dropped).
+    #[arg(long)]
+    pub stop: bool,
+}
+
+#[derive(Args)]
+pub struct PromoteCommand {
+    #[command(flatten)]
+    pub client: AdminClientArgs,
+}
+
+#[derive(Args)]
+pub struct NewCommand {
+    /// The policy's name (a-z, 0-9, '-').
+    pub name: String,
+    /// Where to write it (default: ./NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The regionsync policy SDK, a checkout's guest/ (default: the
+    /// checkout this binary was built from).
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExportCommand {
+    /// The embedded policy's name.
+    pub name: String,
+    /// Where to write it (standard output when absent).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CheckCommand {
+    /// A policy component (.wasm), or an embedded policy's name.
+    pub file: String,
+}
+
+#[derive(Args)]
+pub struct DiffCommand {
+    /// The first component.
+    pub a: String,
+    /// The second component.
+    pub b: String,
+    /// Examples shown per function.
+    #[arg(long, default_value_t = 2)]
+    pub examples: usize,
+}
+
+#[derive(Args)]
+pub struct VectorsCommand {
+    /// Where to write them (standard output when absent).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Write an embedded component out.
+fn export(name: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    let bytes = regionsync::policy_runtime::builtin::by_name(name).with_context(|| {
+        format!(
+            "no embedded policy named {name:?} (there are: {})",
+            regionsync::policy_runtime::builtin::NAMES.join(", ")
+        )
+    })?;
+    write_out(output, bytes)
+}
+
+/// Write the conformance vectors out.
+fn vectors(output: Option<&Path>) -> anyhow::Result<()> {
+    use regionsync_harness::vectors;
+    let vectors = vectors::generate(&regionsync_guest::Policy::default_policy(), vectors::SEED);
+    let mut text = serde_json::to_string_pretty(&vectors)?;
+    text.push('\n');
+    write_out(output, text.as_bytes())
+}
 
 /// A component by embedded name or file, loaded on a plain Wasm runtime.
 fn component(what: &str) -> anyhow::Result<regionsync::policy_runtime::WasmPolicy> {
@@ -19,12 +172,12 @@ fn component(what: &str) -> anyhow::Result<regionsync::policy_runtime::WasmPolic
     })
 }
 
-pub fn check(what: &str) -> anyhow::Result<()> {
+fn check(what: &str) -> anyhow::Result<()> {
     let bytes = match regionsync::policy_runtime::builtin::by_name(what) {
         Some(b) => b.to_vec(),
         None => std::fs::read(what).with_context(|| format!("cannot read policy file {what}"))?,
     };
-    let report = regionsync_cli::tools::check::check(&bytes);
+    let report = crate::tools::check::check(&bytes);
     for line in &report.lines {
         println!("{line}");
     }
@@ -46,7 +199,7 @@ pub fn check(what: &str) -> anyhow::Result<()> {
     }
 }
 
-pub fn list() -> anyhow::Result<()> {
+fn list() -> anyhow::Result<()> {
     use regionsync::policy_runtime::PolicyEngine;
     println!("{:<14} {:<8} {:>8}  sha256", "name", "version", "bytes");
     for name in regionsync::policy_runtime::builtin::NAMES {
@@ -76,9 +229,9 @@ fn kind(function: &str) -> &'static str {
     }
 }
 
-pub fn diff(a: &str, b: &str, examples: usize) -> anyhow::Result<()> {
+fn diff(a: &str, b: &str, examples: usize) -> anyhow::Result<()> {
+    use crate::tools::workload;
     use regionsync::policy_runtime::PolicyEngine;
-    use regionsync_cli::tools::workload;
     use regionsync_harness::vectors;
     let (x, y) = (component(a)?, component(b)?);
     let (ia, ib) = (x.info(), y.info());
@@ -153,7 +306,8 @@ fn read_component(file: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).with_context(|| format!("cannot read policy file {}", file.display()))
 }
 
-pub async fn swap(admin: &str, token_file: Option<&Path>, file: &Path) -> anyhow::Result<()> {
+async fn swap(client: &AdminClientArgs, file: &Path) -> anyhow::Result<()> {
+    let (admin, token_file) = (client.admin.as_str(), client.token_file.as_deref());
     let bytes = read_component(file)?;
     let answer = admin_change(admin, token_file, "POST", "/policy", &bytes)
         .await
@@ -168,12 +322,8 @@ pub async fn swap(admin: &str, token_file: Option<&Path>, file: &Path) -> anyhow
     Ok(())
 }
 
-pub async fn shadow(
-    admin: &str,
-    token_file: Option<&Path>,
-    file: Option<&Path>,
-    stop: bool,
-) -> anyhow::Result<()> {
+async fn shadow(client: &AdminClientArgs, file: Option<&Path>, stop: bool) -> anyhow::Result<()> {
+    let (admin, token_file) = (client.admin.as_str(), client.token_file.as_deref());
     if stop {
         let answer = admin_change(admin, token_file, "DELETE", "/policy/shadow", &[])
             .await
@@ -198,7 +348,8 @@ pub async fn shadow(
     Ok(())
 }
 
-pub async fn promote(admin: &str, token_file: Option<&Path>) -> anyhow::Result<()> {
+async fn promote(client: &AdminClientArgs) -> anyhow::Result<()> {
+    let (admin, token_file) = (client.admin.as_str(), client.token_file.as_deref());
     let answer = admin_change(admin, token_file, "POST", "/policy/promote", &[])
         .await
         .context("policy not promoted; the active policy stays")?;
@@ -212,8 +363,8 @@ pub async fn promote(admin: &str, token_file: Option<&Path>) -> anyhow::Result<(
     Ok(())
 }
 
-pub fn new(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
-    use regionsync_cli::tools::policy_new;
+fn new(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
+    use crate::tools::policy_new;
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     let sdk = sdk.unwrap_or_else(policy_new::default_sdk);
     for file in policy_new::create(name, &dir, &sdk)? {
