@@ -116,13 +116,12 @@ fn left_behind(dir: &Path) -> (bool, u64, u128, u64) {
         policy,
     )
     .unwrap();
-    let state = *f.state.lock();
-    let store = f.store.read();
+    let held = f.held(None);
     (
-        state.complete,
-        state.next_index,
-        store.digest().value(),
-        store.len() as u64,
+        held.complete,
+        held.next_index,
+        held.digest.value(),
+        held.regions as u64,
     )
 }
 

@@ -41,8 +41,8 @@ async fn measure_memory(dir: &str) {
     let leader = Leader::start(LeaderConfig::new(dir), policy).unwrap();
     let after = rss_bytes();
     let (n, encoded) = {
-        let store = leader.shared.store.read();
-        (store.len() as u64, store.encoded_bytes() as u64)
+        let shared = &leader.shared;
+        shared.read_regions(|store| (store.len() as u64, store.encoded_bytes() as u64))
     };
     let used = after.saturating_sub(before);
     println!(
@@ -118,15 +118,15 @@ async fn main() {
         .await
         .unwrap();
     let shared = leader.shared().clone();
-    while shared.stats.heartbeats.load(Ordering::Relaxed) < n {
+    while shared.stats().heartbeats.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let took = started.elapsed();
     println!(
         "intake: {n} heartbeats over one stream in {took:.2?} = {:.0}/s (accepted {}, next_index {})",
         n as f64 / took.as_secs_f64(),
-        shared.stats.accepted.load(Ordering::Relaxed),
-        shared.ring.read().next_index()
+        shared.stats().accepted.load(Ordering::Relaxed),
+        shared.held(None).next_index
     );
     drop((shared, responses, client));
 

@@ -131,3 +131,28 @@ pub struct HaStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
 }
+
+/// What a node holds at one moment, read together under its store's lock:
+/// the observer for tests, benchmarks and tools that judge a node, so that
+/// none of them takes a node's locks itself. The status document says the
+/// same things as text.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Reads may be served (a leader: it has not failed).
+    pub ready: bool,
+    /// The set is complete (a leader's always is).
+    pub complete: bool,
+    /// The index the node's set is at: the next record it expects (a
+    /// follower) or will number (a leader).
+    pub next_index: u64,
+    /// The oldest record the node's history ring still holds.
+    pub first_index: u64,
+    /// Records in the history ring.
+    pub ring_len: usize,
+    /// The region-set digest.
+    pub digest: crate::digest::SetDigest,
+    /// Regions held.
+    pub regions: usize,
+    /// The region whose range holds the key asked about, if one was.
+    pub covering: Option<crate::region_store::StoredRegion>,
+}

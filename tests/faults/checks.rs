@@ -43,13 +43,12 @@ pub fn watch(
                 // A ready follower's index and set, read together (the
                 // state changes under the store's lock).
                 {
-                    let store = follower.store.read();
-                    let state = *follower.state.lock();
-                    if state.ready {
-                        if !state.complete {
-                            return Err(format!("ready but incomplete: {state:?}"));
+                    let held = follower.held(None);
+                    if held.ready {
+                        if !held.complete {
+                            return Err(format!("ready but incomplete: {held:?}"));
                         }
-                        let c = (state.next_index, store.digest().value());
+                        let c = (held.next_index, held.digest.value());
                         if claims.last() != Some(&c) {
                             claims.push(c);
                         }
@@ -132,14 +131,13 @@ struct Sampled {
 }
 
 fn sample(follower: &regionsync::follower::FollowerShared, key: &[u8]) -> Sampled {
-    let store = follower.store.read();
-    let state = *follower.state.lock();
+    let held = follower.held(Some(key));
     Sampled {
-        ready: state.ready,
-        next_index: state.next_index,
-        digest: store.digest().value(),
-        holds: store
-            .get_by_key(key)
+        ready: held.ready,
+        next_index: held.next_index,
+        digest: held.digest.value(),
+        holds: held
+            .covering
             .map(|r| (r.region.id, r.region.start_key, r.region.end_key)),
     }
 }

@@ -78,9 +78,8 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     let mut leader = start_leader(&ldir, cluster, &seen).await;
     {
         // The first state is the leader's too (an empty set at 0).
-        let store = leader.shared().store.read();
-        seen.lock()
-            .record(store.applied_next(), store.digest().value());
+        let (next, digest) = leader.shared().applied();
+        seen.lock().record(next, digest.value());
     }
     let mut report = Report::default();
     let mut generator = Generator::new(cluster, 50 + rng.below(200), seed);
@@ -140,7 +139,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 r.shared().clone(),
                 r.url(),
                 cluster,
-                format!("{} from the start", r.shared().config.name),
+                format!("{} from the start", r.shared().config().name),
             ))
         })
         .collect();
@@ -187,7 +186,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 let f = nodes[target].running.take().unwrap();
                 nodes[target].misrouted += misrouted(&f);
                 tally_full_syncs(&mut report, &f);
-                let at = f.shared().state.lock().next_index;
+                let at = f.shared().state().next_index;
                 if fault == "crash_follower" {
                     f.kill().await;
                 } else {
@@ -200,19 +199,19 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                     // The disk fails under the next commits, then the
                     // operator restarts the leader.
                     let failures = 1 + rng.below(2) as u32;
-                    leader.shared().storage.fail_next_writes(failures);
+                    leader.shared().inject_storage_failures(failures);
                     let hbs = take(&mut generator, 20);
                     report.heartbeats += hbs.len() as u64;
                     send(&leader.url(), hbs).await;
                     let lead = leader.shared().clone();
                     let took = holds_within(Duration::from_secs(2), || {
-                        lead.storage.pending_write_failures() < failures
+                        lead.pending_storage_failures() < failures
                     })
                     .await;
                     if took {
                         evidence = Some(format!(
                             "a commit failed; the leader {} changes",
-                            if lead.failed.load(Ordering::Relaxed) {
+                            if lead.is_failed() {
                                 "refuses"
                             } else {
                                 "still takes"
@@ -222,12 +221,8 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 }
                 let before = {
                     let lead = leader.shared();
-                    let store = lead.store.read();
-                    (
-                        store.applied_next(),
-                        store.digest().value(),
-                        *lead.published.borrow(),
-                    )
+                    let (applied, digest) = lead.applied();
+                    (applied, digest.value(), lead.published_index())
                 };
                 report.history_misses += leader_misses(&leader);
                 leader.shutdown().await;
@@ -241,8 +236,8 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 // What it loaded is a claim like a follower's: the set the
                 // leader had at its index before the restart.
                 let (next, digest) = {
-                    let store = leader.shared().store.read();
-                    (store.applied_next(), store.digest().value())
+                    let (applied, digest) = leader.shared().applied();
+                    (applied, digest.value())
                 };
                 oracle.seen.lock().note(format!(
                     "step {step}: leader restarted: before shutdown applied {} digest {:032x} published {}; \
@@ -273,10 +268,19 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 // ends a stream whose records left the ring.
                 nodes[target].proxy.stall(true);
                 churn = 150 + rng.below(100) as usize;
-                let misses = leader.shared().stats.history_misses.load(Ordering::Relaxed);
+                let misses = leader
+                    .shared()
+                    .stats()
+                    .history_misses
+                    .load(Ordering::Relaxed);
                 let mut sent = 0;
                 while sent < 20_000
-                    && leader.shared().stats.history_misses.load(Ordering::Relaxed) == misses
+                    && leader
+                        .shared()
+                        .stats()
+                        .history_misses
+                        .load(Ordering::Relaxed)
+                        == misses
                 {
                     let hbs = take(&mut generator, 200);
                     sent += hbs.len();
@@ -286,7 +290,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
                 }
                 let lead = leader.shared().clone();
                 if holds_within(Duration::from_secs(2), || {
-                    lead.stats.history_misses.load(Ordering::Relaxed) > misses
+                    lead.stats().history_misses.load(Ordering::Relaxed) > misses
                 })
                 .await
                 {
@@ -296,14 +300,14 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             "swap_policy" => {
                 if let Some(f) = nodes[target].running.as_ref() {
                     let to = tuned(rng.bool());
-                    f.shared().policy.swap(PolicySource::Tuned(to)).unwrap();
+                    f.shared().policy().swap(PolicySource::Tuned(to)).unwrap();
                     evidence = Some("swapped".into());
                 }
             }
             "intake_flood" => {
                 churn = 1_000 + rng.below(1_000) as usize;
                 check_later = Some(Later::Heartbeats(
-                    leader.shared().stats.heartbeats.load(Ordering::Relaxed),
+                    leader.shared().stats().heartbeats.load(Ordering::Relaxed),
                     churn as u64,
                 ));
             }
@@ -329,7 +333,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             Some(Later::Heartbeats(before, sent)) => {
                 let lead = leader.shared().clone();
                 if holds_within(Duration::from_secs(5), || {
-                    lead.stats.heartbeats.load(Ordering::Relaxed) >= before + sent
+                    lead.stats().heartbeats.load(Ordering::Relaxed) >= before + sent
                 })
                 .await
                 {
@@ -361,7 +365,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
             if node.running.is_none() {
                 node.start().await;
                 let r = node.running.as_ref().unwrap();
-                let label = format!("{} restarted after step {step}", r.shared().config.name);
+                let label = format!("{} restarted after step {step}", r.shared().config().name);
                 watches[i] = Some(watch(r.shared().clone(), r.url(), cluster, label));
             }
         }
@@ -375,12 +379,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
 
     // Everyone converges on the leader.
     let lead = leader.shared().clone();
-    let want = || {
-        (
-            lead.store.read().digest().hex(),
-            lead.ring.read().next_index(),
-        )
-    };
+    let want = || (lead.held(None).digest.hex(), lead.held(None).next_index);
     let converged = holds_within(Duration::from_secs(30), || {
         let want = want();
         nodes.iter().all(|n| {
@@ -408,7 +407,7 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     }
     // The oracle must have caught up too: what it assembled over the wire
     // is checked against the leader's tap at every index they share.
-    let want_next = lead.ring.read().next_index();
+    let want_next = lead.held(None).next_index;
     let oracle_seen = oracle.seen.clone();
     if !holds_within(Duration::from_secs(10), || {
         oracle_seen.lock().oracle_at >= want_next
@@ -438,11 +437,11 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
     // a follower's digest check refusing one is a leader defect.
     for node in &nodes {
         let f = node.running.as_ref().unwrap();
-        let refused = f.shared().stats.verify_failures.load(Ordering::Relaxed);
+        let refused = f.shared().stats().verify_failures.load(Ordering::Relaxed);
         if refused > 0 {
             return Err(format!(
                 "{} refused {refused} completion(s) by their digest: the leader sent a set that was not its own; faults {:?}",
-                f.shared().config.name,
+                f.shared().config().name,
                 report.faults
             ));
         }
@@ -478,11 +477,11 @@ enum Later {
 }
 
 fn leader_misses(l: &regionsync::node::RunningLeader) -> u64 {
-    l.shared().stats.history_misses.load(Ordering::Relaxed)
+    l.shared().stats().history_misses.load(Ordering::Relaxed)
 }
 
 fn tally_full_syncs(report: &mut Report, f: &regionsync::node::RunningFollower) {
-    for (trigger, n) in f.shared().stats.full_syncs.lock().iter() {
+    for (trigger, n) in f.shared().stats().full_sync_counts().iter() {
         *report.full_syncs.entry(trigger.to_string()).or_default() += n;
     }
 }

@@ -20,7 +20,7 @@ use super::oracle;
 
 /// Sessions of `f` refused for another cluster's leader.
 pub(super) fn misrouted(f: &RunningFollower) -> u64 {
-    let reconnects = f.shared().stats.reconnects.lock();
+    let reconnects = f.shared().stats().reconnect_counts();
     reconnects.get("cluster_mismatch").copied().unwrap_or(0)
 }
 

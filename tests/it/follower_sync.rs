@@ -75,12 +75,12 @@ async fn pd_10666_a_follower_behind_the_ring_catches_up_and_drops_the_merged_awa
         changes.push(r);
     }
     feed(&leader, &changes).await;
-    let ring = leader.shared().ring.read().view();
+    let ring = leader.shared().ring_view();
     assert!(
         ring.first_index > 21,
         "the follower's index fell off the ring: {ring:?}"
     );
-    assert!(leader.shared().store.read().get(5).is_none());
+    assert!(leader.shared().region(5).is_none());
 
     // It says so, and takes only what changed (a delta), not a snapshot.
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
@@ -122,19 +122,22 @@ async fn a_restart_within_the_ring_replays_history_only() {
     let stored = Storage::open(fdir.path()).unwrap().meta().unwrap();
     assert_eq!(
         stored.next_index,
-        leader.shared().ring.read().next_index(),
+        leader.shared().held(None).next_index,
         "a clean stop makes the newest index durable"
     );
     feed(&leader, &bumped(&rs[..50], 2)).await;
-    let served_before = leader.shared().stats.full_syncs_by_reason();
+    let served_before = leader.shared().stats().full_syncs_by_reason();
 
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
     let status = f.shared().status();
     assert!(status.full_syncs.is_empty(), "{:?}", status.full_syncs);
-    assert_eq!(leader.shared().stats.full_syncs_by_reason(), served_before);
     assert_eq!(
-        f.shared().ring.read().len(),
+        leader.shared().stats().full_syncs_by_reason(),
+        served_before
+    );
+    assert_eq!(
+        f.shared().held(None).ring_len,
         50,
         "the replayed records are in the follower's ring"
     );
@@ -157,7 +160,7 @@ async fn a_follower_stopped_after_k_snapshot_frames_is_not_ready_until_a_new_ful
         let progress = f.shared().clone();
         eventually("k snapshot frames", Duration::from_secs(20), || {
             progress
-                .stats
+                .stats()
                 .snapshot_progress
                 .load(std::sync::atomic::Ordering::Relaxed)
                 >= k * 1_000
@@ -215,7 +218,12 @@ async fn an_error_header_frame_makes_the_follower_reconnect_with_its_index_uncha
     eventually(
         "a reconnect for the error header",
         Duration::from_secs(5),
-        || shared.stats.reconnects.lock().contains_key("error_header"),
+        || {
+            shared
+                .stats()
+                .reconnect_counts()
+                .contains_key("error_header")
+        },
     )
     .await;
     assert_eq!(f.shared().status().next_index, index);
@@ -264,7 +272,7 @@ async fn a_leader_restart_under_a_running_follower_resumes_by_history_and_conver
     feed(&leader, &bumped(&rs[..20], 2)).await;
     converged(&leader, &f).await;
     assert!(!f.shared().status().full_syncs.contains_key("leader_routed"));
-    assert_eq!(leader.shared().stats.full_syncs_by_reason().len(), 0);
+    assert_eq!(leader.shared().stats().full_syncs_by_reason().len(), 0);
     feed(&leader, &bumped(&rs[20..40], 2)).await;
     converged(&leader, &f).await;
     f.shutdown().await;
@@ -296,7 +304,7 @@ async fn a_follower_pointed_at_another_cluster_refuses_and_keeps_its_store_byte_
         shared.status().phase == "refused"
     })
     .await;
-    let why = shared.refusal.lock().clone().unwrap();
+    let why = shared.refusal().unwrap();
     assert!(
         why.contains("cluster 8") && why.contains("cluster 7"),
         "{why}"
@@ -456,7 +464,7 @@ async fn a_memory_only_follower_full_syncs_at_every_start_and_answers_no_read_be
     // Every version of the churn landed: 38 versions of 100 regions.
     let accepted = leader
         .shared()
-        .stats
+        .stats()
         .accepted
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(accepted, 2_000 + 38 * 100);
@@ -507,9 +515,8 @@ async fn three_keepalive_intervals_without_a_frame_end_the_stream_and_the_follow
         Duration::from_secs(10),
         || {
             shared
-                .stats
-                .reconnects
-                .lock()
+                .stats()
+                .reconnect_counts()
                 .contains_key("keepalive_silence")
         },
     )
@@ -574,7 +581,10 @@ async fn a_failed_write_leaves_cache_and_store_equal_and_the_follower_catches_up
     feed(&leader, &bumped(&rs[..50], 2)).await;
     let shared = f.shared().clone();
     eventually("a failed write", Duration::from_secs(10), || {
-        shared.stats.reconnects.lock().contains_key("store_error")
+        shared
+            .stats()
+            .reconnect_counts()
+            .contains_key("store_error")
     })
     .await;
     converged(&leader, &f).await;
@@ -585,7 +595,7 @@ async fn a_failed_write_leaves_cache_and_store_equal_and_the_follower_catches_up
     // wrote only the index).
     assert_eq!(
         digest_on_disk(&Storage::open(fdir.path()).unwrap()),
-        leader.shared().store.read().digest()
+        leader.shared().held(None).digest
     );
     leader.shutdown().await;
 }
@@ -632,13 +642,16 @@ async fn a_failed_reset_never_leaves_a_ready_follower_on_an_emptied_cache() {
     let mut failed = false;
     loop {
         let status = shared.status();
-        failed |= shared.stats.reconnects.lock().contains_key("store_error");
+        failed |= shared
+            .stats()
+            .reconnect_counts()
+            .contains_key("store_error");
         assert!(
             !status.ready || status.regions == 300,
             "ready on {} regions: {status:?}",
             status.regions
         );
-        if failed && status.ready && status.digest == leader.shared().store.read().digest().hex() {
+        if failed && status.ready && status.digest == leader.shared().held(None).digest.hex() {
             break;
         }
         assert!(
@@ -668,7 +681,7 @@ async fn a_hand_over_waits_for_the_apply_in_flight() {
     let l = leader.shared().clone();
     let shared = f.shared.clone();
     eventually("the follower to sync", Duration::from_secs(30), || {
-        shared.is_ready() && shared.state.lock().next_index == l.ring.read().next_index()
+        shared.is_ready() && shared.state().next_index == l.held(None).next_index
     })
     .await;
 
@@ -677,7 +690,7 @@ async fn a_hand_over_waits_for_the_apply_in_flight() {
     let bumped = bumped(&rs[..5], version + 1);
     feed(&leader, &bumped).await;
     eventually("a frame's apply in flight", Duration::from_secs(10), || {
-        shared.store.try_read().is_none()
+        shared.store_is_busy()
     })
     .await;
     let handover = f.hand_over().await.expect("a complete follower hands over");

@@ -173,7 +173,7 @@ struct Seen {
 
 fn seen(f: &FollowerShared) -> Seen {
     let st = f.status();
-    let state = *f.state.lock();
+    let state = f.state();
     Seen {
         digest: st.digest,
         next_index: state.next_index,
@@ -325,14 +325,9 @@ fn heartbeat_intake_never_panics_refusals_change_nothing_and_what_it_takes_repli
     let leader = rt.block_on(start_leader(leader_config(ldir.path())));
     let client = rt.block_on(load::connect(&leader.url())).unwrap();
     let shared = leader.shared().clone();
-    let state = || {
-        (
-            shared.store.read().digest().hex(),
-            shared.ring.read().next_index(),
-        )
-    };
+    let state = || (shared.held(None).digest.hex(), shared.held(None).next_index);
     let counted = || {
-        let s = &shared.stats;
+        let s = &shared.stats();
         s.heartbeats.load(Ordering::Relaxed) + s.refused.load(Ordering::Relaxed)
     };
     let mut runner = TestRunner::new(cases(300));
@@ -420,7 +415,7 @@ fn admin_inputs_never_panic_and_refused_requests_change_nothing() {
         .run(
             &(methods, paths, tokens, bodies, raw),
             |(method, path, token, body, raw)| {
-                let name = leader.shared().policy.info().name;
+                let name = leader.shared().policy().info().name;
                 let answer = rt.block_on(regionsync_harness::admin_client::request(
                     &addr, method, &path, &body, token,
                 ));
@@ -440,7 +435,7 @@ fn admin_inputs_never_panic_and_refused_requests_change_nothing() {
                 *codes.borrow_mut().entry(code).or_insert(0u32) += 1;
                 prop_assert!(code < 500, "{method} {path} answered {code}");
                 prop_assert_eq!(
-                    leader.shared().policy.info().name,
+                    leader.shared().policy().info().name,
                     name,
                     "the policy changed"
                 );

@@ -76,7 +76,7 @@ async fn contained(stem: &str, live: bool) {
         feed(&leader, &bumped(&rs, 2)).await;
         follower_with(policy.clone(), fc).await
     };
-    assert!(leader.shared().ring.read().next_index() > HOSTILE_FROM + 100);
+    assert!(leader.shared().held(None).next_index > HOSTILE_FROM + 100);
     converged(&leader, &follower).await;
     let stats = policy.stats();
     let (errors, builtin) = (
@@ -90,8 +90,8 @@ async fn contained(stem: &str, live: bool) {
     );
     // And the store on disk holds the same after a restart.
     let (lead_digest, lead_next) = (
-        leader.shared().store.read().digest().hex(),
-        leader.shared().ring.read().next_index(),
+        leader.shared().held(None).digest.hex(),
+        leader.shared().held(None).next_index,
     );
     follower.shutdown().await;
     let mut fc = follower_config(&leader, Some(fdir.path()));

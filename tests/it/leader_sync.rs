@@ -79,7 +79,7 @@ async fn history_of_1001_records_goes_out_as_1000_plus_1() {
     let leader = start_leader(leader_config(dir.path())).await;
     let rs = regions(1, 1001, 16);
     feed(&leader, &rs).await;
-    assert_eq!(leader.shared().ring.read().next_index(), 1002);
+    assert_eq!(leader.shared().held(None).next_index, 1002);
 
     let mut s = sync(&leader.url(), 7, 1, "f").await.unwrap();
     let a = next_frame(&mut s).await.unwrap().unwrap();
@@ -104,7 +104,7 @@ async fn small_ring_leader(dir: &std::path::Path) -> regionsync::node::RunningLe
     c.history_capacity = 10;
     let leader = start_leader(c).await;
     feed(&leader, &regions(1, 30, 8)).await;
-    let ring = leader.shared().ring.read().view();
+    let ring = leader.shared().ring_view();
     assert_eq!((ring.first_index, ring.next_index), (21, 31));
     leader
 }
@@ -118,7 +118,7 @@ async fn expect_full_sync(start: u64, reason: &str) {
     assert!(catch_up.is_empty());
     assert_eq!(completion, 31);
     quiet(&mut s).await;
-    let by_reason = leader.shared().stats.full_syncs_by_reason();
+    let by_reason = leader.shared().stats().full_syncs_by_reason();
     assert_eq!(by_reason.get(reason), Some(&1), "{by_reason:?}");
     leader.shutdown().await;
 }
@@ -146,7 +146,7 @@ async fn index_at_next_gets_one_empty_frame() {
     let f = next_frame(&mut s).await.unwrap().unwrap();
     assert_eq!((f.start_index, f.regions.len()), (31, 0));
     quiet(&mut s).await;
-    assert!(leader.shared().stats.full_syncs_by_reason().is_empty());
+    assert!(leader.shared().stats().full_syncs_by_reason().is_empty());
     leader.shutdown().await;
 }
 
@@ -161,7 +161,7 @@ async fn index_inside_the_ring_gets_only_the_missing_records() {
     let f = next_frame(&mut s).await.unwrap().unwrap();
     assert_eq!((f.start_index, f.regions.len()), (31, 0));
     quiet(&mut s).await;
-    assert!(leader.shared().stats.full_syncs_by_reason().is_empty());
+    assert!(leader.shared().stats().full_syncs_by_reason().is_empty());
     leader.shutdown().await;
 }
 
@@ -173,7 +173,7 @@ async fn records_written_during_a_snapshot_arrive_once_in_the_catch_up_then_live
     // leader is certainly mid-snapshot when the updates come.
     let rs = regions(1, 20_000, 512);
     feed(&leader, &rs).await;
-    let pin = leader.shared().ring.read().next_index();
+    let pin = leader.shared().held(None).next_index;
     assert_eq!(pin, 20_001);
 
     let mut s = sync(&leader.url(), 7, 0, "f").await.unwrap();
@@ -214,7 +214,7 @@ async fn records_written_during_a_snapshot_arrive_once_in_the_catch_up_then_live
         );
     }
     assert_eq!(live, (1..=10).map(|id| (id, 3)).collect::<Vec<_>>());
-    let counts = leader.shared().stats.full_syncs.lock().clone();
+    let counts = leader.shared().stats().full_sync_counts();
     let zero = RouteCause::Policy(RouteReason::ZeroIndex);
     assert_eq!(counts.get(&(zero, FullSyncOutcome::Completed)), Some(&1));
     leader.shutdown().await;
@@ -248,11 +248,11 @@ async fn a_catch_up_larger_than_the_ring_ends_with_resource_exhausted_and_unbind
     );
     let shared = leader.shared();
     eventually("the stream to be unbound", Duration::from_secs(5), || {
-        shared.streams.lock().is_empty()
+        shared.stream_names().is_empty()
     })
     .await;
-    assert_eq!(shared.full_syncs_running.load(Ordering::Relaxed), 0);
-    let counts = shared.stats.full_syncs.lock().clone();
+    assert_eq!(shared.full_syncs_running(), 0);
+    let counts = shared.stats().full_sync_counts();
     let zero = RouteCause::Policy(RouteReason::ZeroIndex);
     assert_eq!(counts.get(&(zero, FullSyncOutcome::Exhausted)), Some(&1));
     leader.shutdown().await;
@@ -314,17 +314,7 @@ async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_other
     let (got, done, _b) = reader.await.unwrap();
     assert_eq!(got, total);
     let b_took = done - started;
-    let names = |l: &regionsync::node::RunningLeader| {
-        let mut v: Vec<String> = l
-            .shared()
-            .streams
-            .lock()
-            .values()
-            .map(|e| e.follower.clone())
-            .collect();
-        v.sort();
-        v
-    };
+    let names = |l: &regionsync::node::RunningLeader| l.shared().stream_names();
     println!("B received {total} records in {b_took:?} while A was stalled");
     // B had everything while A's stream was still there: A held nobody up
     // (had it, B would have received only once A was dropped at its
@@ -360,7 +350,7 @@ async fn keepalive_never_overtakes_pending_records() {
             let mut c = client(&leader_url).await;
             for chunk in rs.chunks(100) {
                 let before = shared
-                    .stats
+                    .stats()
                     .heartbeats
                     .load(std::sync::atomic::Ordering::Relaxed);
                 let reqs: Vec<RegionHeartbeatRequest> =
@@ -369,7 +359,7 @@ async fn keepalive_never_overtakes_pending_records() {
                 // dropping it would cancel the stream mid-way.
                 let _responses = c.region_heartbeat(tokio_stream::iter(reqs)).await.unwrap();
                 while shared
-                    .stats
+                    .stats()
                     .heartbeats
                     .load(std::sync::atomic::Ordering::Relaxed)
                     < before + 100
@@ -462,8 +452,8 @@ async fn wrong_cluster_id_and_malformed_heartbeats_are_refused_and_the_store_is_
     let leader = start_leader(leader_config(dir.path())).await;
     feed(&leader, &regions(1, 10, 8)).await;
     let before = (
-        leader.shared().store.read().digest(),
-        leader.shared().ring.read().next_index(),
+        leader.shared().held(None).digest,
+        leader.shared().held(None).next_index,
     );
 
     let status = sync(&leader.url(), 8, 0, "other").await.unwrap_err();
@@ -506,11 +496,11 @@ async fn wrong_cluster_id_and_malformed_heartbeats_are_refused_and_the_store_is_
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after = (
-        leader.shared().store.read().digest(),
-        leader.shared().ring.read().next_index(),
+        leader.shared().held(None).digest,
+        leader.shared().held(None).next_index,
     );
     assert_eq!(before, after);
-    assert_eq!(leader.shared().stats.refused.load(Ordering::Relaxed), 2);
+    assert_eq!(leader.shared().stats().refused.load(Ordering::Relaxed), 2);
     leader.shutdown().await;
 }
 
@@ -521,17 +511,17 @@ async fn a_restarted_leader_keeps_regions_and_numbering_and_routes_by_its_new_ri
     c.history_capacity = 10;
     let leader = start_leader(c.clone()).await;
     feed(&leader, &regions(1, 50, 8)).await;
-    let digest = leader.shared().store.read().digest();
+    let digest = leader.shared().held(None).digest;
     leader.shutdown().await;
 
     let leader = start_leader(c).await;
     {
         let shared = leader.shared();
-        assert_eq!(shared.store.read().len(), 50);
-        assert_eq!(shared.store.read().digest(), digest);
-        let ring = shared.ring.read().view();
+        assert_eq!(shared.held(None).regions, 50);
+        assert_eq!(shared.held(None).digest, digest);
+        let ring = shared.ring_view();
         assert_eq!((ring.first_index, ring.next_index), (51, 51));
-        assert_eq!(shared.cluster_id, 7);
+        assert_eq!(shared.cluster_id(), 7);
     }
     let mut behind = sync(&leader.url(), 7, 45, "behind").await.unwrap();
     let (snapshot, catch_up, completion) = read_full_sync(&mut behind, 50).await;
@@ -563,7 +553,7 @@ async fn a_leader_whose_commit_fails_serves_what_is_on_disk_and_claims_no_index(
     );
 
     // The disk is full for the next commit: the change must not be served.
-    leader.shared().storage.fail_next_writes(1);
+    leader.shared().inject_storage_failures(1);
     let mut c = client(&leader.url()).await;
     let changed = bumped(&rs[..1], 2);
     let responses = c
@@ -574,14 +564,14 @@ async fn a_leader_whose_commit_fails_serves_what_is_on_disk_and_claims_no_index(
     eventually(
         "the failed commit to be noticed",
         Duration::from_secs(10),
-        || shared.failed.load(Ordering::Relaxed),
+        || shared.is_failed(),
     )
     .await;
     drop(responses);
     // Claims stop first; then the store goes back to what is on disk.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let held = shared.store.read().get(1).unwrap().region;
+        let held = shared.region(1).unwrap().region;
         if held == rs[0] {
             break;
         }
@@ -678,7 +668,7 @@ async fn a_partial_store_is_refused_as_a_leader_or_cleared_when_asked() {
         Err(e) => panic!("refused for another reason: {e}"),
         Ok(l) => panic!(
             "a partial store was led with {} regions",
-            l.shared.store.read().len()
+            l.shared.held(None).regions
         ),
     }
     // Refused without a write: the copy is still there for a follower.
@@ -687,8 +677,8 @@ async fn a_partial_store_is_refused_as_a_leader_or_cleared_when_asked() {
     let mut config = leader_config(dir.path());
     config.clear_incomplete = true;
     let leader = Leader::start(config, policy()).expect("cleared, it leads as an empty node");
-    assert_eq!(leader.shared.store.read().len(), 0);
-    assert_eq!(*leader.shared.published.borrow(), 1);
+    assert_eq!(leader.shared.held(None).regions, 0);
+    assert_eq!(leader.shared.published_index(), 1);
     leader.shutdown().await;
 }
 
@@ -705,9 +695,9 @@ async fn streams_are_bounded_in_number_and_a_silent_sync_stream_is_closed() {
     config.max_sync_streams = 2;
     config.max_heartbeat_streams = 1;
     let leader = start_leader(config).await;
-    let cluster_id = leader.shared().cluster_id;
+    let cluster_id = leader.shared().cluster_id();
     feed(&leader, &regions(1, 10, 8)).await;
-    let stats = &leader.shared().stats;
+    let stats = &leader.shared().stats();
 
     let mut c = client(&leader.url()).await;
     let silent = tokio::time::timeout(
@@ -719,7 +709,7 @@ async fn streams_are_bounded_in_number_and_a_silent_sync_stream_is_closed() {
     assert_eq!(silent.unwrap_err().code(), Code::DeadlineExceeded);
     assert_eq!(stats.sync_first_request_timeouts.load(Ordering::Relaxed), 1);
 
-    let next = leader.shared().ring.read().next_index();
+    let next = leader.shared().held(None).next_index;
     let mut a = sync(&leader.url(), cluster_id, next, "a").await.unwrap();
     let mut b = sync(&leader.url(), cluster_id, next, "b").await.unwrap();
     next_frame(&mut a).await.unwrap();
@@ -769,7 +759,7 @@ async fn a_lapsed_fence_stays_closed_when_a_late_answer_extends_it() {
     let leader = start_leader(config).await;
     feed(&leader, &regions(1, 10, 8)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let published = *leader.shared().published.borrow();
+    let published = leader.shared().published_index();
     // The answer to a keepalive sent before the deadline, after it.
     let _ = fence.extend(Moment::now() + Duration::from_secs(60));
     let mut c = client(&leader.url()).await;
@@ -784,10 +774,10 @@ async fn a_lapsed_fence_stays_closed_when_a_late_answer_extends_it() {
     let status = resp.message().await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(*leader.shared().published.borrow(), published);
+    assert_eq!(leader.shared().published_index(), published);
     assert_eq!(
-        leader.shared().ring.read().next_index(),
-        leader.shared().store.read().applied_next()
+        leader.shared().held(None).next_index,
+        leader.shared().applied_next()
     );
     leader.shutdown().await;
 }

@@ -29,7 +29,7 @@ impl Churn {
     fn start(leader: &RunningLeader, regions: Vec<Region>) -> Churn {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (url, cluster_id) = (leader.url(), leader.shared().cluster_id);
+        let (url, cluster_id) = (leader.url(), leader.shared().cluster_id());
         let task = tokio::spawn({
             let (stop, sent) = (stop.clone(), sent.clone());
             async move {
@@ -69,7 +69,7 @@ impl Churn {
 }
 
 fn next_index(leader: &RunningLeader) -> u64 {
-    leader.shared().ring.read().next_index()
+    leader.shared().held(None).next_index
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -150,7 +150,7 @@ async fn leader_and_a_follower_that_left(
     feed(&leader, &set).await;
     let f = start_follower(follower_config(&leader, Some(fdir))).await;
     converged(&leader, &f).await;
-    let snapshot_bytes = f.shared().stats.bytes.load(Ordering::Relaxed);
+    let snapshot_bytes = f.shared().stats().bytes.load(Ordering::Relaxed);
     f.shutdown().await;
     (leader, set, snapshot_bytes)
 }
@@ -170,19 +170,19 @@ async fn a_follower_away_resumes_by_delta_at_the_cost_of_what_changed() {
     merged.end_key = set[1].end_key.clone();
     merged.region_epoch.as_mut().unwrap().version = 9;
     feed(&leader, &[merged.clone()]).await;
-    assert!(leader.shared().store.read().get(2).is_none());
+    assert!(leader.shared().region(2).is_none());
     assert!(
-        leader.shared().ring.read().first_index() > left_at,
+        leader.shared().held(None).first_index > left_at,
         "the follower's index must be behind the ring"
     );
 
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
     let status = f.shared().status();
-    let resume_bytes = f.shared().stats.bytes.load(Ordering::Relaxed);
+    let resume_bytes = f.shared().stats().bytes.load(Ordering::Relaxed);
     assert!(status.full_syncs.is_empty(), "no snapshot: {status:?}");
     assert_eq!(status.details.get("deltas"), Some(&1), "{status:?}");
-    assert_eq!(leader.shared().stats.deltas.load(Ordering::Relaxed), 1);
+    assert_eq!(leader.shared().stats().deltas.load(Ordering::Relaxed), 1);
     assert!(
         resume_bytes * 10 < snapshot_bytes,
         "the delta took {resume_bytes} bytes, the snapshot {snapshot_bytes}"
@@ -253,7 +253,7 @@ async fn open_as(
 > {
     let mut c = client(&leader.url()).await;
     let request = SyncRegionRequest {
-        header: header(leader.shared().cluster_id),
+        header: header(leader.shared().cluster_id()),
         member: Some(Member {
             name: "probe".into(),
             ..Default::default()
@@ -333,7 +333,7 @@ async fn a_follower_that_announces_nothing_gets_exactly_pds_frames() {
     assert_eq!(last.start_index, next);
     assert_eq!(
         regionsync::wire::digest_of(&last.regionsync_digest),
-        Some(leader.shared().store.read().digest().value())
+        Some(leader.shared().held(None).digest.value())
     );
     leader.shutdown().await;
 }
@@ -354,7 +354,7 @@ async fn heartbeats_that_move_only_rounded_flow_or_sizes_make_no_record() {
     // Within the rounding (3 digits) and size changes: no record.
     send_and_wait(&leader, vec![beat(10_400, 2), beat(9_600, 3_000)]).await;
     assert_eq!(next_index(&leader), first);
-    assert_eq!(leader.shared().stats.unchanged.load(Ordering::Relaxed), 2);
+    assert_eq!(leader.shared().stats().unchanged.load(Ordering::Relaxed), 2);
     // Across the rounding: a record.
     send_and_wait(&leader, vec![beat(10_600, 3_000)]).await;
     assert_eq!(next_index(&leader), first + 1);
@@ -367,7 +367,7 @@ async fn send_and_wait(
     leader: &RunningLeader,
     heartbeats: Vec<regionsync_proto::pdpb::RegionHeartbeatRequest>,
 ) {
-    let stats = &leader.shared().stats;
+    let stats = &leader.shared().stats();
     let target = stats.heartbeats.load(Ordering::Relaxed) + heartbeats.len() as u64;
     let mut c = client(&leader.url()).await;
     let responses = c
@@ -413,7 +413,11 @@ async fn deltas_as_large_as_a_full_sync_are_admitted_like_one() {
         Ok((route, _, _)) => panic!("a fifth whole-store delta was served (route {route:?})"),
     }
     assert_eq!(
-        leader.shared().stats.deltas_refused.load(Ordering::Relaxed),
+        leader
+            .shared()
+            .stats()
+            .deltas_refused
+            .load(Ordering::Relaxed),
         1
     );
     // A small delta still goes through while the slots are taken.
@@ -466,11 +470,11 @@ async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
     feed(&leader, &[region(2, b"a", b"c", 2)]).await; // Y absorbs X
     feed(&leader, &[region(2, b"bm", b"c", 3)]).await; // Y splits; [a, bm) not yet heard of
     feed(&leader, &bumped(&fillers, 2)).await; // past the ring: a delta
-    assert!(leader.shared().store.read().get(1).is_none());
+    assert!(leader.shared().region(1).is_none());
 
     let f = start_follower(follower_config(&leader, Some(fdir.path()))).await;
     converged(&leader, &f).await;
-    let stats = &f.shared().stats;
+    let stats = &f.shared().stats();
     assert_eq!(
         stats.deltas.load(Ordering::Relaxed),
         1,
@@ -481,7 +485,7 @@ async fn a_delta_takes_away_a_region_whose_range_nothing_covers_now() {
         0,
         "the delta's completion was refused: the follower still held the removed region"
     );
-    assert!(f.shared().store.read().get(1).is_none());
+    assert!(f.shared().region(1).is_none());
     f.shutdown().await;
     leader.shutdown().await;
 }
@@ -518,18 +522,18 @@ async fn a_delta_from_before_a_leader_restart_is_a_full_sync() {
     feed(&leader, &bumped(&fillers, 2)).await; // past the ring
     leader.shutdown().await;
     let leader = start_leader(config()).await;
-    assert!(leader.shared().store.read().get(1).is_none());
+    assert!(leader.shared().region(1).is_none());
 
     let f = start_follower(unchecked(&leader)).await;
     converged(&leader, &f).await;
-    let stats = &f.shared().stats;
+    let stats = &f.shared().stats();
     assert_eq!(stats.deltas.load(Ordering::Relaxed), 0, "it took a delta");
     assert_eq!(
         f.shared().status().full_syncs.get("leader_routed"),
         Some(&1),
         "the leader routed it to a full sync"
     );
-    assert!(f.shared().store.read().get(1).is_none());
+    assert!(f.shared().region(1).is_none());
     f.shutdown().await;
     leader.shutdown().await;
 }

@@ -17,7 +17,7 @@ fn oversized_messages_are_refused_by_their_limit_and_change_nothing() {
     rt.block_on(async {
         let ldir = tempfile::tempdir().unwrap();
         let leader = start_leader(leader_config(ldir.path())).await;
-        let before = leader.shared().store.read().digest().hex();
+        let before = leader.shared().held(None).digest.hex();
         let mut client = load::connect(&leader.url()).await.unwrap();
         let huge = RegionHeartbeatRequest {
             header: Some(RequestHeader {
@@ -37,7 +37,7 @@ fn oversized_messages_are_refused_by_their_limit_and_change_nothing() {
             text.contains("message length too large") || text.contains("exceeds"),
             "{text}"
         );
-        assert_eq!(leader.shared().store.read().digest().hex(), before);
+        assert_eq!(leader.shared().held(None).digest.hex(), before);
         // The leader still serves.
         let mut c = load::connect(&leader.url()).await.unwrap();
         c.get_members(pdpb::GetMembersRequest::default())
@@ -120,7 +120,7 @@ fn unknown_fields_are_tolerated_over_the_wire() {
         regionsync_harness::eventually::eventually(
             "the heartbeat to be taken",
             Duration::from_secs(10),
-            || shared.store.read().len() == 1,
+            || shared.held(None).regions == 1,
         )
         .await;
 

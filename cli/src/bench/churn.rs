@@ -82,10 +82,10 @@ async fn settled(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
-        let want = leader.shared().ring.read().next_index();
+        let want = leader.shared().held(None).next_index;
         cluster::caught_up(leader, follower, limit).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if leader.shared().ring.read().next_index() == want {
+        if leader.shared().held(None).next_index == want {
             return Ok(());
         }
         anyhow::ensure!(
@@ -115,9 +115,9 @@ pub async fn run(
         let feeder = churn(&leader, n, o.churn_rate, counter.clone(), stop.clone());
         // Let the churn reach its rate before the follower asks.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let from = leader.shared().ring.read().next_index();
+        let from = leader.shared().held(None).next_index;
         let (b, follower, _d2) = full_sync(&leader, limit).await?;
-        let changes = leader.shared().ring.read().next_index() - from;
+        let changes = leader.shared().held(None).next_index - from;
         stop.store(true, Ordering::Relaxed);
         feeder.await??;
         settled(&leader, &follower, limit).await?;

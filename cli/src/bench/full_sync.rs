@@ -39,7 +39,14 @@ async fn once(
     // at start: what is timed is the sync (compiling the component would add
     // 12-15 ms to the Wasm runs alone; `scale` times a process from start).
     let policy = cluster::policy_for(native)?;
-    let calls = || leader.shared().policy.stats().calls.load(Ordering::Relaxed);
+    let calls = || {
+        leader
+            .shared()
+            .policy()
+            .stats()
+            .calls
+            .load(Ordering::Relaxed)
+    };
     let leader_calls = calls();
     let t = Instant::now();
     let follower =
@@ -121,7 +128,7 @@ pub async fn overhead(
         async |native: bool| {
             leader
                 .shared()
-                .policy
+                .policy()
                 .swap(cluster::policy_source(native))?;
             once(&leader, native, limit(o.regions)).await
         },

@@ -71,7 +71,7 @@ fn sample(
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         for (f, s) in followers.iter().zip(&mut seen) {
-            let next = f.state.lock().next_index;
+            let next = f.state().next_index;
             if s.last().is_none_or(|(n, _)| *n != next) {
                 s.push((next, now));
             }
@@ -105,9 +105,9 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
     }
     let connects: u64 = followers
         .iter()
-        .map(|f| f.shared().stats.connects.load(Ordering::Relaxed))
+        .map(|f| f.shared().stats().connects.load(Ordering::Relaxed))
         .sum();
-    let base = leader.shared().ring.read().next_index();
+    let base = leader.shared().held(None).next_index;
     // Admin interfaces to swap through.
     let token = "bench";
     let mut admins = Vec::new();
@@ -167,9 +167,14 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
     let calls = || {
         followers
             .iter()
-            .map(|f| f.shared().policy.stats().calls.load(Ordering::Relaxed))
+            .map(|f| f.shared().policy().stats().calls.load(Ordering::Relaxed))
             .sum::<u64>()
-            + leader.shared().policy.stats().calls.load(Ordering::Relaxed)
+            + leader
+                .shared()
+                .policy()
+                .stats()
+                .calls
+                .load(Ordering::Relaxed)
     };
     let calls0 = calls();
     let cpu0 = cpu_seconds();
@@ -214,7 +219,7 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
     }
     let reconnects = followers
         .iter()
-        .map(|f| f.shared().stats.connects.load(Ordering::Relaxed))
+        .map(|f| f.shared().stats().connects.load(Ordering::Relaxed))
         .sum::<u64>()
         - connects;
     let mut latencies = Vec::new();

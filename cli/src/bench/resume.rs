@@ -33,7 +33,7 @@ pub async fn run(
         let t = Instant::now();
         let f = cluster::follower(&leader, Some(fdir.path()), "bench-resume", false).await?;
         // The stream is open once the follower counts a connect.
-        while f.shared().stats.connects.load(Ordering::Relaxed) == 0 {
+        while f.shared().stats().connects.load(Ordering::Relaxed) == 0 {
             anyhow::ensure!(
                 t.elapsed() < Duration::from_secs(60),
                 "the follower never connected"
@@ -54,7 +54,7 @@ pub async fn run(
             cluster::same_digest(&leader, &f),
             "digests differ after resume"
         );
-        let b = f.shared().stats.bytes.load(Ordering::Relaxed) as f64;
+        let b = f.shared().stats().bytes.load(Ordering::Relaxed) as f64;
         progress(&format!("  run {run}: {d:.1} ms, {b:.0} bytes"));
         took.push(d);
         bytes.push(b);

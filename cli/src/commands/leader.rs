@@ -41,7 +41,7 @@ impl LeaderCommand {
         tracing::info!(
             listen = %leader.server.local_addr(),
             admin = ?admin,
-            cluster_id = leader.shared().cluster_id,
+            cluster_id = leader.shared().cluster_id(),
             "leader running"
         );
         wait_for_signal().await;

@@ -14,8 +14,8 @@ pub async fn show_full_sync_progress(shared: Arc<regionsync::follower::FollowerS
     let mut bar: Option<indicatif::ProgressBar> = None;
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let syncing = shared.state.lock().phase == FollowerPhase::Snapshot;
-        let received = shared.stats.snapshot_progress.load(Ordering::Relaxed);
+        let syncing = shared.state().phase == FollowerPhase::Snapshot;
+        let received = shared.stats().snapshot_progress.load(Ordering::Relaxed);
         match (&bar, syncing) {
             (None, true) => {
                 let b = indicatif::ProgressBar::new_spinner().with_style(style.clone());

@@ -155,7 +155,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<bool> {
     )
     .await?;
     let url = leader.url();
-    let cluster_id = leader.shared().cluster_id;
+    let cluster_id = leader.shared().cluster_id();
     let mut f1 = start_follower(&dir, 1, &url).await?;
     let mut f2 = start_follower(&dir, 2, &url).await?;
     step(

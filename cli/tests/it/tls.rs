@@ -146,7 +146,7 @@ async fn mutual_tls_admits_the_clusters_certificates_and_refuses_the_rest() {
     let (l, f) = (leader.shared().clone(), good.shared().clone());
     eventually("the follower with a valid certificate to sync", || {
         let st = f.status();
-        st.ready && st.regions == 500 && st.digest == l.store.read().digest().hex()
+        st.ready && st.regions == 500 && st.digest == l.held(None).digest.hex()
     })
     .await;
 
@@ -189,11 +189,11 @@ async fn mutual_tls_admits_the_clusters_certificates_and_refuses_the_rest() {
     // Each has tried, and been turned away, more than once.
     let deadline = Instant::now() + Duration::from_secs(20);
     for f in [&no_cert, &intruder] {
-        while f.shared().stats.reconnects.lock().values().sum::<u64>() < 2 {
+        while f.shared().stats().reconnect_counts().values().sum::<u64>() < 2 {
             assert!(
                 Instant::now() < deadline,
                 "{} never tried",
-                f.shared().config.name
+                f.shared().config().name
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -205,7 +205,7 @@ async fn mutual_tls_admits_the_clusters_certificates_and_refuses_the_rest() {
             "{} was served: {st:?}",
             st.name
         );
-        let reconnects = f.shared().stats.reconnects.lock().clone();
+        let reconnects = f.shared().stats().reconnect_counts();
         assert!(
             reconnects.values().sum::<u64>() > 0,
             "{} never tried: {reconnects:?}",

@@ -62,7 +62,7 @@ pub(super) fn on_frame(
     // is of the set without them. Only while a sync is under way (or a
     // delta opens with its completion): elsewhere the field means nothing.
     let removed = {
-        let phase = shared.state.lock().phase;
+        let phase = shared.state().phase;
         let syncing = matches!(phase, FollowerPhase::Snapshot | FollowerPhase::Delta)
             || (phase == FollowerPhase::Awaiting && announced == AnnouncedSync::Delta);
         if syncing && !frame.regionsync_removed.is_empty() {
@@ -88,8 +88,10 @@ pub(super) fn on_frame(
         announced,
         digest,
     };
-    let facts = *shared.facts.lock();
-    let before = *shared.state.lock();
+    let (facts, before) = {
+        let sync = shared.sync.lock();
+        (sync.facts, sync.policy)
+    };
     let d = shared.policy.on_frame(before, header, &facts);
     // The host's own reading of the answer, not the policy's `kind`: a claim
     // without history records ends a sync (the runtime checked that this
@@ -163,7 +165,7 @@ pub(super) fn on_frame(
         shared.recover_locked(&mut store);
         return Err(e);
     }
-    *shared.facts.lock() = facts.apply(&d);
+    shared.sync.lock().facts = facts.apply(&d);
     if completion {
         let claim = d.claim_index.unwrap_or(frame.start_index);
         // The ring starts afresh at the completed index: what came before it
@@ -362,7 +364,8 @@ impl Ready<'_> {
             self.store.set_applied_next(claim);
             // The first claim of this leader's data: its lineage now
             // describes our records (`crate::lineage`).
-            self.batch.lineage = self.shared.lineage.lock().adopt(claim);
+            let mut sync = self.shared.sync.lock();
+            self.batch.lineage = sync.lineage.adopt(claim);
             if completion {
                 // What a snapshot or a delta brought has no change index of
                 // its own: changes are tracked from the completion on.
@@ -370,13 +373,15 @@ impl Ready<'_> {
                 self.batch.delta_floor = Some(claim);
                 self.store.set_delta_floor(claim);
             }
-            let mut last = self.shared.last_durable.lock();
             // A completion is the moment the store becomes usable: always
             // durable. History may lag by `durable_every` and replay.
-            self.batch.durable = completion || last.elapsed() >= self.shared.config.durable_every;
+            self.batch.durable =
+                completion || sync.last_durable.elapsed() >= self.shared.config.durable_every;
             if self.batch.durable {
-                *last = Instant::now();
+                sync.last_durable = Instant::now();
             }
+            // Released before the batch is queued: that may wait for the disk.
+            drop(sync);
             if !completion && !self.shared.config.durable_every.is_zero() {
                 // History: its data and its claim are one transaction, so
                 // the store holds some index this follower held, whichever

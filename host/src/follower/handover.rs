@@ -37,7 +37,7 @@ impl Follower {
         // A frame still being applied ends first: its state, store and
         // ring are what is handed over, or it fails before anything is.
         let _applied = shared.applies_done().await;
-        let state = *shared.state.lock();
+        let state = shared.state();
         if let Err(e) = shared.drain_behind() {
             tracing::warn!(error = %crate::error_chain(&e), "a full sync's data could not be written; not handing over");
             return None;

@@ -37,13 +37,13 @@ impl FollowerShared {
     /// static cluster's), and whether the store is complete and ready: what
     /// makes a follower fit to lead (`crate::ha`).
     pub fn held_term(&self) -> u64 {
-        self.lineage.lock().held.latest()
+        self.sync.lock().lineage.held.latest()
     }
 
     /// The term that wrote the record before `next` (what the leader checks
     /// our history against), `None` when our lineage forgot it.
     pub(super) fn last_term(&self, next: u64) -> Option<u64> {
-        self.lineage.lock().held.term_before(next)
+        self.sync.lock().lineage.held.term_before(next)
     }
 
     /// The leader of this session offered its lineage: adopt it now when it
@@ -54,10 +54,17 @@ impl FollowerShared {
         offered: Option<Lineage>,
         vouched: bool,
     ) -> Result<(), StorageError> {
-        let next = self.state.lock().next_index;
-        let mut lineages = self.lineage.lock();
-        lineages.offered = offered;
-        if vouched && let Some(batch) = lineages.adopt(next) {
+        let adopted = {
+            let mut sync = self.sync.lock();
+            let next = sync.policy.next_index;
+            sync.lineage.offered = offered;
+            if vouched {
+                sync.lineage.adopt(next)
+            } else {
+                None
+            }
+        };
+        if let Some(batch) = adopted {
             self.persist(&WriteBatch {
                 lineage: Some(batch),
                 durable: true,

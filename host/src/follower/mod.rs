@@ -61,25 +61,29 @@ pub enum StartError {
     },
 }
 
-/// Everything the follower's tasks share.
+/// Everything the follower's tasks share, behind methods.
+///
+/// Locks, in the one order they nest: the store (an apply holds its write
+/// lock for the whole frame), then the ring. `sync` is a leaf: nothing else
+/// is taken while it is held, and it is held for a few field reads or
+/// writes only. `storage` and `behind` are taken alone. Readiness (`ready`)
+/// is an atomic that changes under the store's write lock, so a reader that
+/// holds the read lock sees it settled (`read_if_ready`).
 pub struct FollowerShared {
     /// The tunables it started with.
-    pub config: FollowerConfig,
+    config: FollowerConfig,
     /// Every decision comes from here.
-    pub policy: Arc<PolicyRuntime>,
+    policy: Arc<PolicyRuntime>,
     /// The copy of the leader's regions.
-    pub store: RwLock<RegionStore>,
+    store: RwLock<RegionStore>,
     /// The follower's own ring, with the leader's numbering.
-    pub ring: RwLock<HistoryRing>,
+    ring: RwLock<HistoryRing>,
     /// `None` for a cache-only follower, and after `close_storage`.
     storage: Mutex<Option<Arc<Storage>>>,
     /// A full sync's data batches being written behind the apply (`writer`).
     behind: Mutex<Option<writer::Behind>>,
-    /// The policy's state of this follower, owned here and passed in whole.
-    pub state: Mutex<FollowerState>,
-    /// What the host itself knows of the store and the stream; the policy's
-    /// answers are checked against it (`StreamFacts`), never trusted alone.
-    facts: Mutex<StreamFacts>,
+    /// What the sync path alone writes, under one lock (`SyncState`).
+    sync: Mutex<SyncState>,
     /// Mirror of `state.ready` for the read path.
     ready: AtomicBool,
     /// A sync stream with the leader is open now.
@@ -88,20 +92,13 @@ pub struct FollowerShared {
     cluster_id: AtomicU64,
     /// The store keeps the cluster id (or there is no store to keep it).
     cluster_kept: AtomicBool,
-    /// Why the follower is not syncing, when it refuses to (e.g. a cluster
-    /// id mismatch); shown in status.
-    pub refusal: Mutex<Option<String>>,
     /// Counters for status and metrics.
-    pub stats: FollowerStats,
-    /// When history was last committed durably (see `durable_every`).
-    last_durable: Mutex<std::time::Instant>,
+    stats: FollowerStats,
     stopping: watch::Sender<bool>,
     /// The leader's URL now; a change ends the session and the next one
     /// dials the new leader (etcd discovery re-points it). Empty: no leader
     /// is known, so nothing is dialled.
     leader: watch::Sender<String>,
-    /// Which leaderships wrote the store's records (`crate::lineage`).
-    lineage: Mutex<Lineages>,
     /// Held by the frame being applied, from before it starts until it has
     /// ended, even when the session that received it is dropped (a leader
     /// change, a stop): the next session, a hand-over and a shutdown take
@@ -110,6 +107,27 @@ pub struct FollowerShared {
     /// Every apply waits this long, in milliseconds, with the store's write
     /// lock held (fault injection: a slow disk or a huge frame).
     apply_pause_ms: AtomicU64,
+}
+
+/// The follower's sync state: written by the one task that receives and
+/// applies frames (a session, or a hand-over while none runs), read by
+/// status, readiness refusals and the HA supervisor. One lock, never held
+/// across I/O or another lock's wait: the store's lock and the readiness
+/// flag stay apart for readers, and the writer behind (`behind`) keeps its
+/// own, since queueing a batch may wait for the disk.
+struct SyncState {
+    /// The policy's state of this follower, owned here and passed in whole.
+    policy: FollowerState,
+    /// What the host itself knows of the store and the stream; the policy's
+    /// answers are checked against it (`StreamFacts`), never trusted alone.
+    facts: StreamFacts,
+    /// Which leaderships wrote the store's records (`crate::lineage`).
+    lineage: Lineages,
+    /// When history was last committed durably (see `durable_every`).
+    last_durable: std::time::Instant,
+    /// Why the follower is not syncing, when it refuses to (e.g. a cluster
+    /// id mismatch); shown in status.
+    refusal: Option<String>,
 }
 
 /// The cache and the phase machine's state for what `storage` holds: its
@@ -198,11 +216,10 @@ impl FollowerShared {
     /// A new stream: the policy says what to ask for, and what happened on
     /// the last stream stops counting.
     pub fn begin_stream(&self) -> ConnectPlan {
-        let mut before = *self.state.lock();
-        let facts = {
-            let mut facts = self.facts.lock();
-            facts.new_stream();
-            *facts
+        let (mut before, facts) = {
+            let mut sync = self.sync.lock();
+            sync.facts.new_stream();
+            (sync.policy, sync.facts)
         };
         let announce = self.config.announce;
         if announce == Announce::Nothing {
@@ -275,14 +292,18 @@ impl FollowerShared {
         let ring = ring.unwrap_or_else(|| new_ring(&config, state.next_index));
         Ok(FollowerShared {
             leader: watch::channel(config.leader.clone()).0,
-            lineage: Mutex::new(Lineages {
-                held,
-                offered: None,
+            sync: Mutex::new(SyncState {
+                policy: state,
+                facts: StreamFacts::of_store(&state),
+                lineage: Lineages {
+                    held,
+                    offered: None,
+                },
+                last_durable: std::time::Instant::now(),
+                refusal: None,
             }),
             ready: AtomicBool::new(state.ready),
             in_session: AtomicBool::new(false),
-            facts: Mutex::new(StreamFacts::of_store(&state)),
-            state: Mutex::new(state),
             store: RwLock::new(store),
             ring: RwLock::new(ring),
             storage: Mutex::new(storage.map(Arc::new)),
@@ -290,9 +311,7 @@ impl FollowerShared {
             policy,
             cluster_id: AtomicU64::new(cluster_id),
             cluster_kept: AtomicBool::new(kept_cluster.is_some() || config.data_dir.is_none()),
-            refusal: Mutex::new(None),
             stats: FollowerStats::default(),
-            last_durable: Mutex::new(std::time::Instant::now()),
             stopping: watch::channel(false).0,
             apply_gate: Arc::new(tokio::sync::Mutex::new(())),
             apply_pause_ms: AtomicU64::new(0),
@@ -332,11 +351,63 @@ impl FollowerShared {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// The tunables it started with.
+    pub fn config(&self) -> &FollowerConfig {
+        &self.config
+    }
+
+    /// The policy runtime every decision comes from.
+    pub fn policy(&self) -> &Arc<PolicyRuntime> {
+        &self.policy
+    }
+
+    /// Its counters, for status and metrics.
+    pub fn stats(&self) -> &FollowerStats {
+        &self.stats
+    }
+
+    /// Run `read` on the regions as they are now (under the store's read
+    /// lock: keep it short).
+    pub fn read_regions<R>(&self, read: impl FnOnce(&RegionStore) -> R) -> R {
+        read(&self.store.read())
+    }
+
+    /// Run `read` on the regions if reads may be served, with readiness
+    /// checked under the store's lock (a full sync drops readiness under the
+    /// write lock before it touches the store); the state when they may not.
+    pub fn read_if_ready<R>(
+        &self,
+        read: impl FnOnce(&RegionStore) -> R,
+    ) -> Result<R, FollowerState> {
+        let store = self.store.read();
+        if self.is_ready() {
+            Ok(read(&store))
+        } else {
+            Err(self.state())
+        }
+    }
+
     /// Whether reads may be served, and the index the follower's copy is at
     /// (the next index it expects), read together.
     pub fn ready_at(&self) -> (bool, u64) {
-        let state = self.state.lock();
+        let state = self.state();
         (state.ready, state.next_index)
+    }
+
+    /// The policy's state of this follower now (its phase, index, and
+    /// whether it is complete and ready).
+    pub fn state(&self) -> FollowerState {
+        self.sync.lock().policy
+    }
+
+    /// Why the follower refuses to sync, if it does.
+    pub fn refusal(&self) -> Option<String> {
+        self.sync.lock().refusal.clone()
+    }
+
+    /// Say why the follower refuses to sync (`None`: it no longer does).
+    fn set_refusal(&self, why: Option<String>) {
+        self.sync.lock().refusal = why;
     }
 
     /// The cluster this follower belongs to (0 until known).
@@ -345,7 +416,7 @@ impl FollowerShared {
     }
 
     fn set_state(&self, state: FollowerState) {
-        *self.state.lock() = state;
+        self.sync.lock().policy = state;
         self.ready.store(state.ready, Ordering::Release);
     }
 
@@ -424,13 +495,16 @@ impl FollowerShared {
             .unwrap_or_default();
         drop(storage);
         *store = cache;
-        self.lineage.lock().held = held;
         *self.ring.write() = self.new_ring(state.next_index);
         tracing::warn!(
             follower = %self.config.name, regions = store.len(), next_index = state.next_index,
             complete = state.complete, "cache reloaded from the store after a failed write"
         );
-        *self.facts.lock() = StreamFacts::of_store(&state);
+        {
+            let mut sync = self.sync.lock();
+            sync.lineage.held = held;
+            sync.facts = StreamFacts::of_store(&state);
+        }
         self.set_state(state);
     }
 

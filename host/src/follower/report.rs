@@ -11,15 +11,47 @@ use super::FollowerShared;
 use crate::status::Status;
 
 impl FollowerShared {
+    /// What this follower holds now, its state read with its store; with
+    /// the region that holds `key` when one is asked about.
+    pub fn held(&self, key: Option<&[u8]>) -> crate::status::Held {
+        let store = self.store.read();
+        let state = self.state();
+        let ring = self.ring.read();
+        crate::status::Held {
+            ready: state.ready,
+            complete: state.complete,
+            next_index: state.next_index,
+            first_index: ring.first_index(),
+            ring_len: ring.len(),
+            digest: store.digest(),
+            regions: store.len(),
+            covering: key.and_then(|k| store.get_by_key(k)),
+        }
+    }
+
+    /// The region `id` as this follower holds it.
+    pub fn region(&self, id: u64) -> Option<crate::region_store::StoredRegion> {
+        self.store.read().get(id)
+    }
+
+    /// An apply holds the store now, so that a read would wait (what a
+    /// paused apply shows; `pause_applies`).
+    pub fn store_is_busy(&self) -> bool {
+        self.store.try_read().is_none()
+    }
+
     /// The status document of this follower.
     pub fn status(&self) -> Status {
-        let state = *self.state.lock();
+        let (state, refused) = {
+            let sync = self.sync.lock();
+            (sync.policy, sync.refusal.is_some())
+        };
         let ring = self.ring.read().view();
         let (regions, digest) = {
             let store = self.store.read();
             (store.len() as u64, store.digest().hex())
         };
-        let phase = if self.refusal.lock().is_some() {
+        let phase = if refused {
             "refused".to_string()
         } else {
             state.phase.as_str().to_string()
@@ -157,13 +189,25 @@ pub struct FollowerStats {
     /// Sessions started.
     pub connects: AtomicU64,
     /// Full syncs received, by trigger ([`FullSyncTrigger::as_str`]).
-    pub full_syncs: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) full_syncs: Mutex<BTreeMap<&'static str, u64>>,
     /// Sessions ended, by reason ([`EndReason::as_str`]).
-    pub reconnects: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) reconnects: Mutex<BTreeMap<&'static str, u64>>,
     /// Regions received so far in the running full sync.
     pub snapshot_progress: AtomicU64,
     /// Delta syncs begun.
     pub deltas: AtomicU64,
     /// Completions whose digest differed from the follower's set.
     pub verify_failures: AtomicU64,
+}
+
+impl FollowerStats {
+    /// Full syncs received so far, by trigger.
+    pub fn full_sync_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.full_syncs.lock().clone()
+    }
+
+    /// Sessions ended so far, by reason.
+    pub fn reconnect_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.reconnects.lock().clone()
+    }
 }

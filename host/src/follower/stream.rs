@@ -146,7 +146,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
         let delay = shared
             .policy
             .backoff(attempt, seed_base.wrapping_add(u64::from(attempt)));
-        let state = *shared.state.lock();
+        let state = shared.state();
         // A new leader is dialled at once: nothing failed.
         let delay = if ended.reason == EndReason::LeaderChanged {
             Duration::ZERO
@@ -204,10 +204,10 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
     };
     if let Err(why) = check_cluster(shared, leader, theirs) {
         tracing::error!(follower = %config.name, reason = %why, "refusing to sync");
-        *shared.refusal.lock() = Some(why.clone());
+        shared.set_refusal(Some(why.clone()));
         return Ended::new(EndReason::ClusterMismatch, why, false);
     }
-    *shared.refusal.lock() = None;
+    shared.set_refusal(None);
 
     let request = SyncRegionRequest {
         header: Some(RequestHeader {

@@ -173,7 +173,7 @@ impl Supervisor {
     /// term etcd must still name as newest); why not, in words, otherwise.
     fn fitness(&self, follower: &Follower, observed: &Observed) -> Result<Option<u64>, String> {
         let shared = &follower.shared;
-        let state = *shared.state.lock();
+        let state = shared.state();
         let held = shared.held_term();
         match observed.newest_term {
             // Complete: the store claims an index, holding exactly a set the
@@ -192,7 +192,7 @@ impl Supervisor {
             // Nobody ever led this cluster through etcd.
             None if state.complete => Ok(None),
             None => {
-                let empty = shared.store.read().is_empty() && state.next_index == 0;
+                let empty = shared.read_regions(|s| s.is_empty()) && state.next_index == 0;
                 if !empty {
                     Err("its copy is incomplete; only a complete or empty store may lead a new cluster".into())
                 } else if self.started.elapsed() < self.config.bootstrap_grace {
@@ -216,7 +216,7 @@ impl Supervisor {
         let me = Position {
             name: self.config.leader.name.clone(),
             term: follower.shared.held_term(),
-            next_index: follower.shared.state.lock().next_index,
+            next_index: follower.shared.state().next_index,
         };
         if let Err(e) = self.etcd.announce(&me, self.config.lease_ttl).await {
             self.note_etcd_down(&e);
@@ -258,7 +258,7 @@ impl Supervisor {
             "won the election; taking over as leader"
         );
         self.switch.set(Role::Changing);
-        let empty_start = guard.is_none() && !follower.shared.state.lock().complete;
+        let empty_start = guard.is_none() && !follower.shared.state().complete;
         let leader = if empty_start {
             follower.shutdown().await;
             self.start_leader(None, &won)
@@ -291,8 +291,8 @@ impl Supervisor {
                     ha.waiting = None;
                 }
                 tracing::info!(
-                    term = won.term, next_index = shared.ring.read().next_index(),
-                    regions = shared.store.read().len(), took = ?took,
+                    term = won.term, next_index = shared.held(None).next_index,
+                    regions = shared.held(None).regions, took = ?took,
                     "leading: serving intake and SyncRegions from this node's store and ring"
                 );
                 Playing::Leader(leader, won)
@@ -364,11 +364,7 @@ impl Supervisor {
             if !won.fence.holds() {
                 break "its lease lapsed (etcd unreachable or the lease expired)".to_string();
             }
-            if leader
-                .shared
-                .failed
-                .load(std::sync::atomic::Ordering::Acquire)
-            {
+            if leader.shared.is_failed() {
                 break "it cannot persist changes".to_string();
             }
             match self.etcd.observe().await {

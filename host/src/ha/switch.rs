@@ -197,7 +197,7 @@ impl AdminNode for Switch {
         if let Role::Leader(l) = self.role() {
             ha.lease_ms = l
                 .shared
-                .config
+                .config()
                 .fence
                 .remaining()
                 .map(|d| d.as_millis() as u64);

@@ -72,42 +72,47 @@ pub enum StartError {
     },
 }
 
-/// Everything the leader's tasks share.
+/// Everything the leader's tasks share, behind methods: the leader's own
+/// modules (intake, streams, reports) reach the fields, everyone else asks.
+///
+/// The store and the ring are locked one at a time, never one inside the
+/// other: the intake applies a batch to the store, then numbers its records
+/// in the ring; a stream pins the ring, then reads the store.
 pub struct LeaderShared {
     /// The tunables it started with.
-    pub config: LeaderConfig,
+    config: LeaderConfig,
     /// The cluster this leader serves (kept in the store).
-    pub cluster_id: u64,
+    cluster_id: u64,
     /// The authoritative regions.
-    pub store: RwLock<RegionStore>,
+    store: RwLock<RegionStore>,
     /// The last accepted changes, numbered.
-    pub ring: RwLock<HistoryRing>,
+    ring: RwLock<HistoryRing>,
     /// The leaderships its index passed through, its own last when elected
     /// through etcd (`crate::lineage`).
-    pub lineage: Lineage,
+    lineage: Lineage,
     /// The durable store.
-    pub storage: Storage,
+    storage: Storage,
     /// Every decision comes from here.
-    pub policy: Arc<PolicyRuntime>,
+    policy: Arc<PolicyRuntime>,
     /// Counters for status and metrics.
-    pub stats: LeaderStats,
+    stats: LeaderStats,
     /// next_index after each published batch; streams wait on it.
-    pub published: watch::Sender<u64>,
+    published: watch::Sender<u64>,
     /// Set once: the leader is stopping.
-    pub stopping: watch::Sender<bool>,
+    stopping: watch::Sender<bool>,
     /// Full syncs streaming now (for admission).
-    pub full_syncs_running: AtomicU32,
+    full_syncs_running: AtomicU32,
     /// Open follower streams, by stream id.
-    pub streams: Mutex<HashMap<u64, Arc<StreamEntry>>>,
+    streams: Mutex<HashMap<u64, Arc<StreamEntry>>>,
     /// Id of the next stream.
-    pub next_stream_id: AtomicU64,
+    next_stream_id: AtomicU64,
     /// The intake failed to persist; the leader no longer accepts changes.
-    pub failed: AtomicBool,
+    failed: AtomicBool,
     /// The leader is handing over (etcd): it takes no new change, but what
     /// it is committing is published.
-    pub closing: AtomicBool,
+    closing: AtomicBool,
     /// 10^`flow_round_digits`: flow is compared in multiples of this.
-    pub flow_divisor: u64,
+    flow_divisor: u64,
     /// RegionHeartbeat streams open now.
     heartbeat_streams: Arc<std::sync::atomic::AtomicUsize>,
     intake: mpsc::Sender<Record>,
@@ -411,6 +416,43 @@ impl LeaderShared {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// The tunables it started with.
+    pub fn config(&self) -> &LeaderConfig {
+        &self.config
+    }
+
+    /// The policy runtime every decision comes from.
+    pub fn policy(&self) -> &Arc<PolicyRuntime> {
+        &self.policy
+    }
+
+    /// Its counters, for status and metrics.
+    pub fn stats(&self) -> &LeaderStats {
+        &self.stats
+    }
+
+    /// The leaderships its index passed through (`crate::lineage`).
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// Run `read` on the regions as they are now (under the store's read
+    /// lock: keep it short).
+    pub fn read_regions<R>(&self, read: impl FnOnce(&RegionStore) -> R) -> R {
+        read(&self.store.read())
+    }
+
+    /// Make the store's next `n` writes fail, as a full disk would (fault
+    /// injection for tests; a real failure takes the same path).
+    pub fn inject_storage_failures(&self, n: u32) {
+        self.storage.fail_next_writes(n);
+    }
+
+    /// Injected storage failures not yet taken by a write.
+    pub fn pending_storage_failures(&self) -> u32 {
+        self.storage.pending_write_failures()
     }
 
     /// The cluster this leader serves.

@@ -30,6 +30,84 @@ impl LeaderShared {
         }
     }
 
+    /// What this leader holds now (its store, then its ring); with the
+    /// region that holds `key` when one is asked about.
+    pub fn held(&self, key: Option<&[u8]>) -> crate::status::Held {
+        // One lock at a time: the intake takes the ring after the store.
+        let (digest, regions, covering) = {
+            let store = self.store.read();
+            (
+                store.digest(),
+                store.len(),
+                key.and_then(|k| store.get_by_key(k)),
+            )
+        };
+        let (next_index, first_index, ring_len) = {
+            let ring = self.ring.read();
+            (ring.next_index(), ring.first_index(), ring.len())
+        };
+        crate::status::Held {
+            ready: !self.is_failed(),
+            complete: true,
+            next_index,
+            first_index,
+            ring_len,
+            digest,
+            regions,
+            covering,
+        }
+    }
+
+    /// The index the intake has applied to the store (ahead of what is
+    /// published while a commit is under way).
+    pub fn applied_next(&self) -> u64 {
+        self.store.read().applied_next()
+    }
+
+    /// The applied index with the digest of the set at it, read together.
+    pub fn applied(&self) -> (u64, crate::digest::SetDigest) {
+        let store = self.store.read();
+        (store.applied_next(), store.digest())
+    }
+
+    /// The index published: every record below it is durable and may be
+    /// sent.
+    pub fn published_index(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    /// The region `id` as this leader holds it.
+    pub fn region(&self, id: u64) -> Option<crate::region_store::StoredRegion> {
+        self.store.read().get(id)
+    }
+
+    /// The history ring's bounds, as the policy sees them.
+    pub fn ring_view(&self) -> RingView {
+        self.ring.read().view()
+    }
+
+    /// The intake failed to persist: the leader takes no more changes.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Follower streams open now, by name.
+    pub fn stream_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .streams
+            .lock()
+            .values()
+            .map(|s| s.follower.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Full syncs streaming now.
+    pub fn full_syncs_running(&self) -> u32 {
+        self.full_syncs_running.load(Ordering::Acquire)
+    }
+
     /// The status document of this leader.
     pub fn status(&self) -> crate::status::Status {
         let now = self.ring_now();

@@ -72,13 +72,19 @@ pub struct LeaderStats {
     /// were open.
     pub heartbeat_streams_refused: AtomicU64,
     /// (cause, outcome) -> count.
-    pub full_syncs: Mutex<BTreeMap<(RouteCause, FullSyncOutcome), u64>>,
+    pub(crate) full_syncs: Mutex<BTreeMap<(RouteCause, FullSyncOutcome), u64>>,
 }
 
 impl LeaderStats {
     /// Count one step of a full sync.
     pub fn count_full_sync(&self, cause: RouteCause, outcome: FullSyncOutcome) {
         *self.full_syncs.lock().entry((cause, outcome)).or_default() += 1;
+    }
+
+    /// Every step of every full sync counted so far: (cause, outcome) ->
+    /// count.
+    pub fn full_sync_counts(&self) -> BTreeMap<(RouteCause, FullSyncOutcome), u64> {
+        self.full_syncs.lock().clone()
     }
 
     /// Full syncs started, by cause.

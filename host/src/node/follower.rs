@@ -32,25 +32,20 @@ impl RegionReads for FollowerNode {
     }
 
     fn read(&self, read: &mut dyn FnMut(&RegionStore)) -> Result<(), Status> {
-        // Readiness is checked under the store's lock, and a full sync drops
-        // readiness under the write lock before it touches the store.
-        let store = self.shared.store.read();
-        if self.shared.is_ready() {
-            read(&store);
-            Ok(())
-        } else {
-            let state = *self.shared.state.lock();
-            Err(Status::unavailable(format!(
-                "follower {} is not ready ({}): it serves reads only once its copy of the \
+        self.shared
+            .read_if_ready(|store| read(store))
+            .map_err(|state| {
+                Status::unavailable(format!(
+                    "follower {} is not ready ({}): it serves reads only once its copy of the \
                  leader's regions is complete",
-                self.shared.config.name,
-                state.phase.as_str()
-            )))
-        }
+                    self.shared.config().name,
+                    state.phase.as_str()
+                ))
+            })
     }
 
     fn member(&self) -> Member {
-        crate::wire::member(&self.shared.config.name, &self.advertise)
+        crate::wire::member(&self.shared.config().name, &self.advertise)
     }
 
     fn leader(&self) -> Option<Member> {
@@ -68,7 +63,7 @@ impl AdminNode for FollowerShared {
     }
 
     fn policy(&self) -> &PolicyRuntime {
-        &self.policy
+        FollowerShared::policy(self)
     }
 }
 
@@ -106,7 +101,7 @@ impl RunningFollower {
 
     /// The gRPC URL.
     pub fn url(&self) -> String {
-        let scheme = if self.follower.shared.config.tls.is_some() {
+        let scheme = if self.follower.shared.config().tls.is_some() {
             "https"
         } else {
             "http"

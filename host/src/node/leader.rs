@@ -31,16 +31,16 @@ pub struct LeaderNode {
 
 impl RegionReads for LeaderNode {
     fn cluster_id(&self) -> u64 {
-        self.shared.cluster_id
+        self.shared.cluster_id()
     }
 
     fn read(&self, read: &mut dyn FnMut(&RegionStore)) -> Result<(), Status> {
-        read(&self.shared.store.read());
+        self.shared.read_regions(|store| read(store));
         Ok(())
     }
 
     fn member(&self) -> Member {
-        crate::wire::member(&self.shared.config.name, &self.advertise)
+        crate::wire::member(&self.shared.config().name, &self.advertise)
     }
 
     fn leader(&self) -> Option<Member> {
@@ -61,7 +61,7 @@ impl Leading for LeaderNode {
 
     fn count_refused(&self) {
         self.shared
-            .stats
+            .stats()
             .refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -71,18 +71,18 @@ impl Leading for LeaderNode {
             Some(slot) => Ok(Box::new(slot)),
             None => Err(Status::resource_exhausted(format!(
                 "this leader has {} heartbeat streams open, its limit; retry later",
-                self.shared.config.max_heartbeat_streams
+                self.shared.config().max_heartbeat_streams
             ))),
         }
     }
 
     fn first_request_timeout(&self) -> std::time::Duration {
-        self.shared.config.first_request_timeout
+        self.shared.config().first_request_timeout
     }
 
     fn count_first_request_timeout(&self) {
         self.shared
-            .stats
+            .stats()
             .sync_first_request_timeouts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -99,7 +99,7 @@ impl Leading for LeaderNode {
             RouteAction::History(_) => "history",
             RouteAction::UpToDate => "up-to-date",
         };
-        let lineage = &self.shared.lineage;
+        let lineage = self.shared.lineage();
         Ok(SyncStream {
             frames: Box::pin(opened.frames),
             route: Some(route),
@@ -118,7 +118,7 @@ impl AdminNode for LeaderShared {
     }
 
     fn policy(&self) -> &PolicyRuntime {
-        &self.policy
+        LeaderShared::policy(self)
     }
 }
 
@@ -156,7 +156,7 @@ impl RunningLeader {
 
     /// The gRPC URL.
     pub fn url(&self) -> String {
-        let scheme = if self.leader.shared.config.tls.is_some() {
+        let scheme = if self.leader.shared.config().tls.is_some() {
             "https"
         } else {
             "http"
@@ -166,7 +166,7 @@ impl RunningLeader {
 
     /// Streams first (each gets "server stopped"), then the server.
     pub async fn shutdown(self) {
-        let bound = self.leader.shared.config.shutdown_timeout;
+        let bound = self.leader.shared.config().shutdown_timeout;
         self.leader.shutdown().await;
         self.server.stop(bound).await;
     }
