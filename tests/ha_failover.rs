@@ -8,9 +8,6 @@
 //! etcd comes from Debian's `etcd-server`, which `./setup` installs.
 //! The tests of this file run one at a time: each needs the machine's two
 //! cores for its lease timings.
-//!
-//! Long file: four scenarios over one set of helpers (the load, the reads
-//! watcher, the logs); apart, each file would repeat them.
 
 use std::path::Path;
 use std::process::{Child, Command};

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use regionsync::leader::{Leader, LeaderConfig};
-use regionsync::node::RunningLeader;
+use regionsync::role::RunningLeader;
 use regionsync_proto::metapb::Region;
 
 use common::{policy, region};

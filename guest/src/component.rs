@@ -23,9 +23,8 @@ wit_bindgen::generate!({
 /// A decision allocates nothing (only `describe`'s two strings, and what a
 /// policy's own code may), so speed is beside the point, and size is not:
 /// every swap to a new component waits for its compile, which scales with
-/// its code. dlmalloc was 8.7 KB of the conservative policy's 15.1 KB of
-/// code; with this one the component compiles in 66.5 million instructions
-/// instead of 101.4 (callgrind), 10.3 ms instead of 13.0 (BENCHMARKS.md).
+/// its code, and dlmalloc was over half of a policy's code (BENCHMARKS.md,
+/// "Kept: the guest on lol_alloc instead of dlmalloc").
 #[global_allocator]
 // SAFETY: a component instance runs one call at a time on one thread (the
 // policy world has no threads), the condition `AssumeSingleThreaded` asks.

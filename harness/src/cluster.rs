@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use regionsync::follower::FollowerConfig;
 use regionsync::leader::LeaderConfig;
-use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
+use regionsync::role::{RunningFollower, RunningLeader};
 use regionsync_proto::metapb::{Peer, Region, RegionEpoch};
 use regionsync_proto::pdpb::pd_client::PdClient;
 use regionsync_proto::pdpb::{

@@ -22,7 +22,8 @@
 //!  GetRegion, ScanRegions ◀── service (RegionReads) ◀─┘  (on either node)
 //!
 //!  every decision, on both sides: policy_runtime ─▶ Wasm component (or native guest)
-//!  node: assembles a role with its gRPC server; admin: status, metrics, swap
+//!  role: a role running with its gRPC server; ha: a node under etcd that
+//!  changes role; admin: status, metrics, swap
 //! ```
 //!
 //! The modules, from the bottom up:
@@ -43,8 +44,10 @@
 //!   [`metrics`] (what they print);
 //! - shared data also: [`lineage`] (which leadership wrote which records)
 //!   and [`handover`] (a role's warm state, passed to the next role);
-//! - assembly: [`node`] (a role plus its server; the only module that knows
-//!   every part) and [`ha`] (a node under etcd that changes role);
+//! - assembly: [`role`] (one role running with its gRPC server, as
+//!   `regionsync leader` and `regionsync follower` run it; the only module
+//!   that knows every part) and [`ha`] (a node under etcd that changes
+//!   role, as `regionsync node` runs it);
 //!
 //! Every module returns typed errors. The command line (`regionsync-cli`)
 //! and what drives nodes from outside (`regionsync-harness`: the test
@@ -63,9 +66,9 @@ pub mod history;
 pub mod leader;
 pub mod lineage;
 pub mod metrics;
-pub mod node;
 pub mod policy_runtime;
 pub mod region_store;
+pub mod role;
 pub mod server;
 pub mod service;
 pub mod status;

@@ -80,8 +80,8 @@ impl GrpcServer {
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .add_service(service.into_server());
         // tonic applies its TCP options only to listeners it binds itself;
-        // without NODELAY here, small frames wait on Nagle and delayed ACKs
-        // (about 40 ms per round trip on loopback).
+        // without NODELAY here, small frames wait on Nagle and delayed ACKs,
+        // tens of milliseconds a round trip.
         let incoming = TcpListenerStream::new(listener).map(|conn| {
             conn.inspect(|stream| {
                 if let Err(e) = stream.set_nodelay(true) {

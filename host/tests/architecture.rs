@@ -239,16 +239,16 @@ fn the_crates_depend_on_each_other_one_way() {
 #[test]
 fn no_two_library_modules_import_each_other() {
     let graph = module_graph(&workspace().join("host/src"));
-    assert!(graph.contains_key("service") && graph.contains_key("node"));
+    assert!(graph.contains_key("service") && graph.contains_key("role"));
     if let Some(cycle) = find_cycle(&graph) {
         panic!(
             "import cycle between modules: {}\nfull graph: {graph:#?}",
             cycle.join(" -> ")
         );
     }
-    // The service and the server know no role; only `node` assembles them.
+    // The service and the server know no role; only `role` assembles them.
     for face in ["service", "server", "admin"] {
-        for role in ["leader", "follower", "node"] {
+        for role in ["leader", "follower", "role"] {
             assert!(
                 !graph[face].contains(role),
                 "`{face}` imports `{role}`: {:?}",

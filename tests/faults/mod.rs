@@ -476,11 +476,11 @@ enum Later {
     FollowerWrites(u32),
 }
 
-fn leader_misses(l: &regionsync::node::RunningLeader) -> u64 {
+fn leader_misses(l: &regionsync::role::RunningLeader) -> u64 {
     l.shared().stats().history_misses.load(Ordering::Relaxed)
 }
 
-fn tally_full_syncs(report: &mut Report, f: &regionsync::node::RunningFollower) {
+fn tally_full_syncs(report: &mut Report, f: &regionsync::role::RunningFollower) {
     for (trigger, n) in f.shared().stats().full_sync_counts().iter() {
         *report.full_syncs.entry(trigger.to_string()).or_default() += n;
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use regionsync::follower::{Announce, FollowerConfig};
 use regionsync::leader::{DigestTap, LeaderConfig};
-use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::{PolicyRuntime, PolicySource, WasmRuntime};
+use regionsync::role::{RunningFollower, RunningLeader};
 use regionsync_guest::Policy;
 use regionsync_harness::load;
 

@@ -6,10 +6,6 @@
 //!
 //! Decisions are compared as their canonical text (`render_*` below), so a
 //! table line is also the readable statement of the rule it tests.
-//!
-//! Long file: each table's grammar (its parser and its renderer) sits next to
-//! the test that reads it, so that a table and the code that reads it are
-//! read together.
 
 use std::fmt::Write as _;
 

@@ -1,18 +1,12 @@
 //! Followers against a real leader over loopback gRPC, with real redb
 //! stores: resume, full sync that replaces, crashes mid-sync, readiness,
 //! leader restarts, foreign clusters, damaged stores (docs/protocol.md §3).
-//!
-//! Long file: one suite per role, as `docs/protocol.md` has one section per
-//! role. Each test starts its own nodes and reads on its own; splitting the
-//! suite would only spread the shared helpers (`tests/lib.rs` holds them),
-//! and each more test binary links the whole node with wasmtime again, the
-//! slowest step of CI's build on two cores.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use regionsync::follower::{FollowerConfig, StartError};
-use regionsync::node::NodeError;
+use regionsync::role::NodeError;
 use regionsync::storage::{Storage, StorageError};
 use regionsync_harness::cluster::*;
 use regionsync_harness::eventually::*;
@@ -30,7 +24,7 @@ fn stored_ids(dir: &std::path::Path) -> Vec<u64> {
 /// Start a follower that must refuse to start; why it refused.
 async fn start_refused(config: FollowerConfig) -> StartError {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = regionsync::node::RunningFollower::start(config, policy(), listener)
+    let err = regionsync::role::RunningFollower::start(config, policy(), listener)
         .await
         .err()
         .expect("the follower refused to start");
@@ -233,7 +227,7 @@ async fn an_error_header_frame_makes_the_follower_reconnect_with_its_index_uncha
     );
 
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let leader = regionsync::node::RunningLeader::start(lc, policy(), listener)
+    let leader = regionsync::role::RunningLeader::start(lc, policy(), listener)
         .await
         .unwrap();
     converged(&leader, &f).await;
@@ -265,7 +259,7 @@ async fn a_leader_restart_under_a_running_follower_resumes_by_history_and_conver
 
     leader.shutdown().await;
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let leader = regionsync::node::RunningLeader::start(lc, policy(), listener)
+    let leader = regionsync::role::RunningLeader::start(lc, policy(), listener)
         .await
         .unwrap();
     // Changes before the follower is back: it must resume by history.
@@ -616,7 +610,7 @@ async fn a_failed_reset_never_leaves_a_ready_follower_on_an_emptied_cache() {
     };
     let start = |config| async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        regionsync::node::RunningFollower::start(config, conservative(), listener)
+        regionsync::role::RunningFollower::start(config, conservative(), listener)
             .await
             .unwrap()
     };

@@ -7,10 +7,6 @@
 //! store holds a state the follower held. Each test prints its case count;
 //! a failure prints proptest's minimal input and its seed
 //! (`PROPTEST_CASES`/`PROPTEST_RNG_SEED` replay and widen a run).
-//!
-//! Long file: the three surfaces share the region and frame generators and
-//! the `Seen` snapshot that the properties compare; apart, each file would
-//! need its own copy of them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

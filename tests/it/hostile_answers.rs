@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use regionsync::node::{RunningFollower, RunningLeader};
 use regionsync::policy_runtime::wasm::WasmConfig;
 use regionsync::policy_runtime::{
     LoadError, PolicyRuntime, PolicySource, RingView, RollbackRule, RouteAction, RouteCause,
     SyncRequest, WasmRuntime,
 };
+use regionsync::role::{RunningFollower, RunningLeader};
 use regionsync_harness::cluster::{bumped, feed, leader_config, regions};
 use regionsync_harness::cluster::{converged, follower_config};
 use regionsync_tests::fixture;

@@ -1,12 +1,6 @@
 //! The leader over real gRPC on loopback with a real redb store: routing,
 //! history replay, full sync with catch-up, slow and dead followers,
 //! keepalive, shutdown, refusals and restart (docs/protocol.md §2).
-//!
-//! Long file: one suite per role, as `docs/protocol.md` has one section per
-//! role. Each test starts its own nodes and reads on its own; splitting the
-//! suite would only spread the shared helpers (`tests/lib.rs` holds them),
-//! and each more test binary links the whole node with wasmtime again, the
-//! slowest step of CI's build on two cores.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -99,7 +93,7 @@ async fn history_of_1001_records_goes_out_as_1000_plus_1() {
 }
 
 /// A leader with capacity 10 holding 30 regions: ring [21, 31).
-async fn small_ring_leader(dir: &std::path::Path) -> regionsync::node::RunningLeader {
+async fn small_ring_leader(dir: &std::path::Path) -> regionsync::role::RunningLeader {
     let mut c = leader_config(dir);
     c.history_capacity = 10;
     let leader = start_leader(c).await;
@@ -314,7 +308,7 @@ async fn a_follower_that_stops_reading_is_dropped_after_the_send_bound_and_other
     let (got, done, _b) = reader.await.unwrap();
     assert_eq!(got, total);
     let b_took = done - started;
-    let names = |l: &regionsync::node::RunningLeader| l.shared().stream_names();
+    let names = |l: &regionsync::role::RunningLeader| l.shared().stream_names();
     println!("B received {total} records in {b_took:?} while A was stalled");
     // B had everything while A's stream was still there: A held nobody up
     // (had it, B would have received only once A was dropped at its

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use regionsync::node::RunningLeader;
+use regionsync::role::RunningLeader;
 use regionsync::storage::{Storage, WriteBatch};
 use regionsync::wire::{CAPABILITIES_HEADER, ROUTE_HEADER};
 use regionsync_harness::cluster::*;
@@ -430,7 +430,7 @@ async fn deltas_as_large_as_a_full_sync_are_admitted_like_one() {
 
 /// X [a, b) and Y [b, c), then 30 regions after them (to push the ring on
 /// with later); the 30.
-async fn x_y_and_fillers(leader: &regionsync::node::RunningLeader) -> Vec<Region> {
+async fn x_y_and_fillers(leader: &regionsync::role::RunningLeader) -> Vec<Region> {
     let fillers: Vec<Region> = (0..30u64)
         .map(|i| {
             region(
@@ -508,7 +508,7 @@ async fn a_delta_from_before_a_leader_restart_is_a_full_sync() {
     };
     let leader = start_leader(config()).await;
     let fillers = x_y_and_fillers(&leader).await;
-    let unchecked = |leader: &regionsync::node::RunningLeader| {
+    let unchecked = |leader: &regionsync::role::RunningLeader| {
         let mut c = follower_config(leader, Some(fdir.path()));
         c.announce = regionsync::follower::Announce::NoVerify;
         c

@@ -12,7 +12,7 @@ use regionsync_proto::pdpb::RegionHeartbeatRequest;
 use regionsync_proto::pdpb::pd_client::PdClient;
 
 use super::{Figure, Options, Report};
-use regionsync::node::RunningLeader;
+use regionsync::role::RunningLeader;
 use regionsync_harness::cluster::{self, ms};
 use regionsync_harness::eventually::poll_until;
 
@@ -57,7 +57,7 @@ fn churn(
 async fn full_sync(
     leader: &RunningLeader,
     limit: Duration,
-) -> anyhow::Result<(f64, regionsync::node::RunningFollower, tempfile::TempDir)> {
+) -> anyhow::Result<(f64, regionsync::role::RunningFollower, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
     let follower = cluster::follower(leader, Some(dir.path()), "bench-churn", false).await?;
@@ -77,7 +77,7 @@ async fn full_sync(
 /// stops moving) and the follower has caught up with it.
 async fn settled(
     leader: &RunningLeader,
-    follower: &regionsync::node::RunningFollower,
+    follower: &regionsync::role::RunningFollower,
     limit: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;

@@ -23,7 +23,7 @@ struct Once {
 
 /// One run: the raw stream, then the full sync, checking the digests.
 async fn once(
-    leader: &regionsync::node::RunningLeader,
+    leader: &regionsync::role::RunningLeader,
     native: bool,
     limit: Duration,
 ) -> anyhow::Result<Once> {
@@ -36,8 +36,8 @@ async fn once(
     );
     let dir = tempfile::tempdir()?;
     // The policy is loaded before the clock starts, as a node loads it once
-    // at start: what is timed is the sync (compiling the component would add
-    // 12-15 ms to the Wasm runs alone; `scale` times a process from start).
+    // at start: what is timed is the sync, not the compile that only the
+    // Wasm runs would pay (`scale` times a process from start).
     let policy = cluster::policy_for(native)?;
     let calls = || {
         leader

@@ -19,8 +19,8 @@ use regionsync_proto::pdpb::pd_client::PdClient;
 
 use super::{Figure, Options, Report};
 use regionsync::admin::{self, AdminAccess};
-use regionsync::node::RunningFollower;
 use regionsync::policy_runtime::builtin;
+use regionsync::role::RunningFollower;
 use regionsync_harness::admin_client;
 use regionsync_harness::cluster::{self, ms};
 use regionsync_harness::eventually::poll_until;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use regionsync::follower::FollowerConfig;
-use regionsync::node::RunningFollower;
+use regionsync::role::RunningFollower;
 
 use super::flags::NodeArgs;
 use super::{check_data_dir, load_policy, progress, serve_admin, wait_for_signal};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use regionsync::leader::LeaderConfig;
-use regionsync::node::RunningLeader;
+use regionsync::role::RunningLeader;
 
 use super::flags::{LeadingArgs, NodeArgs};
 use super::{check_data_dir, load_policy, serve_admin, wait_for_signal};

@@ -24,7 +24,7 @@
 //!    reconnect end the session.
 //!
 //! Readiness drops before step 1, under the store's write lock, so that no
-//! read ever sees a partial set (see `node::FollowerNode::readable`).
+//! read ever sees a partial set (see `role::FollowerNode::readable`).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -132,7 +132,7 @@ pub(super) fn on_frame(
     // cache is put back as the store holds it *before* the lock is let go,
     // so that no reader ever sees the half-applied frame.
     let steps = (|| -> Result<(), StorageError> {
-        let mut ready = Ready {
+        let mut ready = Applier {
             shared,
             store: &mut store,
             batch: WriteBatch::default(),
@@ -235,13 +235,13 @@ fn note_full_sync(shared: &FollowerShared, asked: u64) {
 }
 
 /// The work one decision does on the cache and the store.
-struct Ready<'a> {
+struct Applier<'a> {
     shared: &'a FollowerShared,
     store: &'a mut RegionStore,
     batch: WriteBatch,
 }
 
-impl Ready<'_> {
+impl Applier<'_> {
     fn reset(&mut self) -> Result<(), StorageError> {
         self.store.clear();
         // The snapshot arrives in key order: indexed once, when it settles.

@@ -30,8 +30,8 @@ use tokio::sync::watch;
 
 use crate::follower::{Follower, FollowerConfig};
 use crate::leader::LeaderConfig;
-use crate::node::{FollowerNode, NodeError};
 use crate::policy_runtime::PolicyRuntime;
+use crate::role::{FollowerNode, NodeError};
 use crate::server::GrpcServer;
 use crate::service::PdService;
 use crate::status::HaStatus;

@@ -14,8 +14,8 @@ use super::etcd::{self, Coordinator, EtcdError, Observed, Position, Published};
 use super::{HaConfig, Role, Switch};
 use crate::follower::Follower;
 use crate::leader::Leader;
-use crate::node::{FollowerNode, LeaderNode};
 use crate::policy_runtime::PolicyRuntime;
+use crate::role::{FollowerNode, LeaderNode};
 
 /// The role being played, with what it needs to stop.
 enum Playing {
@@ -394,7 +394,7 @@ impl Supervisor {
         tracing::warn!(reason = %why, term = won.term, "stepping down from leader");
         // As at a clean stop: the followers take what was accepted first
         // (a lapsed lease has closed the fence already).
-        leader.shared.hand_off(HANDOVER_DRAIN).await;
+        leader.shared.close_and_drain(HANDOVER_DRAIN).await;
         {
             // Before the role changes: a refusal from here on must not name
             // this node as the leader.
@@ -422,7 +422,7 @@ impl Supervisor {
                 // is taken after another node may have won; the followers
                 // then get what was accepted, so that the next leader has
                 // it all; only then does the lease go.
-                l.shared.hand_off(HANDOVER_DRAIN).await;
+                l.shared.close_and_drain(HANDOVER_DRAIN).await;
                 self.etcd.resign(won).await;
                 l.shutdown().await;
             }

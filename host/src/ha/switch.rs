@@ -16,9 +16,9 @@ use tonic::Status;
 
 use crate::admin::AdminNode;
 use crate::history::Record;
-use crate::node::{FollowerNode, LeaderNode};
 use crate::policy_runtime::PolicyRuntime;
 use crate::region_store::RegionStore;
+use crate::role::{FollowerNode, LeaderNode};
 use crate::service::{Leading, RegionReads, SyncStream};
 use crate::status::{HaStatus, Status as NodeStatus};
 

@@ -2,9 +2,8 @@
 //! protobuf encoding, all in one allocation.
 //!
 //! Why encoded: a decoded [`Record`] of a three-peer region with its keys,
-//! peers and vectors is about 430 bytes of heap in several allocations; its
-//! encoding about 130. With a full ring of 10,000 records (the default
-//! `--history-capacity`) a million-region leader peaked 3 MiB lower for it
+//! peers and vectors takes several allocations and about three times its
+//! encoding's heap; a full ring costs a leader less memory kept encoded
 //! (BENCHMARKS.md, "Kept: the history ring keeps records encoded"), and a
 //! history frame needed nothing decoded anyway: records were cloned into a
 //! message for tonic to encode again. Frames are now

@@ -9,7 +9,7 @@
 //! - [`config`]: the tunables.
 //!
 //! This module knows nothing of gRPC serving or of the admin interface: the
-//! `node` module adapts a [`Leader`] to both.
+//! `role` module adapts a [`Leader`] to both.
 
 pub mod config;
 pub mod fence;
@@ -373,7 +373,7 @@ impl LeaderShared {
     /// under way publish, then let every open follower stream send all that
     /// was published, each wait at most `bound`. So nothing this leader
     /// accepted is missing from the next one.
-    pub async fn hand_off(&self, bound: Duration) {
+    pub async fn close_and_drain(&self, bound: Duration) {
         self.close_intake(bound).await;
         self.drain_streams(bound).await;
     }

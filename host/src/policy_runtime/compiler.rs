@@ -3,9 +3,8 @@
 //! compiled artefact.
 //!
 //! Why a child: one compile leaves Cranelift's code pages and its worker
-//! threads' heaps resident for the rest of the node's life (an empty leader
-//! on a fresh data directory measured 24.0 MiB against 16.1 MiB for one
-//! that read the artefact from its cache: BENCHMARKS.md), which a node
+//! threads' heaps resident for the rest of the node's life (BENCHMARKS.md,
+//! "Kept: policies compiled in a child process"), which a node
 //! holding a million regions carries on top of them. And a component is
 //! untrusted input: compiled in a child, under a CPU-time and an
 //! address-space limit of its own, one that makes the compiler run away

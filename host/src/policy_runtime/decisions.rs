@@ -11,19 +11,19 @@ use super::shadow::Asked;
 
 use super::{
     CatchUpStep, CatchUpView, ConnectPlan, FALLBACK_BACKOFF, FollowerPhase, FollowerState,
-    FrameDecision, FrameHeader, FrameKind, PolicyRuntime, ReconnectReason, RingView, RouteAction,
-    RouteCause, Routed, SendStep, StreamFacts, StreamView, SyncRequest,
+    FrameDecision, FrameHeader, FrameKind, PolicyRuntime, ReconnectReason, RingView, Route,
+    RouteAction, RouteCause, SendStep, StreamFacts, StreamView, SyncRequest,
 };
 
 impl PolicyRuntime {
     /// Leader: route a request. Fallback: full sync.
-    pub fn route_request(&self, request: SyncRequest, ring: RingView) -> Routed {
+    pub fn route_request(&self, request: SyncRequest, ring: RingView) -> Route {
         self.decide(
             "route-request",
             |e| e.route_request(request, ring),
             |r, _| invariants::routing(request, ring, r),
             |r| Asked::RouteRequest(request, ring, *r),
-            |r, own| Routed {
+            |r, own| Route {
                 action: r.action,
                 cause: if own {
                     RouteCause::Policy(r.reason)
@@ -31,7 +31,7 @@ impl PolicyRuntime {
                     RouteCause::Fallback
                 },
             },
-            || Routed {
+            || Route {
                 action: RouteAction::FullSync,
                 cause: RouteCause::Fallback,
             },

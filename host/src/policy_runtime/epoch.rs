@@ -2,9 +2,10 @@
 //! engine's epoch on, and how many of its ticks make a call's deadline.
 //!
 //! The ticker wakes once a tick for the whole life of the runtime, whether
-//! or not a call runs: at one tick a millisecond an idle node spent about 1%
-//! of a core on it (8 us a wakeup on this project's 2-core machine,
-//! BENCHMARKS.md), for a precision that only a backstop behind fuel needs.
+//! or not a call runs: at one tick a millisecond an idle node spent a
+//! measurable share of a core on it (BENCHMARKS.md, "Kept: the epoch ticker
+//! wakes ten times a deadline"), for a precision that only a backstop
+//! behind fuel needs.
 //! So a tick is a tenth of the deadline, and a call is stopped between its
 //! deadline and 1.1 times it.
 

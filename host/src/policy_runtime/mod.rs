@@ -79,7 +79,7 @@ impl RouteCause {
 
 /// A routing decision as the host carries it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Routed {
+pub struct Route {
     /// What the stream does.
     pub action: RouteAction,
     /// Why.

@@ -7,10 +7,6 @@
 //! the pre-instantiated component on the next call. Instances live in a few
 //! slots so that concurrent callers rarely queue behind one another, or
 //! behind a call that is about to hit its deadline.
-//!
-//! Long file: loading, the instance slots and the call wrapper share one
-//! private state (the pre-instantiated component and its limits); split
-//! apart, that state would have to be exposed to each part.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -208,17 +204,15 @@ pub(super) fn engine_config(codegen: Codegen) -> Config {
     // workspace builds wasmtime without it.
     cfg.concurrency_support(false);
     // A policy's code is a few comparisons; a call's cost is wasmtime's
-    // component bookkeeping, not the code, and is the same unoptimised
-    // (195 ns vs 194 ns for route-request), while compiling, which a
-    // swap to a new policy waits for, takes about a quarter less
-    // (12.8 ms vs 16.6 ms idle; `examples/call_floor.rs`, BENCHMARKS.md).
+    // component bookkeeping, not the code, and is the same unoptimised,
+    // while compiling, which a swap to a new policy waits for, takes less
+    // (BENCHMARKS.md, "Kept: policies are compiled unoptimised").
     cfg.cranelift_opt_level(wasmtime::OptLevel::None);
     // The same trade for the register allocator: the single-pass one
-    // compiles the conservative policy in 103 million instructions
-    // against the default backtracking one's 150 (callgrind; 21 vs 31
-    // ms serial on the Xeon), and a first swap under load waits for
-    // exactly that; a route-request call costs 2,324 instructions
-    // against 2,180 (BENCHMARKS.md).
+    // compiles a policy in about two thirds of the default backtracking
+    // one's time, which a first swap under load waits for, for a call a
+    // few percent dearer (BENCHMARKS.md, "Kept: policies compiled with the
+    // single-pass register allocator").
     cfg.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
     cfg
 }

@@ -51,8 +51,8 @@ impl RegionStore {
         }
         let run = std::mem::take(&mut self.run);
         // The sync's freed frames and batches go back to the system before
-        // the indexes are built: the build is the sync's peak
-        // (BENCHMARKS.md, about 10 MiB less for a million regions).
+        // the indexes are built: the build is the sync's peak (BENCHMARKS.md,
+        // "Kept: the store's memory, four steps").
         crate::release_free_memory();
         // The key index first, from the run as it is (in key order: its
         // runs are sorted already); then the id index, taking the run a
@@ -105,13 +105,12 @@ impl RegionStore {
     /// Count one region linked into the maps, and rebuild both with full
     /// nodes once such links are a sixteenth of the store. A B-tree grown
     /// in key order, as a leader's intake of a new cluster grows it, is
-    /// left with nodes a little over half full: for a million regions about
-    /// 50 MB more than full nodes (BENCHMARKS.md). Rebuilding whenever the
+    /// left with nodes a little over half full. Rebuilding whenever the
     /// store has grown by a fifteenth keeps at least fifteen sixteenths of
     /// its regions in full nodes, at an amortised cost of sixteen moves per
-    /// region linked (a quarter, four moves, left a leader that took a
-    /// million regions 3-4 MiB higher, for 2-4% less of its CPU while it
-    /// grew); a store that only changes the regions it holds never pays it.
+    /// region linked; a store that only changes the regions it holds never
+    /// pays it. Why a sixteenth rather than a quarter: BENCHMARKS.md, "Kept:
+    /// redb's page cache 6 MiB and a grown store rebuilt at a sixteenth".
     pub(super) fn grew(&mut self) {
         self.grown += 1;
         if self.grown >= REPACK_MIN && self.grown * REPACK_DIVISOR >= self.by_id.len() {

@@ -44,9 +44,9 @@ impl Loader {
     /// A loader for entries whose digest and size are counted already (a
     /// snapshot's run, `bulk`); they come through [`Self::push`]. It sorts
     /// a run's chunk at a time: its scratch is then what the run frees as
-    /// it is taken, where a settling snapshot is at its peak memory (12 MiB
-    /// less for a million regions, for two more passes over the ids;
-    /// BENCHMARKS.md).
+    /// it is taken, where a settling snapshot is at its peak memory, for two
+    /// more passes over the ids (BENCHMARKS.md, "Kept: a settling
+    /// snapshot's run without ids, its id index sorted a chunk at a time").
     pub(super) fn counted(digest: SetDigest, encoded_bytes: usize) -> Self {
         Loader {
             by_id: TreeBuilder::with_run_len(super::run::CHUNK),

@@ -1,15 +1,17 @@
 //! [`Run`]: a snapshot's regions as they arrive in bulk (`bulk`), in key
 //! order, kept in chunks of a fixed size rather than in one vector.
 //!
-//! Why chunks: for a million regions one vector is 24 MiB that doubles
-//! into a copy of itself as it grows, and it was still whole beside the two
-//! indexes being built from it, the follower's peak memory. A chunked run
-//! grows a chunk at a time, and hands itself to the index builders a chunk
-//! at a time, each chunk freed once consumed ([`Run::into_items`]).
+//! Why chunks: one vector doubles into a copy of itself as it grows, and it
+//! was still whole beside the two indexes being built from it, the
+//! follower's peak memory. A chunked run grows a chunk at a time, and hands
+//! itself to the index builders a chunk at a time, each chunk freed once
+//! consumed ([`Run::into_items`]).
 //!
 //! Entries alone, not (id, entry) pairs: the id is the encoding's first
-//! field, read back where it is asked for, and a run of a million regions is
-//! 8 MiB smaller for it, at the point where a full sync's memory peaks.
+//! field, read back where it is asked for, and the run is smaller for it at
+//! the point where a full sync's memory peaks (BENCHMARKS.md, "Kept: a
+//! full sync's snapshot is stored as chunks" and "Kept: a settling
+//! snapshot's run without ids").
 
 use super::entry::Entry;
 

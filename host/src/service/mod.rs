@@ -4,7 +4,7 @@
 //! [`RegionReads`] is what every node offers: its cluster id, its member
 //! record, and its region store when reads may be served. [`Leading`] is what
 //! only a leader adds: an intake for heartbeats and sync streams for
-//! followers. The `node` module adapts the leader and the follower to these;
+//! followers. The `role` module adapts the leader and the follower to these;
 //! the service itself knows neither, so a role can change without touching
 //! the wire handling, and the wire handling (cluster checks, malformed
 //! heartbeats, answer sizes) is written once for both.

@@ -6,10 +6,6 @@
 //! store that claims an index holds all of that index's regions. A full sync
 //! starts with a batch that clears the regions and the marker together, and
 //! only the completion batch sets the marker again (docs/protocol.md §3).
-//!
-//! Long file: every transaction of the store is here, so that one file
-//! shows all that is durable and in what order it is written (the tables of
-//! a stored snapshot, and the rule of which copy wins, are `snapshot`'s).
 
 mod batch;
 mod error;
@@ -109,12 +105,10 @@ pub struct Storage {
 
 /// Regions live in memory already; redb's page cache only needs to carry
 /// the write path (its default would hold a whole loaded store again). A
-/// load, an intake or a full sync fills it whatever its size: 8 MiB rather
-/// than 16 took 14-15 MiB off a leader's peak and 20-30 off a restarted
-/// follower's, and 6 rather than 8 another 1-2 and 4-5 off a leader after
-/// intake and a follower after a full sync, at no cost measured on the live
-/// path (BENCHMARKS.md). Below that the leader's in-line commit reads the
-/// region table's leaves from the file instead (4 MiB: live p99 up).
+/// load, an intake or a full sync fills it whatever its size, so a smaller
+/// cache is memory off every node's peak, down to the size below which the
+/// leader's in-line commit reads the region table's leaves from the file
+/// and the live path slows (BENCHMARKS.md, "Kept: redb's page cache 6 MiB").
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
     builder.set_cache_size(6 << 20);

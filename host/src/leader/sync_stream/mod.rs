@@ -33,7 +33,7 @@ use tonic::Status;
 
 use super::frames;
 use super::{FullSyncOutcome, LeaderShared, StreamEntry};
-use crate::policy_runtime::{RingView, RouteAction, Routed, SendStep, StreamPhase, StreamView};
+use crate::policy_runtime::{RingView, Route, RouteAction, SendStep, StreamPhase, StreamView};
 use crate::wire::Capabilities;
 use crate::wire::Frame;
 
@@ -88,7 +88,7 @@ async fn run(
     shared: Arc<LeaderShared>,
     request: SyncRegionRequest,
     caps: Capabilities,
-    routed: Routed,
+    routed: Route,
     ring: RingView,
     tx: FrameSender,
 ) {
@@ -179,7 +179,7 @@ impl Stream {
             .await;
     }
 
-    async fn serve(&mut self, routed: Routed, ring: RingView) -> End {
+    async fn serve(&mut self, routed: Route, ring: RingView) -> End {
         let end = match self.stream(routed, ring).await {
             Ok(never) => match never {},
             Err(end) => end,
@@ -221,7 +221,7 @@ impl Stream {
     /// The stream's life; only ever returns how it ended.
     async fn stream(
         &mut self,
-        routed: Routed,
+        routed: Route,
         ring: RingView,
     ) -> Result<std::convert::Infallible, End> {
         let shared = self.shared.clone();

@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::{QUEUED_FRAMES, run};
 use crate::leader::LeaderShared;
-use crate::policy_runtime::{RingView, Routed, SyncRequest};
+use crate::policy_runtime::{RingView, Route, SyncRequest};
 use crate::wire::Frame;
 use crate::wire::{Capabilities, LastTerm};
 
@@ -21,7 +21,7 @@ pub struct Opened {
     /// The frames, as the stream's task sends them.
     pub frames: ReceiverStream<Result<Frame, Status>>,
     /// The routing decision.
-    pub routed: Routed,
+    pub routed: Route,
 }
 
 /// Route a follower whose request passed the cluster check, and start

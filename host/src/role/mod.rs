@@ -1,9 +1,11 @@
-//! A running node: a role (leader or follower) assembled with its gRPC
-//! server, ready for an admin interface. This is the one module that knows
-//! every part; the parts know only what they use.
+//! One role (leader or follower) running with its gRPC server, ready for an
+//! admin interface: what `regionsync leader` and `regionsync follower` run,
+//! and what a node under etcd (`crate::ha`, `regionsync node`) starts and
+//! stops as it changes role. This is the one module that knows every part;
+//! the parts know only what they use.
 //!
 //! ```text
-//!            node::RunningLeader              node::RunningFollower
+//!            role::RunningLeader              role::RunningFollower
 //!           /        |          \             /        |         \
 //!   leader::Leader  server   LeaderNode   follower::  server   FollowerNode
 //!                     |      (RegionReads   Follower    |      (RegionReads,
