@@ -18,8 +18,11 @@
 //! compares it with its own term at that index and routes a follower whose
 //! history diverged to a full sync.
 //!
-//! Static roles (no etcd) have no terms: every index is term 0 on both
-//! sides, and nothing changes for them.
+//! Static roles (no etcd) fork too: a leader restored from an older copy of
+//! its store grows another history under the same indexes. So each start
+//! of a static leader is a leadership with a term of its own (the start's
+//! wall-clock time in microseconds, `leader::static_term`); a plain restart
+//! continues its own records, a fork does not (docs/protocol.md §8).
 
 use std::fmt;
 

@@ -267,6 +267,20 @@ async fn a_leader_restart_under_a_running_follower_resumes_by_history_and_conver
     converged(&leader, &f).await;
     assert!(!f.shared().status().full_syncs.contains_key("leader_routed"));
     assert_eq!(leader.shared().stats().full_syncs_by_reason().len(), 0);
+    // Its restart began a term of its own, and the follower's records are
+    // the earlier term's, which the restarted leader continued.
+    let diverged = leader
+        .shared()
+        .stats()
+        .diverged
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(diverged, 0, "a plain restart is not a fork");
+    assert_eq!(
+        leader.shared().lineage().starts().len(),
+        2,
+        "{}",
+        leader.shared().lineage()
+    );
     feed(&leader, &bumped(&rs[20..40], 2)).await;
     converged(&leader, &f).await;
     f.shutdown().await;
@@ -713,4 +727,96 @@ fn digest_on_disk(storage: &Storage) -> regionsync::digest::SetDigest {
     let mut digest = regionsync::digest::SetDigest::default();
     storage.load_regions(|r, _, _| digest.add(&r)).unwrap();
     digest
+}
+
+/// Copy the files of a stopped node's data directory (its store), as a
+/// backup would.
+fn copy_store(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// A leader restored from an older copy of its store, that has since taken
+/// other changes past the follower's index, holds other records under the
+/// follower's indexes: a history forked from the follower's. The follower
+/// must not resume by index from it (a ready follower would hold a set the
+/// leader never had), but take a full sync and hold the leader's set. The
+/// fault scenarios met the same fork when a follower's proxy reached
+/// another scenario's leader of the same cluster id (issue #31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_does_not_resume_over_a_forked_history() {
+    let (ldir, backup, fdir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let rs = regions(1, 100, 8);
+    let leader = start_leader(leader_config(ldir.path())).await;
+    feed(&leader, &rs).await;
+    leader.shutdown().await;
+    copy_store(ldir.path(), backup.path());
+
+    // The leader goes on from its own store, with the follower.
+    let leader = start_leader(leader_config(ldir.path())).await;
+    let proxy = regionsync_harness::proxy::Proxy::start(leader.server.local_addr())
+        .await
+        .unwrap();
+    let mut config = follower_config(&leader, Some(fdir.path()));
+    config.leader = proxy.url();
+    let f = start_follower(config.clone()).await;
+    converged(&leader, &f).await;
+    feed(&leader, &bumped(&rs[..50], 2)).await;
+    converged(&leader, &f).await;
+    let follower_at = f.shared().held(None).next_index;
+    f.shutdown().await;
+    leader.shutdown().await;
+
+    // The backup is restored where the leader was, and takes other changes
+    // past the follower's index.
+    let restored = start_leader(leader_config(backup.path())).await;
+    feed(&restored, &bumped(&rs[50..], 3)).await;
+    feed(&restored, &bumped(&rs[..10], 4)).await;
+    let restored_at = restored.shared().held(None);
+    assert!(
+        restored_at.next_index > follower_at,
+        "the restored leader ({}) is past the follower ({follower_at})",
+        restored_at.next_index
+    );
+    proxy.retarget(restored.server.local_addr());
+    let f = start_follower(config).await;
+    let shared = f.shared().clone();
+    eventually(
+        "the follower ready at the restored leader's index",
+        Duration::from_secs(30),
+        || {
+            let held = shared.held(None);
+            held.ready && held.next_index == restored_at.next_index
+        },
+    )
+    .await;
+    let held = f.shared().held(None);
+    assert_eq!(
+        held.digest,
+        restored_at.digest,
+        "a ready follower held digest {} at index {}, the leader had {} there",
+        held.digest.hex(),
+        held.next_index,
+        restored_at.digest.hex()
+    );
+    converged(&restored, &f).await;
+    assert!(
+        restored
+            .shared()
+            .stats()
+            .diverged
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the restored leader saw the fork"
+    );
+    f.shutdown().await;
+    restored.shutdown().await;
 }

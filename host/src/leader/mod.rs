@@ -125,6 +125,16 @@ pub struct Leader {
     intake_task: tokio::task::JoinHandle<()>,
 }
 
+/// The term of a static leader's start: the wall-clock time in
+/// microseconds, so that later starts get larger terms as etcd's revisions
+/// do, and never below `newest_held`, the newest term its store holds.
+pub fn static_term(newest_held: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    now.max(newest_held.saturating_add(1))
+}
+
 /// A cluster id for a new cluster: unique enough across clusters, never 0.
 fn new_cluster_id() -> u64 {
     let now = std::time::SystemTime::now()
@@ -245,10 +255,11 @@ impl Leader {
             HistoryRing::new(config.history_capacity, config.history_bytes, next_index)
         };
         let held = storage.lineage()?;
-        let lineage = match config.term {
-            Some(term) => held.continued(term, next_index),
-            None => held,
-        };
+        // Every leadership has a term: etcd's, or, for a static leader, one
+        // of this start's own, so that a fork of this store (a restored
+        // backup, a copied directory) is told apart from it (`crate::lineage`).
+        let term = config.term.unwrap_or_else(|| static_term(held.latest()));
+        let lineage = held.continued(term, next_index);
         storage.write(&WriteBatch {
             next_index: Some(next_index),
             cluster_id: Some(cluster_id),
