@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,38 +21,14 @@ use regionsync::follower::{FollowerConfig, FollowerShared};
 use regionsync::policy_runtime::PolicyRuntime;
 use regionsync_harness::eventually::{eventually_async, poll_until};
 use regionsync_harness::load::{self, Generator};
+use regionsync_harness::process::KillOnDrop as Proc;
 use regionsync_tests::Rng;
 use regionsync_tests::faults::oracle::Oracle;
 
 const CLUSTER: u64 = 7;
 
-struct Proc(Child);
-
-impl Proc {
-    /// SIGKILL, and reap.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(args: &[String]) -> Proc {
-    Proc(
-        Command::new(regionsync_tests::regionsync_bin())
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    Proc::spawn(&regionsync_tests::regionsync_bin(), args, "error").unwrap()
 }
 
 /// The leader's ring. Large enough that the oracle does not fall out of it

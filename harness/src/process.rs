@@ -15,6 +15,40 @@ use crate::admin_client;
 use crate::eventually::poll_until;
 use crate::ports::free_ports;
 
+/// A child process, killed (SIGKILL) and reaped when dropped, so that a
+/// test that fails leaves no process behind; its output is discarded.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Start `bin` with `args` and `RUST_LOG` set to `rust_log`.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(
+        bin: &Path,
+        args: &[S],
+        rust_log: &str,
+    ) -> std::io::Result<Self> {
+        let child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(KillOnDrop(child))
+    }
+
+    /// SIGKILL now, and reap: a crash.
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One node process of the `regionsync` binary; killed when dropped.
 pub struct NodeProcess {
     /// Its name.

@@ -1,7 +1,7 @@
 //! Helpers for the tests that run the `regionsync` binary as processes.
 #![allow(dead_code)] // each test file uses its own share of them
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_regionsync");
@@ -33,25 +33,11 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     ports.try_into().expect("as many ports as asked for")
 }
 
-pub struct Node(pub Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// A node process, killed when dropped.
+pub use regionsync_harness::process::KillOnDrop as Node;
 
 pub fn spawn(args: &[&str]) -> Node {
-    Node(
-        Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    Node::spawn(std::path::Path::new(BIN), args, "warn").unwrap()
 }
 
 pub fn status(admin: &str) -> serde_json::Value {
