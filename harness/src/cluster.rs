@@ -314,12 +314,6 @@ pub async fn raw_full_sync(leader: &RunningLeader) -> anyhow::Result<u64> {
     }
 }
 
-/// The leader's (next index, digest) now.
-fn leader_at(leader: &RunningLeader) -> (u64, String) {
-    let status = leader.shared().status();
-    (status.next_index, status.digest)
-}
-
 /// Until `follower` is ready at the leader's index (at most `limit`),
 /// looked at every 200 µs (the resume benchmark times it).
 pub async fn caught_up(
@@ -327,17 +321,17 @@ pub async fn caught_up(
     follower: &RunningFollower,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let want = leader_at(leader).0;
+    let want = leader.shared().held(None).next_index;
     let f = follower.shared().clone();
     let at = poll_until(limit, Duration::from_micros(200), || {
-        let (ready, next) = f.ready_at();
-        std::future::ready((ready && next >= want).then_some(()))
+        let state = f.state();
+        std::future::ready((state.ready && state.next_index >= want).then_some(()))
     })
     .await;
     at.with_context(|| {
         format!(
             "the follower did not catch up within {limit:?} (at {}, leader at {want})",
-            f.ready_at().1
+            f.state().next_index
         )
     })
 }
@@ -349,9 +343,9 @@ pub async fn converged(leader: &RunningLeader, follower: &RunningFollower) {
         "the follower to converge on the leader's digest",
         Duration::from_secs(30),
         || {
-            let (next, digest) = leader_at(leader);
-            let st = f.status();
-            st.ready && st.digest == digest && st.next_index == next
+            let lead = leader.shared().held(None);
+            let held = f.held(None);
+            held.ready && held.digest == lead.digest && held.next_index == lead.next_index
         },
     )
     .await;

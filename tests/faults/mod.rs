@@ -379,7 +379,10 @@ pub async fn scenario(seed: u64) -> Result<Report, String> {
 
     // Everyone converges on the leader.
     let lead = leader.shared().clone();
-    let want = || (lead.held(None).digest.hex(), lead.held(None).next_index);
+    let want = || {
+        let held = lead.held(None);
+        (held.digest.hex(), held.next_index)
+    };
     let converged = holds_within(Duration::from_secs(30), || {
         let want = want();
         nodes.iter().all(|n| {

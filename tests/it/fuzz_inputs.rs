@@ -321,7 +321,10 @@ fn heartbeat_intake_never_panics_refusals_change_nothing_and_what_it_takes_repli
     let leader = rt.block_on(start_leader(leader_config(ldir.path())));
     let client = rt.block_on(load::connect(&leader.url())).unwrap();
     let shared = leader.shared().clone();
-    let state = || (shared.held(None).digest.hex(), shared.held(None).next_index);
+    let state = || {
+        let held = shared.held(None);
+        (held.digest.hex(), held.next_index)
+    };
     let counted = || {
         let s = &shared.stats();
         s.heartbeats.load(Ordering::Relaxed) + s.refused.load(Ordering::Relaxed)

@@ -89,10 +89,8 @@ async fn contained(stem: &str, live: bool) {
         "{stem}: each refused answer was the built-in policy's"
     );
     // And the store on disk holds the same after a restart.
-    let (lead_digest, lead_next) = (
-        leader.shared().held(None).digest.hex(),
-        leader.shared().held(None).next_index,
-    );
+    let held = leader.shared().held(None);
+    let (lead_digest, lead_next) = (held.digest.hex(), held.next_index);
     follower.shutdown().await;
     let mut fc = follower_config(&leader, Some(fdir.path()));
     fc.leader = "http://127.0.0.1:1".into(); // nowhere: the store alone

@@ -445,10 +445,8 @@ async fn wrong_cluster_id_and_malformed_heartbeats_are_refused_and_the_store_is_
     let dir = tempfile::tempdir().unwrap();
     let leader = start_leader(leader_config(dir.path())).await;
     feed(&leader, &regions(1, 10, 8)).await;
-    let before = (
-        leader.shared().held(None).digest,
-        leader.shared().held(None).next_index,
-    );
+    let held = leader.shared().held(None);
+    let before = (held.digest, held.next_index);
 
     let status = sync(&leader.url(), 8, 0, "other").await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
@@ -489,10 +487,8 @@ async fn wrong_cluster_id_and_malformed_heartbeats_are_refused_and_the_store_is_
         assert_eq!(r.region_id, id);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let after = (
-        leader.shared().held(None).digest,
-        leader.shared().held(None).next_index,
-    );
+    let held = leader.shared().held(None);
+    let after = (held.digest, held.next_index);
     assert_eq!(before, after);
     assert_eq!(leader.shared().stats().refused.load(Ordering::Relaxed), 2);
     leader.shutdown().await;
@@ -771,7 +767,7 @@ async fn a_lapsed_fence_stays_closed_when_a_late_answer_extends_it() {
     assert_eq!(leader.shared().published_index(), published);
     assert_eq!(
         leader.shared().held(None).next_index,
-        leader.shared().applied_next()
+        leader.shared().applied().0
     );
     leader.shutdown().await;
 }

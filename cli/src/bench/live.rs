@@ -197,7 +197,7 @@ async fn live_once(o: &Options, native: bool, swaps: bool) -> anyhow::Result<Liv
     let want = base + k;
     for f in &followers {
         let at = poll_until(Duration::from_secs(120), Duration::from_millis(1), || {
-            std::future::ready((f.shared().ready_at().1 >= want).then_some(()))
+            std::future::ready((f.shared().state().next_index >= want).then_some(()))
         })
         .await;
         anyhow::ensure!(at.is_some(), "a follower never caught up");

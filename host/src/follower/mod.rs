@@ -387,13 +387,6 @@ impl FollowerShared {
         }
     }
 
-    /// Whether reads may be served, and the index the follower's copy is at
-    /// (the next index it expects), read together.
-    pub fn ready_at(&self) -> (bool, u64) {
-        let state = self.state();
-        (state.ready, state.next_index)
-    }
-
     /// The policy's state of this follower now (its phase, index, and
     /// whether it is complete and ready).
     pub fn state(&self) -> FollowerState {

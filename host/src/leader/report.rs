@@ -59,12 +59,8 @@ impl LeaderShared {
     }
 
     /// The index the intake has applied to the store (ahead of what is
-    /// published while a commit is under way).
-    pub fn applied_next(&self) -> u64 {
-        self.store.read().applied_next()
-    }
-
-    /// The applied index with the digest of the set at it, read together.
+    /// published while a commit is under way), with the digest of the set
+    /// at it, read together.
     pub fn applied(&self) -> (u64, crate::digest::SetDigest) {
         let store = self.store.read();
         (store.applied_next(), store.digest())
