@@ -51,22 +51,33 @@ fn finish_load(mut load: Child, dir: &Path) -> String {
     out
 }
 
-/// Wait until the leader holds at least `n` regions (the load's seeding).
+/// Wait until the leader holds at least `n` regions (the load's seeding)
+/// and every other running node is a ready follower. The tests that come
+/// next (freeze one, kill the leader, count full syncs) are about followers
+/// that had synced: a follower that was still being refused while the
+/// leader took office would start their story from index 0.
 async fn wait_seeded(cluster: &HaCluster, n: u64) {
     let seeded = poll_until(
         Duration::from_secs(60),
         Duration::from_millis(50),
         || async {
-            let statuses = cluster.statuses().await;
+            let statuses: Vec<_> = cluster.statuses().await.into_iter().flatten().collect();
             let seeded = statuses
-                .into_iter()
-                .flatten()
+                .iter()
                 .any(|s| s.role == "leader" && s.regions >= n);
-            seeded.then_some(())
+            let followers_ready = statuses
+                .iter()
+                .all(|s| s.role == "leader" || (s.role == "follower" && s.ready));
+            (seeded && followers_ready).then_some(())
         },
     )
     .await;
-    assert!(seeded.is_some(), "the load never seeded {n} regions");
+    assert!(
+        seeded.is_some(),
+        "the load never seeded {n} regions with every follower ready\n{:#?}\n{}",
+        cluster.statuses().await,
+        logs(cluster)
+    );
 }
 
 /// Reads every node's regions in one ScanRegions answer, over and over,
