@@ -73,6 +73,7 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod storage;
+pub(crate) mod tasks;
 pub mod tls;
 pub mod wire;
 

@@ -87,7 +87,7 @@ pub struct FollowerShared {
     /// Mirror of `state.ready` for the read path.
     ready: AtomicBool,
     /// A sync stream with the leader is open now.
-    in_session: AtomicBool,
+    in_session: watch::Sender<bool>,
     /// 0 until known.
     cluster_id: AtomicU64,
     /// The store keeps the cluster id (or there is no store to keep it).
@@ -303,7 +303,7 @@ impl FollowerShared {
                 refusal: None,
             }),
             ready: AtomicBool::new(state.ready),
-            in_session: AtomicBool::new(false),
+            in_session: watch::Sender::new(false),
             store: RwLock::new(store),
             ring: RwLock::new(ring),
             storage: Mutex::new(storage.map(Arc::new)),
@@ -343,7 +343,15 @@ impl FollowerShared {
     /// A sync stream with the leader is open: what it sends is still being
     /// applied (a node about to lead waits for it to end, `crate::ha`).
     pub fn in_session(&self) -> bool {
-        self.in_session.load(Ordering::Acquire)
+        *self.in_session.borrow()
+    }
+
+    /// Wait until no sync stream is open, at most `bound`; whether none is.
+    pub async fn session_ended_within(&self, bound: std::time::Duration) -> bool {
+        let mut open = self.in_session.subscribe();
+        tokio::time::timeout(bound, open.wait_for(|open| !*open))
+            .await
+            .is_ok()
     }
 
     /// Reads may be served.

@@ -131,7 +131,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
         let Some(ended) = ended else {
             return;
         };
-        shared.in_session.store(false, Ordering::Release);
+        shared.in_session.send_replace(false);
         *shared
             .stats
             .reconnects
@@ -251,7 +251,7 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
     }
     let (announced, mut frames) = match super::received::sync_regions(channel, call).await {
         Ok(r) => {
-            shared.in_session.store(true, Ordering::Release);
+            shared.in_session.send_replace(true);
             let announced = match r.metadata().get(ROUTE_HEADER).and_then(|v| v.to_str().ok()) {
                 Some("full-sync") => AnnouncedSync::Full,
                 Some("delta") => AnnouncedSync::Delta,

@@ -135,10 +135,7 @@ impl Supervisor {
                         // The old leader's stream stays open until it closes
                         // it: what it sent before resigning is applied
                         // first, so that this node leads with all of it.
-                        let deadline = Instant::now() + SESSION_END;
-                        while follower.shared.in_session() && Instant::now() < deadline {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
+                        follower.shared.session_ended_within(SESSION_END).await;
                         if let Some(ahead) = self.one_ahead(&follower, stop).await {
                             tracing::info!(
                                 ahead = %ahead.name, their_index = ahead.next_index, term = ahead.term,

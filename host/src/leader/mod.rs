@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::handover::Handover;
@@ -35,6 +35,7 @@ use crate::lineage::Lineage;
 use crate::policy_runtime::PolicyRuntime;
 use crate::region_store::{Loader, RegionStore};
 use crate::storage::{Meta, Storage, StorageError, WriteBatch};
+use crate::tasks::Tasks;
 
 pub use config::{DigestTap, LeaderConfig};
 pub use fence::Fence;
@@ -104,6 +105,10 @@ pub struct LeaderShared {
     full_syncs_running: AtomicU32,
     /// Open follower streams, by stream id.
     streams: Mutex<HashMap<u64, Arc<StreamEntry>>>,
+    /// The streams' tasks, counted until they let go of this state.
+    stream_tasks: Tasks,
+    /// Notified when a stream's cursor moves or a stream ends.
+    stream_progress: Notify,
     /// Id of the next stream.
     next_stream_id: AtomicU64,
     /// The intake failed to persist; the leader no longer accepts changes.
@@ -113,8 +118,9 @@ pub struct LeaderShared {
     closing: AtomicBool,
     /// 10^`flow_round_digits`: flow is compared in multiples of this.
     flow_divisor: u64,
-    /// RegionHeartbeat streams open now.
-    heartbeat_streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// RegionHeartbeat streams open now, counted until their handlers let
+    /// go of this state.
+    heartbeat_streams: Tasks,
     intake: mpsc::Sender<Record>,
 }
 
@@ -289,10 +295,12 @@ impl Leader {
             stopping: watch::channel(false).0,
             full_syncs_running: AtomicU32::new(0),
             streams: Mutex::new(HashMap::new()),
+            stream_tasks: Tasks::default(),
+            stream_progress: Notify::new(),
             next_stream_id: AtomicU64::new(1),
             failed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            heartbeat_streams: Arc::default(),
+            heartbeat_streams: Tasks::default(),
             intake,
             config,
         });
@@ -309,28 +317,28 @@ impl Leader {
     pub async fn hand_over(self) -> Option<Handover> {
         let shared = self.shared.clone();
         self.shutdown().await;
-        // Streams' tasks hold the shared state a little longer than their
-        // entries; wait for them to let go.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        let mut shared = shared;
-        let inner = loop {
-            match Arc::try_unwrap(shared) {
-                Ok(inner) => break inner,
-                Err(back) if tokio::time::Instant::now() < deadline => {
-                    shared = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(held) => {
-                    tracing::warn!(
-                        "the leader's state is still held; the next role reloads the store from disk"
-                    );
-                    // Flushed or not, every commit it made is in the file;
-                    // a non-durable one the next open may miss only if the
-                    // machine, not the process, fails.
-                    let _ = held.storage.flush();
-                    held.storage.retire();
-                    return None;
-                }
+        // The streams and the intake have let go (`shutdown` waited for
+        // them); heartbeat streams end at their next message, which the
+        // closed intake refuses.
+        let bound = Duration::from_secs(2);
+        if !shared.heartbeat_streams.idle_within(bound).await {
+            tracing::warn!(
+                open = shared.heartbeat_streams.live(),
+                "heartbeat streams still open at the hand-over bound"
+            );
+        }
+        let inner = match Arc::try_unwrap(shared) {
+            Ok(inner) => inner,
+            Err(held) => {
+                tracing::warn!(
+                    "the leader's state is still held; the next role reloads the store from disk"
+                );
+                // Flushed or not, every commit it made is in the file;
+                // a non-durable one the next open may miss only if the
+                // machine, not the process, fails.
+                let _ = held.storage.flush();
+                held.storage.retire();
+                return None;
             }
         };
         let failed = inner.failed.load(std::sync::atomic::Ordering::Acquire);
@@ -363,19 +371,17 @@ impl Leader {
     pub async fn shutdown(self) {
         let shared = self.shared;
         shared.stopping.send_replace(true);
-        let bound = shared.config.shutdown_timeout;
-        let deadline = tokio::time::Instant::now() + bound + Duration::from_millis(200);
-        while !shared.streams.lock().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let left = shared.streams.lock().len();
-        if left > 0 {
+        let bound = shared.config.shutdown_timeout + Duration::from_millis(200);
+        if !shared.stream_tasks.idle_within(bound).await {
             tracing::warn!(
-                streams = left,
+                streams = shared.stream_tasks.live(),
                 "streams still open after the shutdown bound; abandoning them"
             );
         }
         self.intake_task.abort();
+        // Returns once the intake's future, and its handle on the shared
+        // state, is dropped.
+        let _ = self.intake_task.await;
     }
 }
 
@@ -395,10 +401,19 @@ impl LeaderShared {
         self.closing
             .store(true, std::sync::atomic::Ordering::Release);
         let deadline = tokio::time::Instant::now() + bound;
-        while self.store.read().applied_next() != *self.published.borrow()
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut published = self.published.subscribe();
+        loop {
+            // Read apart: the intake publishes while it holds the store.
+            let at = *published.borrow_and_update();
+            if self.store.read().applied_next() == at {
+                return;
+            }
+            // What is applied is published, or the intake has failed and
+            // the bound ends the wait.
+            match tokio::time::timeout_at(deadline, published.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
         }
     }
 
@@ -406,26 +421,20 @@ impl LeaderShared {
     /// everything published; say so when some are still behind.
     async fn drain_streams(&self, bound: Duration) {
         let deadline = tokio::time::Instant::now() + bound;
-        loop {
-            let published = *self.published.borrow();
-            let behind = self
-                .streams
+        let published = *self.published.borrow();
+        let behind = || {
+            self.streams
                 .lock()
                 .values()
                 .filter(|s| s.cursor.load(std::sync::atomic::Ordering::Acquire) < published)
-                .count();
-            if behind == 0 {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    streams = behind,
-                    published,
-                    "follower streams still behind at the hand-over bound"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+                .count()
+        };
+        if !crate::tasks::wait_until(&self.stream_progress, deadline, || behind() == 0).await {
+            tracing::warn!(
+                streams = behind(),
+                published,
+                "follower streams still behind at the hand-over bound"
+            );
         }
     }
 
@@ -487,10 +496,8 @@ impl LeaderShared {
     /// A place for one more heartbeat stream, held while it lives; `None`
     /// (and counted) when `max_heartbeat_streams` are open.
     pub fn heartbeat_slot(&self) -> Option<StreamSlot> {
-        let open = &self.heartbeat_streams;
-        let taken = open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let slot = StreamSlot(open.clone());
-        if taken >= self.config.max_heartbeat_streams {
+        let slot = StreamSlot(self.heartbeat_streams.token());
+        if self.heartbeat_streams.live() > self.config.max_heartbeat_streams {
             self.stats
                 .heartbeat_streams_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -500,11 +507,6 @@ impl LeaderShared {
     }
 }
 
-/// Counts an open stream while it lives.
-pub struct StreamSlot(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
+/// Counts an open heartbeat stream while it lives; its handler drops it
+/// last, after its handle on the leader.
+pub struct StreamSlot(#[allow(dead_code)] crate::tasks::TaskToken);

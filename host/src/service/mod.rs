@@ -208,7 +208,10 @@ impl Pd for PdService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            // The slot counts this handler until its handle on the leader
+            // is dropped: declared first, dropped last.
             let _slot = slot;
+            let leading = leading;
             loop {
                 let req = match inbound.message().await {
                     Ok(Some(req)) => req,

@@ -17,14 +17,17 @@
 //! under a pin, and the completion.
 
 mod catch_up;
+mod machine;
 mod open;
 mod snapshot;
 
+pub use machine::{Counted, End, Slot, Source, Step, StreamConfig, StreamMachine};
 use open::follower_name;
 pub use open::{Opened, open};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use regionsync_proto::pdpb::SyncRegionRequest;
 use tokio::sync::mpsc;
@@ -33,7 +36,9 @@ use tonic::Status;
 
 use super::frames;
 use super::{FullSyncOutcome, LeaderShared, StreamEntry};
-use crate::policy_runtime::{RingView, Route, RouteAction, SendStep, StreamPhase, StreamView};
+use crate::history::{HistoryRing, Pin};
+use crate::policy_runtime::{PolicyRuntime, RingView, Route, RouteCause};
+use crate::region_store::RegionStore;
 use crate::wire::Capabilities;
 use crate::wire::Frame;
 
@@ -45,23 +50,6 @@ pub type FrameSender = mpsc::Sender<Result<Frame, Status>>;
 /// holds little memory.
 const QUEUED_FRAMES: usize = 4;
 
-/// Why a stream ended, for the log line that says so.
-#[derive(Debug)]
-enum End {
-    /// The follower went away (its side of the stream closed).
-    Gone,
-    /// A send did not complete within the bound.
-    SendTimeout,
-    /// The leader is stopping.
-    Stopped,
-    /// Records the stream needed are gone from the ring.
-    Exhausted(String),
-    /// Too many full syncs (or deltas as large) running.
-    Refused,
-    /// The leader's storage failed: it claims no index any more.
-    Failed,
-}
-
 /// Keeps the stream in the leader's registry while it lives.
 struct Registered {
     shared: Arc<LeaderShared>,
@@ -72,15 +60,16 @@ struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.shared.streams.lock().remove(&self.id);
+        self.shared.stream_progress.notify_waiters();
     }
 }
 
+/// The task that carries out one stream's machine.
 struct Stream {
     shared: Arc<LeaderShared>,
     tx: FrameSender,
-    follower: String,
     reg: Registered,
-    caps: Capabilities,
+    machine: StreamMachine,
 }
 
 /// Serve one stream until it ends; logs how it ended.
@@ -99,6 +88,11 @@ async fn run(
         cursor: std::sync::atomic::AtomicU64::new(request.start_index),
     });
     shared.streams.lock().insert(id, entry.clone());
+    let config = StreamConfig {
+        keepalive: shared.config.keepalive,
+        full_sync_rate: shared.config.full_sync_rate,
+    };
+    let machine = StreamMachine::new(shared.cluster_id, follower, caps, config, routed, ring);
     let mut stream = Stream {
         reg: Registered {
             shared: shared.clone(),
@@ -107,24 +101,24 @@ async fn run(
         },
         shared,
         tx,
-        follower,
-        caps,
+        machine,
     };
-    let end = stream.serve(routed, ring).await;
+    let end = stream.serve().await;
     let cursor = stream.reg.entry.cursor.load(Ordering::Relaxed);
+    let follower = &stream.reg.entry.follower;
     match &end {
         End::Gone => {
-            tracing::info!(follower = %stream.follower, cursor, "follower stream closed by the follower")
+            tracing::info!(follower = %follower, cursor, "follower stream closed by the follower")
         }
         End::Stopped => {
-            tracing::info!(follower = %stream.follower, cursor, "follower stream ended: leader stopping")
+            tracing::info!(follower = %follower, cursor, "follower stream ended: leader stopping")
         }
         End::Failed => tracing::warn!(
-            follower = %stream.follower, cursor,
+            follower = %follower, cursor,
             "follower stream ended: the leader cannot persist changes"
         ),
         End::SendTimeout => tracing::warn!(
-            follower = %stream.follower, cursor, bound = ?stream.shared.config.send_timeout,
+            follower = %follower, cursor, bound = ?stream.shared.config.send_timeout,
             "follower did not take a frame within the send bound; its stream is dropped"
         ),
         End::Exhausted(why) => {
@@ -132,14 +126,14 @@ async fn run(
                 .shared
                 .stats
                 .history_misses
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                follower = %stream.follower, cursor, reason = %why,
+                follower = %follower, cursor, reason = %why,
                 "follower stream ended with RESOURCE_EXHAUSTED; it will come back for a delta or a full sync"
             )
         }
         End::Refused => tracing::warn!(
-            follower = %stream.follower, "sync refused by admission; the follower will retry"
+            follower = %follower, "sync refused by admission; the follower will retry"
         ),
     }
 }
@@ -151,8 +145,7 @@ impl Stream {
 
     /// Send one frame within the bound. Shutdown interrupts a send that is
     /// waiting on a slow follower, so no stream can hold shutdown up.
-    async fn send(&self, frame: impl Into<Frame>) -> Result<(), End> {
-        let frame = frame.into();
+    async fn send(&self, frame: Frame) -> Result<(), End> {
         let bytes = frame.encoded_len() as u64;
         let mut stopping = self.shared.stopping.subscribe();
         let sent = tokio::select! {
@@ -179,11 +172,8 @@ impl Stream {
             .await;
     }
 
-    async fn serve(&mut self, routed: Route, ring: RingView) -> End {
-        let end = match self.stream(routed, ring).await {
-            Ok(never) => match never {},
-            Err(end) => end,
-        };
+    async fn serve(&mut self) -> End {
+        let end = self.drive().await;
         match &end {
             End::Failed => {
                 let frame = frames::error(
@@ -214,138 +204,128 @@ impl Stream {
         end
     }
 
-    fn set_cursor(&self, cursor: u64) {
-        self.reg.entry.cursor.store(cursor, Ordering::Relaxed);
-    }
-
-    /// The stream's life; only ever returns how it ended.
-    async fn stream(
-        &mut self,
-        routed: Route,
-        ring: RingView,
-    ) -> Result<std::convert::Infallible, End> {
-        let shared = self.shared.clone();
-        // The least index a completion may claim (PD's protocol only).
-        let mut covers = 0;
-        let (mut phase, mut cursor, mut pin) = match routed.action {
-            RouteAction::UpToDate => {
-                self.send(frames::empty(self.cluster_id(), ring.next_index))
-                    .await?;
-                (StreamPhase::Live, ring.next_index, None)
-            }
-            RouteAction::History(from) => (StreamPhase::CatchingUp, from, None),
-            // A follower that speaks regionsync's extensions is caught up
-            // from the store, so that its sync ends under any churn.
-            RouteAction::FullSync if self.caps.any() => {
-                let slot = self.admit(routed.cause)?;
-                let mark = self.snapshot(routed.cause, None).await?;
-                let completed = self.catch_up(mark, None).await?;
-                drop(slot);
-                shared
-                    .stats
-                    .count_full_sync(routed.cause, FullSyncOutcome::Completed);
-                (StreamPhase::Live, completed, None)
-            }
-            RouteAction::FullSync => {
-                let slot = self.admit(routed.cause)?;
-                let pin = shared.ring.write().pin();
-                self.snapshot(routed.cause, Some(&pin)).await?;
-                // The snapshot may hold changes applied but not yet durable;
-                // the completion must come at an index that covers them.
-                covers = shared.store.read().applied_next();
-                (StreamPhase::CatchingUp, pin.from(), Some((pin, slot)))
-            }
-            RouteAction::Delta(from) => {
-                let slot = self.admit_delta(from)?;
-                shared.stats.deltas.fetch_add(1, Ordering::Relaxed);
-                let completed = self.catch_up(from, Some(from)).await?;
-                drop(slot);
-                (StreamPhase::Live, completed, None)
-            }
-        };
-        self.set_cursor(cursor);
-        let mut published = shared.published.subscribe();
-        let mut stopping = shared.stopping.subscribe();
-        let limits = shared.policy.limits();
+    /// Carry out the machine's steps until it ends, or the follower goes.
+    async fn drive(&mut self) -> End {
+        let mut published = self.shared.published.subscribe();
+        let mut stopping = self.shared.stopping.subscribe();
         loop {
-            if *stopping.borrow() {
-                return Err(End::Stopped);
+            let step = self.machine.next(Instant::now(), &self.shared);
+            if let Some(cursor) = self.machine.cursor()
+                && self.reg.entry.cursor.load(Ordering::Relaxed) != cursor
+            {
+                self.reg.entry.cursor.store(cursor, Ordering::Release);
+                self.shared.stream_progress.notify_waiters();
             }
-            if shared.failed.load(Ordering::Relaxed) {
-                return Err(End::Failed);
-            }
-            if pin.as_ref().is_some_and(|(p, _)| p.is_broken()) {
-                return Err(self.catch_up_lost(cursor));
-            }
-            let view = StreamView {
-                phase,
-                cursor,
-                ring: shared.ring.read().view(),
+            let wait_published = match step {
+                Step::Send(frame) => {
+                    if let Err(end) = self.send(frame).await {
+                        return end;
+                    }
+                    continue;
+                }
+                Step::End(end) => return end,
+                Step::WaitPublished(index) | Step::WaitDurable(index) => {
+                    if *published.borrow_and_update() >= index {
+                        continue;
+                    }
+                    None
+                }
+                Step::Idle {
+                    until,
+                    or_published,
+                } => Some((until, or_published.is_some())),
             };
-            match shared.policy.plan_send(view) {
-                SendStep::Records(range) => {
-                    let records = shared.ring.read().read(
-                        range.start,
-                        range.count as usize,
-                        limits.max_bytes as usize,
-                    );
-                    if records.is_empty() {
-                        return Err(self.catch_up_lost(cursor));
-                    }
-                    let n = records.len() as u64;
-                    self.send(frames::records_encoded(
-                        self.cluster_id(),
-                        range.start,
-                        &records,
-                    ))
-                    .await?;
-                    cursor = range.start + n;
-                    self.set_cursor(cursor);
+            // Every wait ends on a publish (or a failure, which the intake
+            // announces as one), a stop, or the follower going; an idle
+            // one also at its time.
+            let (until, on_publish) = wait_published.map_or((None, true), |(t, p)| (Some(t), p));
+            let sleep = async {
+                match until {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
                 }
-                SendStep::CaughtUp(index) if index < covers => {
-                    // Not yet published: wait, as an idle stream does.
-                    tokio::select! {
-                        _ = published.changed() => {}
-                        _ = stopping.changed() => {}
-                        _ = self.tx.closed() => return Err(End::Gone),
-                    }
+            };
+            let publish = async {
+                if on_publish {
+                    let _ = published.changed().await;
+                } else {
+                    std::future::pending::<()>().await;
                 }
-                SendStep::CaughtUp(index) => {
-                    self.send(frames::empty(self.cluster_id(), index)).await?;
-                    phase = StreamPhase::Live;
-                    if let Some((pin, _slot)) = pin.take() {
-                        shared
-                            .stats
-                            .count_full_sync(routed.cause, FullSyncOutcome::Completed);
-                        tracing::info!(
-                            follower = %self.follower, pinned_from = pin.from(), completion_index = index,
-                            "full sync complete; stream is live"
-                        );
-                    }
-                }
-                SendStep::Idle => {
-                    tokio::select! {
-                        _ = published.changed() => {}
-                        _ = stopping.changed() => {}
-                        _ = self.tx.closed() => return Err(End::Gone),
-                        _ = tokio::time::sleep(shared.config.keepalive) => {
-                            // Only idle streams get keepalives, so one can
-                            // never overtake records still to be sent.
-                            self.send(frames::empty(self.cluster_id(), cursor)).await?;
-                        }
-                    }
-                }
-                SendStep::Exhausted => return Err(self.catch_up_lost(cursor)),
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = publish => {}
+                _ = stopping.wait_for(|s| *s) => {}
+                _ = self.tx.closed() => return End::Gone,
             }
         }
     }
+}
 
-    fn catch_up_lost(&self, cursor: u64) -> End {
-        let ring = self.shared.ring.read().view();
-        End::Exhausted(format!(
-            "records from index {cursor} are no longer in the leader's history ring [{}, {}) \
-             (capacity {}); reconnect for a delta or a full sync",
-            ring.first_index, ring.next_index, ring.capacity
-        ))
+/// A full sync counted for admission while it lives.
+struct FullSyncSlot(Arc<LeaderShared>);
+
+impl Drop for FullSyncSlot {
+    fn drop(&mut self) {
+        self.0.full_syncs_running.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+impl Source for Arc<LeaderShared> {
+    fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    fn policy(&self) -> &PolicyRuntime {
+        &self.policy
+    }
+
+    fn stopping(&self) -> bool {
+        self.is_stopping()
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    fn published(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    fn store<R>(&self, read: impl FnOnce(&RegionStore) -> R) -> R {
+        read(&self.store.read())
+    }
+
+    fn ring<R>(&self, read: impl FnOnce(&HistoryRing) -> R) -> R {
+        read(&self.ring.read())
+    }
+
+    fn pin(&self) -> Arc<Pin> {
+        self.ring.write().pin()
+    }
+
+    fn full_sync_slot(&self) -> Result<Slot, u32> {
+        let running = self.full_syncs_running.fetch_add(1, Ordering::AcqRel);
+        let slot = FullSyncSlot(self.clone());
+        if self.policy.admit_full_sync(running) {
+            Ok(Box::new(slot))
+        } else {
+            Err(running)
+        }
+    }
+
+    fn count_full_sync(&self, cause: RouteCause, outcome: FullSyncOutcome) {
+        self.stats.count_full_sync(cause, outcome);
+    }
+
+    fn count(&self, event: Counted) {
+        let counter = match event {
+            Counted::Delta => &self.stats.deltas,
+            Counted::DeltaRefused => &self.stats.deltas_refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

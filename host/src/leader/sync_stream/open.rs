@@ -82,7 +82,9 @@ pub fn open(
         "routing a follower stream"
     );
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
-    tokio::spawn(run(shared.clone(), request, caps, routed, ring, tx));
+    shared
+        .stream_tasks
+        .spawn(run(shared.clone(), request, caps, routed, ring, tx));
     Ok(Opened {
         frames: ReceiverStream::new(rx),
         routed,
