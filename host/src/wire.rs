@@ -107,6 +107,38 @@ impl LastTerm {
             Some(v) => v.trim().parse().map_or(LastTerm::Unknown, LastTerm::Known),
         }
     }
+
+    /// The header's value ([`TERM_HEADER`]), if one is sent.
+    pub fn header(self) -> Option<String> {
+        match self {
+            LastTerm::NotSent => None,
+            LastTerm::Known(t) => Some(t.to_string()),
+            LastTerm::Unknown => Some("unknown".into()),
+        }
+    }
+}
+
+/// The route a leader announces ([`ROUTE_HEADER`]) for a routing action.
+pub fn route_label(action: crate::policy_runtime::RouteAction) -> &'static str {
+    use crate::policy_runtime::RouteAction;
+    match action {
+        RouteAction::FullSync => "full-sync",
+        RouteAction::Delta(_) => "delta",
+        RouteAction::History(_) => "history",
+        RouteAction::UpToDate => "up-to-date",
+    }
+}
+
+/// What a follower takes the announced route ([`ROUTE_HEADER`]) to mean;
+/// none announced (or one it does not know) is PD's protocol.
+pub fn announced_sync(label: Option<&str>) -> crate::policy_runtime::AnnouncedSync {
+    use crate::policy_runtime::AnnouncedSync;
+    match label {
+        Some("full-sync") => AnnouncedSync::Full,
+        Some("delta") => AnnouncedSync::Delta,
+        Some("history" | "up-to-date") => AnnouncedSync::History,
+        _ => AnnouncedSync::None,
+    }
 }
 
 /// What a follower announced it takes.

@@ -35,6 +35,10 @@ pub struct FollowerConfig {
     /// What it announces beyond PD's protocol; less than its policy asks
     /// for only to stand in for PD's own followers and older ones.
     pub announce: Announce,
+    /// A sync's data and history are written on a thread of their own,
+    /// behind the apply. Off, every batch is written in line: one thread
+    /// does everything (the simulator).
+    pub write_behind: bool,
 }
 
 /// What a follower announces to the leader beyond PD's protocol
@@ -66,6 +70,7 @@ impl FollowerConfig {
             durable_every: Duration::from_millis(500),
             tls: None,
             announce: Announce::Policy,
+            write_behind: true,
         }
     }
 }

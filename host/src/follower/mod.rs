@@ -19,6 +19,7 @@ mod apply;
 pub mod config;
 mod handover;
 mod lineage;
+pub mod session;
 pub mod received;
 mod report;
 pub mod stream;
@@ -211,6 +212,18 @@ impl FollowerShared {
         policy: Arc<PolicyRuntime>,
     ) -> Result<Arc<Self>, StartError> {
         Self::open(config, policy).map(Arc::new)
+    }
+
+    /// Open `storage` (a simulated disk's, say) without a sync task, as
+    /// [`FollowerShared::open_detached`] opens the data directory's.
+    pub fn open_on(
+        config: FollowerConfig,
+        policy: Arc<PolicyRuntime>,
+        storage: Storage,
+    ) -> Result<Arc<Self>, StartError> {
+        let meta = storage.meta()?;
+        let (store, state) = load(&storage, &meta);
+        Self::assemble(config, policy, Some(storage), store, state, None).map(Arc::new)
     }
 
     /// A new stream: the policy says what to ask for, and what happened on

@@ -10,16 +10,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use regionsync_proto::pdpb::pd_client::PdClient;
-use regionsync_proto::pdpb::{GetMembersRequest, Member, RequestHeader, SyncRegionRequest};
+use regionsync_proto::pdpb::{GetMembersRequest, RequestHeader};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
 use super::FollowerShared;
-use crate::lineage::Lineage;
-use crate::policy_runtime::{AnnouncedSync, ConnectPlan, ReconnectReason};
+use crate::policy_runtime::{ConnectPlan, ReconnectReason};
 use crate::storage::WriteBatch;
 use crate::wire::{
-    CAPABILITIES_HEADER, Capabilities, LINEAGE_HEADER, MAX_MESSAGE_BYTES, ROUTE_HEADER, TERM_HEADER,
+    CAPABILITIES_HEADER, LINEAGE_HEADER, MAX_MESSAGE_BYTES, ROUTE_HEADER, TERM_HEADER,
 };
 
 /// Why a session with the leader ended: the policy's reconnect reasons, and
@@ -209,67 +208,29 @@ async fn session(shared: &Arc<FollowerShared>, plan: &ConnectPlan, leader: &str)
     }
     shared.set_refusal(None);
 
-    let request = SyncRegionRequest {
-        header: Some(RequestHeader {
-            cluster_id: theirs,
-            ..Default::default()
-        }),
-        member: Some(Member {
-            name: config.name.clone(),
-            ..Default::default()
-        }),
-        start_index,
-    };
-    // What this follower takes beyond PD's protocol travels in metadata, so
-    // that the request's body is PD's byte for byte.
-    let caps = Capabilities {
-        delta: plan.ask_delta,
-        verify: plan.ask_verify,
-        must_delta: plan.ask_delta
-            && start_index != 0
-            && plan.state.resumable
-            && !plan.state.complete,
-        last_term: crate::wire::LastTerm::NotSent,
-    };
-    // The term of our last record, for the leader to check our history
-    // against its own (`crate::lineage`).
-    let last_term = shared.last_term(start_index);
+    let hello = shared.hello(plan, theirs);
+    let caps = hello.caps;
     tracing::info!(
-        follower = %config.name, %leader, start_index, last_term = ?last_term,
+        follower = %config.name, %leader, start_index, last_term = ?caps.last_term,
         capabilities = %caps.to_header(), "asking the leader to sync"
     );
-    let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
+    let mut call = tonic::Request::new(tokio_stream::iter(vec![hello.request]));
+    // What this follower takes beyond PD's protocol travels in metadata, so
+    // that the request's body is PD's byte for byte.
     if let Some(value) = caps.any().then(|| caps.to_header().parse().ok()).flatten() {
         call.metadata_mut().insert(CAPABILITIES_HEADER, value);
     }
-    let term = last_term.map_or_else(|| "unknown".to_string(), |t| t.to_string());
-    // PD's follower sends no metadata at all.
-    if config.announce != super::Announce::Nothing
-        && let Ok(value) = term.parse()
-    {
+    if let Some(value) = caps.last_term.header().and_then(|t| t.parse().ok()) {
         call.metadata_mut().insert(TERM_HEADER, value);
     }
     let (announced, mut frames) = match super::received::sync_regions(channel, call).await {
         Ok(r) => {
             shared.in_session.send_replace(true);
-            let announced = match r.metadata().get(ROUTE_HEADER).and_then(|v| v.to_str().ok()) {
-                Some("full-sync") => AnnouncedSync::Full,
-                Some("delta") => AnnouncedSync::Delta,
-                Some("history" | "up-to-date") => AnnouncedSync::History,
-                _ => AnnouncedSync::None,
-            };
-            let lineage = r
-                .metadata()
-                .get(LINEAGE_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(Lineage::parse);
-            // History or up to date: the leader checked that our records
-            // are its own, so its lineage is ours now.
-            let vouched = announced == AnnouncedSync::History;
-            if let Err(e) = shared.offer_lineage(lineage, vouched) {
-                return Ended::new(EndReason::StoreError, crate::error_chain(&e), false);
+            let header = |name| r.metadata().get(name).and_then(|v| v.to_str().ok());
+            match shared.accepted(header(ROUTE_HEADER), header(LINEAGE_HEADER)) {
+                Ok(announced) => (announced, r.into_inner()),
+                Err(e) => return Ended::new(EndReason::StoreError, crate::error_chain(&e), false),
             }
-            (announced, r.into_inner())
         }
         Err(status) => return Ended::new(EndReason::SyncRefused, status.to_string(), false),
     };

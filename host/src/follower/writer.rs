@@ -188,6 +188,9 @@ impl FollowerShared {
         if batch.is_empty() {
             return Ok(());
         }
+        if !self.config.write_behind {
+            return self.persist(&batch);
+        }
         let storage = match (&*self.storage.lock(), &self.config.data_dir) {
             (Some(storage), _) => storage.clone(),
             (None, Some(dir)) => return Err(StorageError::Closed(dir.clone())),

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::LeaderShared;
 use crate::history::{Record, RingRecord, fingerprint};
-use crate::region_store::Outcome;
+use crate::region_store::{Outcome, RegionStore};
 use crate::storage::{StorageError, WriteBatch};
 
 /// Why the intake refuses a change.
@@ -110,50 +110,26 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
         batch.clear();
         return Ok(batch);
     }
-    let mut records = Vec::new();
-    let mut write = WriteBatch {
-        durable: true,
-        ..Default::default()
-    };
-    let tap = shared.config.digest_tap.as_ref();
-    let mut digests = Vec::new();
     let mut store = shared.store.write();
+    let Applied {
+        records,
+        mut write,
+        stale,
+        unchanged,
+        digests,
+    } = apply_changes(
+        &mut store,
+        batch.drain(..),
+        shared.flow_divisor,
+        shared.config.digest_tap.is_some(),
+    );
+    let tap = shared.config.digest_tap.as_ref();
+    stats.stale.fetch_add(stale, Ordering::Relaxed);
+    stats.unchanged.fetch_add(unchanged, Ordering::Relaxed);
     // The intake is the only writer, and publishes every batch before it
     // takes the next: the store's applied index is the ring's next index.
-    let base = store.applied_next();
-    let next = {
-        for change in batch.drain(..) {
-            let extra = fingerprint(&change, shared.flow_divisor);
-            let index = base + records.len() as u64;
-            match store.apply(&change.region, change.leader.id, extra, index) {
-                Outcome::Applied { removed } => {
-                    for id in removed {
-                        write.delete(id);
-                    }
-                    let blob = store.encoded(change.region.id).expect("just applied");
-                    write.put_encoded(change.region.id, change.leader.id, index, blob);
-                    records.push(RingRecord::new(
-                        blob,
-                        &change.leader,
-                        &change.stats,
-                        &change.down_peers,
-                        &change.pending_peers,
-                    ));
-                    if tap.is_some() {
-                        digests.push((index + 1, store.digest().value()));
-                    }
-                }
-                Outcome::Stale => {
-                    stats.stale.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::Unchanged => {
-                    stats.unchanged.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        store.set_applied_next(base + records.len() as u64);
-        store.applied_next()
-    };
+    let next = store.applied_next();
+    let base = next - records.len() as u64;
     drop(store);
     if records.is_empty() {
         stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
@@ -227,4 +203,70 @@ fn apply_batch(shared: &LeaderShared, mut batch: Vec<Record>) -> Result<Vec<Reco
     // Counted once published, so "processed" means visible to followers.
     stats.heartbeats.fetch_add(taken, Ordering::Relaxed);
     Ok(batch)
+}
+
+/// A batch of changes applied to a store.
+pub struct Applied {
+    /// The changes that changed something, as the ring numbers them (from
+    /// the store's applied index before the batch).
+    pub records: Vec<RingRecord>,
+    /// The same, for the durable store; its `next_index` is left to set.
+    pub write: WriteBatch,
+    /// Changes older than what the store holds.
+    pub stale: u64,
+    /// Changes that changed nothing.
+    pub unchanged: u64,
+    /// When asked: the store's digest after each record, by the index after it.
+    pub digests: Vec<(u64, u128)>,
+}
+
+/// Apply `changes` to `store` under the epoch rules, numbering what changed
+/// from its applied index on, and move that index past them: the intake's
+/// work on a batch, with no I/O (the simulator's leader does the same).
+pub fn apply_changes(
+    store: &mut RegionStore,
+    changes: impl IntoIterator<Item = Record>,
+    flow_divisor: u64,
+    digests: bool,
+) -> Applied {
+    let mut applied = Applied {
+        records: Vec::new(),
+        write: WriteBatch {
+            durable: true,
+            ..Default::default()
+        },
+        stale: 0,
+        unchanged: 0,
+        digests: Vec::new(),
+    };
+    let base = store.applied_next();
+    for change in changes {
+        let extra = fingerprint(&change, flow_divisor);
+        let index = base + applied.records.len() as u64;
+        match store.apply(&change.region, change.leader.id, extra, index) {
+            Outcome::Applied { removed } => {
+                for id in removed {
+                    applied.write.delete(id);
+                }
+                let blob = store.encoded(change.region.id).expect("just applied");
+                applied
+                    .write
+                    .put_encoded(change.region.id, change.leader.id, index, blob);
+                applied.records.push(RingRecord::new(
+                    blob,
+                    &change.leader,
+                    &change.stats,
+                    &change.down_peers,
+                    &change.pending_peers,
+                ));
+                if digests {
+                    applied.digests.push((index + 1, store.digest().value()));
+                }
+            }
+            Outcome::Stale => applied.stale += 1,
+            Outcome::Unchanged => applied.unchanged += 1,
+        }
+    }
+    store.set_applied_next(base + applied.records.len() as u64);
+    applied
 }

@@ -14,7 +14,6 @@ use crate::admin::AdminNode;
 use crate::history::Record;
 use crate::leader::{Leader, LeaderConfig, LeaderShared};
 use crate::policy_runtime::PolicyRuntime;
-use crate::policy_runtime::RouteAction;
 use crate::region_store::RegionStore;
 use crate::server::GrpcServer;
 use crate::service::{Leading, PdService, RegionReads, SyncStream};
@@ -93,12 +92,7 @@ impl Leading for LeaderNode {
         caps: Capabilities,
     ) -> Result<SyncStream, Status> {
         let opened = crate::leader::sync_stream::open(&self.shared, request, caps)?;
-        let route = match opened.routed.action {
-            RouteAction::FullSync => "full-sync",
-            RouteAction::Delta(_) => "delta",
-            RouteAction::History(_) => "history",
-            RouteAction::UpToDate => "up-to-date",
-        };
+        let route = crate::wire::route_label(opened.routed.action);
         let lineage = self.shared.lineage();
         Ok(SyncStream {
             frames: Box::pin(opened.frames),

@@ -10,6 +10,7 @@
 mod batch;
 mod error;
 mod layout;
+mod sim_disk;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::lineage::{Lineage, TermStart};
 
 pub use batch::{RegionOp, RegionWrites, WriteBatch};
 pub use error::StorageError;
+pub use sim_disk::SimDisk;
 use layout::{split_value, upgrade};
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -173,6 +175,24 @@ impl Storage {
         };
         let storage = Storage {
             handle: Mutex::new(handle),
+            path,
+            layout: Mutex::new(LAYOUT_VERSION),
+            failing: std::sync::atomic::AtomicU32::new(0),
+            chunks_open: std::sync::atomic::AtomicBool::new(false),
+        };
+        storage.check_layout()?;
+        Ok(storage)
+    }
+
+    /// A store on a simulated disk (`SimDisk`): created when the disk is
+    /// empty, opened (and recovered, as after a crash) when it is not.
+    pub fn in_memory(disk: SimDisk) -> Result<Storage> {
+        let path = PathBuf::from("(simulated disk)");
+        let db = builder()
+            .create_with_backend(disk)
+            .map_err(|e| StorageError::from_db(&path, "open", e))?;
+        let storage = Storage {
+            handle: Mutex::new(Handle::ReadWrite(db)),
             path,
             layout: Mutex::new(LAYOUT_VERSION),
             failing: std::sync::atomic::AtomicU32::new(0),

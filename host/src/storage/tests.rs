@@ -353,3 +353,30 @@ fn a_layout_2_store_gains_only_its_version_at_the_first_write() {
     assert_eq!(layout, Some(LAYOUT_VERSION));
     assert_eq!(s.meta().unwrap().delta_floor, Some(30));
 }
+
+/// A simulated disk loses what was committed without an fsync when power
+/// is lost, and keeps every durable commit: redb recovers to the last one.
+#[test]
+fn a_simulated_power_loss_keeps_the_durable_commits_only() {
+    let disk = SimDisk::new();
+    let storage = Storage::in_memory(disk.clone()).unwrap();
+    let commit = |next: u64, durable: bool| {
+        storage
+            .write(&WriteBatch {
+                next_index: Some(next),
+                complete: Some(true),
+                durable,
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    commit(5, true);
+    commit(9, false);
+    assert_eq!(storage.meta().unwrap().next_index, 9);
+    let after = Storage::in_memory(disk.after_power_loss()).unwrap();
+    assert_eq!(after.meta().unwrap().next_index, 5, "the unsynced commit survived");
+    commit(12, true);
+    drop(storage);
+    let after = Storage::in_memory(disk.after_power_loss()).unwrap();
+    assert_eq!(after.meta().unwrap().next_index, 12);
+}

@@ -11,7 +11,8 @@ use tonic::Status;
 
 use super::{QUEUED_FRAMES, run};
 use crate::leader::LeaderShared;
-use crate::policy_runtime::{RingView, Route, SyncRequest};
+use crate::lineage::Lineage;
+use crate::policy_runtime::{PolicyRuntime, RingView, Route, SyncRequest};
 use crate::wire::Frame;
 use crate::wire::{Capabilities, LastTerm};
 
@@ -29,7 +30,7 @@ pub struct Opened {
 pub fn open(
     shared: &Arc<LeaderShared>,
     mut request: SyncRegionRequest,
-    mut caps: Capabilities,
+    caps: Capabilities,
 ) -> Result<Opened, Status> {
     if shared.is_stopping() {
         return Err(Status::unavailable("the leader is stopping"));
@@ -53,7 +54,15 @@ pub fn open(
             "this leader serves {open} SyncRegions streams, its limit; retry later"
         )));
     }
-    if let Some(theirs) = diverged(shared, request.start_index, caps.last_term) {
+    let ring = shared.routing_view();
+    let routing = route_stream(
+        &shared.policy,
+        &shared.lineage,
+        ring,
+        request.start_index,
+        caps,
+    );
+    if let Some(theirs) = &routing.diverged {
         // Its records from somewhere before its index are not ours: only a
         // full sync replaces them (`crate::lineage`).
         tracing::warn!(
@@ -64,16 +73,9 @@ pub fn open(
              leadership's records at its index); it gets a full sync"
         );
         shared.stats.diverged.fetch_add(1, Ordering::Relaxed);
-        request.start_index = 0;
-        caps.must_delta = false;
     }
-    let ring = shared.routing_view();
-    let sync = SyncRequest {
-        start_index: request.start_index,
-        can_delta: caps.delta,
-        must_delta: caps.must_delta,
-    };
-    let routed = shared.policy.route_request(sync, ring);
+    let (routed, caps) = (routing.route, routing.caps);
+    request.start_index = routing.start_index;
     tracing::info!(
         follower = %follower_name(&request), start_index = request.start_index,
         first_index = ring.first_index, next_index = ring.next_index,
@@ -91,13 +93,57 @@ pub fn open(
     })
 }
 
+/// How a follower's stream is routed.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// The policy's decision.
+    pub route: Route,
+    /// What the follower announced, less what a diverged history cannot use.
+    pub caps: Capabilities,
+    /// The index the stream serves from (0 for a diverged history).
+    pub start_index: u64,
+    /// The term the follower's last record came from, when it is not ours
+    /// there (`crate::lineage`): its history diverged.
+    pub diverged: Option<String>,
+}
+
+/// Route a follower that asked from `start_index` with `caps`, against a
+/// leader with `lineage` whose ring (with its store's delta floor) is
+/// `ring`: no I/O, the same for the simulator's leader.
+pub fn route_stream(
+    policy: &PolicyRuntime,
+    lineage: &Lineage,
+    ring: RingView,
+    start_index: u64,
+    mut caps: Capabilities,
+) -> Routing {
+    let diverged = diverged(lineage, start_index, caps.last_term);
+    let start_index = if diverged.is_some() {
+        caps.must_delta = false;
+        0
+    } else {
+        start_index
+    };
+    let sync = SyncRequest {
+        start_index,
+        can_delta: caps.delta,
+        must_delta: caps.must_delta,
+    };
+    Routing {
+        route: policy.route_request(sync, ring),
+        caps,
+        start_index,
+        diverged,
+    }
+}
+
 /// `Some(their term)` when a follower's last record at `start_index - 1`
 /// was written by another term than ours there.
-fn diverged(shared: &LeaderShared, start_index: u64, last: LastTerm) -> Option<String> {
+fn diverged(lineage: &Lineage, start_index: u64, last: LastTerm) -> Option<String> {
     if start_index == 0 {
         return None;
     }
-    let ours = shared.lineage.term_before(start_index);
+    let ours = lineage.term_before(start_index);
     match last {
         LastTerm::NotSent => None,
         LastTerm::Known(t) if ours == Some(t) => None,
