@@ -119,9 +119,9 @@ impl Link {
                 self.ended = true;
                 // What the task sends on each end (`leader::sync_stream`).
                 match &end {
-                    End::Stopped => self.in_flight.push_back(Delivery::Frame(
-                        frames::stopped(CLUSTER_ID).into(),
-                    )),
+                    End::Stopped => self
+                        .in_flight
+                        .push_back(Delivery::Frame(frames::stopped(CLUSTER_ID).into())),
                     End::Failed => self.in_flight.push_back(Delivery::Frame(
                         frames::error(CLUSTER_ID, "the leader cannot persist changes").into(),
                     )),
@@ -338,8 +338,10 @@ impl SimFollower {
             self.attempt.saturating_add(1)
         };
         let delay = self.node.as_ref().map_or(Duration::ZERO, |n| {
-            n.policy()
-                .backoff(self.attempt, self.seed.wrapping_add(u64::from(self.attempt)))
+            n.policy().backoff(
+                self.attempt,
+                self.seed.wrapping_add(u64::from(self.attempt)),
+            )
         });
         self.reconnect_at = now + delay;
     }

@@ -72,7 +72,10 @@ fn main() -> ExitCode {
         }
         return match report.failure {
             None => {
-                println!("seed {seed} passed ({} ready claims checked)", report.ready_claims);
+                println!(
+                    "seed {seed} passed ({} ready claims checked)",
+                    report.ready_claims
+                );
                 ExitCode::SUCCESS
             }
             Some(why) => {

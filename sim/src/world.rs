@@ -22,29 +22,50 @@ use crate::follower::{Kind, SimFollower};
 use crate::leader::SimLeader;
 use crate::rng::Rng;
 
-/// The policies scenarios run: the real Wasm component and the same policy
-/// linked natively.
+/// The policies scenarios run: the real Wasm component, the same policy
+/// linked natively, and the native policy with frames of a few regions, so
+/// that small scenarios still see multi-frame snapshots, catch-up passes
+/// and history split across frames.
 pub struct Policies {
     /// The built-in default component, run by wasmtime.
     pub wasm: Arc<PolicyRuntime>,
     /// The default policy, native.
     pub native: Arc<PolicyRuntime>,
+    /// The default policy, native, with frames of at most
+    /// [`SMALL_FRAMES`] regions.
+    pub small_frames: Arc<PolicyRuntime>,
+}
+
+/// Regions (or records) in a frame under [`Policies::small_frames`].
+pub const SMALL_FRAMES: u32 = 6;
+
+/// Which of [`Policies`] a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// The Wasm component.
+    Wasm,
+    /// The same policy, native.
+    Native,
+    /// Native, with small frames.
+    SmallFrames,
 }
 
 impl Policies {
     /// Load both.
     pub fn load() -> Result<Policies, String> {
         use regionsync::policy_runtime::{PolicySource, WasmRuntime};
-        let runtime =
-            |source| -> Result<Arc<PolicyRuntime>, String> {
-                let wasm = WasmRuntime::new(Default::default()).map_err(|e| e.to_string())?;
-                PolicyRuntime::new(wasm, source)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            };
+        let runtime = |source| -> Result<Arc<PolicyRuntime>, String> {
+            let wasm = WasmRuntime::new(Default::default()).map_err(|e| e.to_string())?;
+            PolicyRuntime::new(wasm, source)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        };
+        let mut small = regionsync_guest::Policy::default_policy();
+        small.limits.max_regions = SMALL_FRAMES;
         Ok(Policies {
             wasm: runtime(PolicySource::Builtin("default"))?,
             native: runtime(PolicySource::Native("default"))?,
+            small_frames: runtime(PolicySource::Tuned(small))?,
         })
     }
 }
@@ -79,8 +100,8 @@ pub struct Scenario {
     pub events: usize,
     /// The faults it may schedule.
     pub faults: Faults,
-    /// The policy runs as the Wasm component (else natively).
-    pub wasm: bool,
+    /// The policy it runs.
+    pub policy: PolicyKind,
 }
 
 impl Scenario {
@@ -111,7 +132,11 @@ impl Scenario {
                 restart_leader: rng.chance(40),
                 intake_burst: rng.chance(50),
             },
-            wasm: rng.chance(25),
+            policy: match rng.below(4) {
+                0 => PolicyKind::Wasm,
+                1 => PolicyKind::Native,
+                _ => PolicyKind::SmallFrames,
+            },
         }
     }
 }
@@ -227,10 +252,10 @@ struct World<'a> {
 
 impl<'a> World<'a> {
     fn new(scenario: &'a Scenario, policies: &Policies, trace: bool) -> World<'a> {
-        let policy = if scenario.wasm {
-            policies.wasm.clone()
-        } else {
-            policies.native.clone()
+        let policy = match scenario.policy {
+            PolicyKind::Wasm => policies.wasm.clone(),
+            PolicyKind::Native => policies.native.clone(),
+            PolicyKind::SmallFrames => policies.small_frames.clone(),
         };
         let start = Instant::now();
         let leader = SimLeader::new(
@@ -271,13 +296,8 @@ impl<'a> World<'a> {
         if self.trace {
             let s = self.scenario;
             self.note(format!(
-                "scenario {}: {} regions, ring {}, followers {:?}, faults {:?}, {} policy",
-                s.seed,
-                s.regions,
-                s.ring_capacity,
-                s.followers,
-                s.faults,
-                if s.wasm { "wasm" } else { "native" }
+                "scenario {}: {} regions, ring {}, followers {:?}, faults {:?}, policy {:?}",
+                s.seed, s.regions, s.ring_capacity, s.followers, s.faults, s.policy
             ));
         }
         let steps = schedule.map_or(self.scenario.events, <[Event]>::len);
@@ -287,7 +307,10 @@ impl<'a> World<'a> {
                 None => self.pick(&events),
                 Some(schedule) => {
                     let wanted = schedule[step];
-                    let same = |e: &Event| std::mem::discriminant(e) == std::mem::discriminant(&wanted) && e.target() == wanted.target();
+                    let same = |e: &Event| {
+                        std::mem::discriminant(e) == std::mem::discriminant(&wanted)
+                            && e.target() == wanted.target()
+                    };
                     if !events.iter().any(|(_, e)| same(e)) {
                         continue;
                     }
@@ -302,6 +325,9 @@ impl<'a> World<'a> {
         if self.trace {
             self.note("churn and faults stop; waiting for every follower to converge".into());
         }
+        // Its own stream of choices: a replayed schedule draws fewer from
+        // the first (it picks nothing), and must converge the same way.
+        self.rng = Rng::new(self.scenario.seed ^ 0xc0_417e_26e5);
         for _ in 0..CONVERGE_EVENTS {
             if self.converged() {
                 return self.report;
@@ -318,7 +344,13 @@ impl<'a> World<'a> {
             .map(|f| match &f.node {
                 Some(n) => {
                     let s = n.state();
-                    format!("{} {} at {} ready={}", f.name, s.phase.as_str(), s.next_index, s.ready)
+                    format!(
+                        "{} {} at {} ready={}",
+                        f.name,
+                        s.phase.as_str(),
+                        s.next_index,
+                        s.ready
+                    )
                 }
                 None => format!("{} down", f.name),
             })
@@ -394,7 +426,9 @@ impl<'a> World<'a> {
             events.push((3, Event::Tick(ms)));
         } else if events.is_empty() {
             // Nothing can happen before the next timer: go to it.
-            let next = self.next_timer().unwrap_or(self.now + Duration::from_secs(1));
+            let next = self
+                .next_timer()
+                .unwrap_or(self.now + Duration::from_secs(1));
             let ms = next.saturating_duration_since(self.now).as_millis() as u64;
             events.push((1, Event::Tick(ms.max(1))));
         }
@@ -434,13 +468,19 @@ impl<'a> World<'a> {
         let what = match event {
             Event::Intake(ops) => {
                 let n = self.leader.churn(ops);
-                format!("leader takes {n} changes, now at {}", self.leader.next_index())
+                format!(
+                    "leader takes {n} changes, now at {}",
+                    self.leader.next_index()
+                )
             }
             Event::Burst => {
                 self.faults_left -= 1;
                 let ops = self.scenario.ring_capacity as u64 * 2;
                 let n = self.leader.churn(ops);
-                format!("leader takes a burst of {n} changes, now at {}", self.leader.next_index())
+                format!(
+                    "leader takes a burst of {n} changes, now at {}",
+                    self.leader.next_index()
+                )
             }
             Event::Step(i) => {
                 let f = &mut self.followers[i];
@@ -482,8 +522,10 @@ impl<'a> World<'a> {
                         )
                     }
                     Err(e) => {
-                        self.report.failure =
-                            Some(format!("{} cannot open its store after a crash: {e}", f.name));
+                        self.report.failure = Some(format!(
+                            "{} cannot open its store after a crash: {e}",
+                            f.name
+                        ));
                         return false;
                     }
                 }

@@ -19,9 +19,9 @@ mod apply;
 pub mod config;
 mod handover;
 mod lineage;
-pub mod session;
 pub mod received;
 mod report;
+pub mod session;
 pub mod stream;
 mod writer;
 

@@ -27,8 +27,8 @@ use crate::lineage::{Lineage, TermStart};
 
 pub use batch::{RegionOp, RegionWrites, WriteBatch};
 pub use error::StorageError;
-pub use sim_disk::SimDisk;
 use layout::{split_value, upgrade};
+pub use sim_disk::SimDisk;
 
 type Result<T> = std::result::Result<T, StorageError>;
 

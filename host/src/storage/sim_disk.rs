@@ -55,7 +55,10 @@ impl SimDisk {
 }
 
 fn set_len(image: &mut Vec<u8>, len: u64) {
-    image.resize(usize::try_from(len).expect("a simulated disk fits in memory"), 0);
+    image.resize(
+        usize::try_from(len).expect("a simulated disk fits in memory"),
+        0,
+    );
 }
 
 fn write_at(image: &mut Vec<u8>, offset: u64, data: &[u8]) {

@@ -374,7 +374,11 @@ fn a_simulated_power_loss_keeps_the_durable_commits_only() {
     commit(9, false);
     assert_eq!(storage.meta().unwrap().next_index, 9);
     let after = Storage::in_memory(disk.after_power_loss()).unwrap();
-    assert_eq!(after.meta().unwrap().next_index, 5, "the unsynced commit survived");
+    assert_eq!(
+        after.meta().unwrap().next_index,
+        5,
+        "the unsynced commit survived"
+    );
     commit(12, true);
     drop(storage);
     let after = Storage::in_memory(disk.after_power_loss()).unwrap();

@@ -23,7 +23,7 @@ mod snapshot;
 
 pub use machine::{Counted, End, Slot, Source, Step, StreamConfig, StreamMachine};
 use open::follower_name;
-pub use open::{Opened, Routing, open, route_stream};
+pub use open::{Opened, RoutedStream, open, route_stream};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -95,7 +95,7 @@ pub fn open(
 
 /// How a follower's stream is routed.
 #[derive(Debug, Clone)]
-pub struct Routing {
+pub struct RoutedStream {
     /// The policy's decision.
     pub route: Route,
     /// What the follower announced, less what a diverged history cannot use.
@@ -116,7 +116,7 @@ pub fn route_stream(
     ring: RingView,
     start_index: u64,
     mut caps: Capabilities,
-) -> Routing {
+) -> RoutedStream {
     let diverged = diverged(lineage, start_index, caps.last_term);
     let start_index = if diverged.is_some() {
         caps.must_delta = false;
@@ -129,7 +129,7 @@ pub fn route_stream(
         can_delta: caps.delta,
         must_delta: caps.must_delta,
     };
-    Routing {
+    RoutedStream {
         route: policy.route_request(sync, ring),
         caps,
         start_index,
