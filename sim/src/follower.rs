@@ -24,6 +24,10 @@ pub const LINK_FRAMES: usize = 6;
 /// The keepalive interval both sides use.
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
 
+/// How long the leader's stream waits for room on a full link before it
+/// drops the stream (`LeaderConfig::send_timeout`).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What kind of follower.
 #[derive(Debug, Clone, Copy)]
 pub struct Kind {
@@ -62,6 +66,11 @@ pub struct Link {
     ended: bool,
     /// The follower took a frame of this session.
     pub progressed: bool,
+    /// Since when the link has been full (the leader's send waits).
+    full_since: Option<Instant>,
+    /// The follower reads nothing from the link until then (a stalled
+    /// reader: a slow disk, a paused process).
+    pub stalled_until: Option<Instant>,
     /// The route, for the trace.
     pub route: &'static str,
 }
@@ -79,17 +88,48 @@ impl Link {
         }
     }
 
-    /// Something waits for the follower.
-    pub fn can_deliver(&self) -> bool {
-        !self.in_flight.is_empty()
+    /// Something waits for the follower, and it reads.
+    pub fn can_deliver(&self, now: Instant) -> bool {
+        !self.in_flight.is_empty() && self.stalled_until.is_none_or(|t| now >= t)
     }
 
-    /// When an idle stream next wakes on its own.
+    /// The leader's send has waited on a full link for its whole bound.
+    pub fn send_timed_out(&self, now: Instant) -> bool {
+        !self.ended && self.full_since.is_some_and(|t| now >= t + SEND_TIMEOUT)
+    }
+
+    /// The leader stops: the stream sends the "server stopped" frame after
+    /// what is queued, then closes (`leader::Leader::shutdown`).
+    pub fn leader_stopped(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.full_since = None;
+            self.in_flight
+                .push_back(Delivery::Frame(frames::stopped(CLUSTER_ID).into()));
+            self.in_flight.push_back(Delivery::Closed("eof"));
+        }
+    }
+
+    /// The leader drops the stream whose send timed out: what is on the
+    /// link is still delivered, then the stream ends.
+    pub fn drop_by_leader(&mut self) {
+        self.ended = true;
+        self.full_since = None;
+        self.in_flight.push_back(Delivery::Closed("eof"));
+    }
+
+    /// When the link next changes on its own: an idle stream wakes, a
+    /// stalled reader reads again, a waiting send times out.
     pub fn wakes_at(&self) -> Option<Instant> {
-        match self.wait {
+        let idle = match self.wait {
             Some(Wait::Idle { until, .. }) if !self.ended => Some(until),
             _ => None,
-        }
+        };
+        let timeout = self
+            .full_since
+            .filter(|_| !self.ended)
+            .map(|t| t + SEND_TIMEOUT);
+        [idle, self.stalled_until, timeout].into_iter().flatten().min()
     }
 
     /// One step of the leader's stream. Returns what it did, for the trace.
@@ -99,6 +139,9 @@ impl Link {
             Step::Send(frame) => {
                 let what = describe(&frame);
                 self.in_flight.push_back(Delivery::Frame(frame));
+                if self.in_flight.len() >= LINK_FRAMES {
+                    self.full_since.get_or_insert(now);
+                }
                 what
             }
             Step::WaitPublished(i) | Step::WaitDurable(i) => {
@@ -139,7 +182,15 @@ impl Link {
 }
 
 fn describe(frame: &Frame) -> String {
-    match frame.clone().into_message() {
+    let message = frame.clone().into_message();
+    if let Some(e) = message
+        .as_ref()
+        .ok()
+        .and_then(|m| m.header.as_ref()?.error.as_ref())
+    {
+        return format!("error frame ({})", e.message);
+    }
+    match message {
         Ok(m) if m.regions.is_empty() => format!("frame at {} (no regions)", m.start_index),
         Ok(m) => format!("frame at {} ({} regions)", m.start_index, m.regions.len()),
         Err(e) => format!("undecodable frame: {e}"),
@@ -277,6 +328,8 @@ impl SimFollower {
             wait: None,
             ended: false,
             progressed: false,
+            full_since: None,
+            stalled_until: None,
             route,
         });
         format!(
@@ -297,6 +350,10 @@ impl SimFollower {
         let Some(delivery) = link.in_flight.pop_front() else {
             return "nothing".into();
         };
+        link.full_since = None;
+        if link.stalled_until.is_some_and(|t| now >= t) {
+            link.stalled_until = None;
+        }
         match delivery {
             Delivery::Closed(why) => {
                 let progressed = link.progressed;

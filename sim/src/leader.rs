@@ -52,8 +52,10 @@ impl Drop for RunningSlot {
 impl SimLeader {
     /// A leader seeded with `regions` regions from the churn generator.
     pub fn new(policy: Arc<PolicyRuntime>, regions: u64, ring_capacity: usize, seed: u64) -> Self {
+        // As a fresh leader opens its store (`leader::Leader::start`).
         let mut store = RegionStore::new();
         store.set_applied_next(1);
+        store.set_delta_floor(1);
         let mut generator = Generator::new(CLUSTER_ID, regions, seed);
         let term = 1;
         let mut leader = SimLeader {
@@ -108,9 +110,11 @@ impl SimLeader {
     }
 
     /// The leader restarts: its store is durable, its ring starts empty, and
-    /// it leads in a new term.
+    /// it leads in a new term. Removals were kept in memory only, so the
+    /// reloaded store can name them from its index on (`leader::load`).
     pub fn restart(&mut self) {
         let next = self.next_index();
+        self.store.borrow_mut().set_delta_floor(next);
         self.term += 1;
         self.lineage = self.lineage.continued(self.term, next);
         *self.ring.borrow_mut() = HistoryRing::new(self.ring_capacity, usize::MAX, next);

@@ -15,13 +15,14 @@
 pub mod follower;
 pub mod leader;
 pub mod rng;
+pub mod script;
 pub mod world;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use world::{Event, Policies, Report, Scenario, replay, run};
+pub use world::{Event, Policies, Report, Scenario, World, replay, run};
 
 /// The seed of scenario `i` of a run from `seed`.
 pub fn scenario_seed(seed: u64, i: u64) -> u64 {

@@ -83,6 +83,9 @@ pub struct Faults {
     pub restart_leader: bool,
     /// Many changes at once: the ring overflows.
     pub intake_burst: bool,
+    /// A follower stops reading for a while (the leader's send may time
+    /// out).
+    pub stall_reader: bool,
 }
 
 /// A scenario, all drawn from its seed.
@@ -102,6 +105,8 @@ pub struct Scenario {
     pub faults: Faults,
     /// The policy it runs.
     pub policy: PolicyKind,
+    /// Faults it schedules at most.
+    pub max_faults: u32,
 }
 
 impl Scenario {
@@ -131,12 +136,14 @@ impl Scenario {
                 storage_failure: rng.chance(40),
                 restart_leader: rng.chance(40),
                 intake_burst: rng.chance(50),
+                stall_reader: rng.chance(40),
             },
             policy: match rng.below(4) {
                 0 => PolicyKind::Wasm,
                 1 => PolicyKind::Native,
                 _ => PolicyKind::SmallFrames,
             },
+            max_faults: 6,
         }
     }
 }
@@ -166,6 +173,10 @@ pub enum Event {
     FailWrite(usize),
     /// The leader restarts.
     RestartLeader,
+    /// Follower `i` reads nothing for this many ms.
+    Stall(usize, u64),
+    /// The leader drops follower `i`'s stream: a send waited too long.
+    SendTimeout(usize),
 }
 
 impl Event {
@@ -178,7 +189,9 @@ impl Event {
             | Event::Crash(i, _)
             | Event::Up(i)
             | Event::DropStream(i)
-            | Event::FailWrite(i) => Some(i),
+            | Event::FailWrite(i)
+            | Event::Stall(i, _)
+            | Event::SendTimeout(i) => Some(i),
             _ => None,
         }
     }
@@ -197,6 +210,8 @@ impl Event {
             Event::DropStream(_) => "drop_stream",
             Event::FailWrite(_) => "storage_failure",
             Event::RestartLeader => "restart_leader",
+            Event::Stall(..) => "stall_reader",
+            Event::SendTimeout(_) => "send_timeout",
         }
     }
 }
@@ -237,8 +252,10 @@ pub fn replay(scenario: &Scenario, policies: &Policies, schedule: &[Event], trac
     World::new(scenario, policies, trace).run(Some(schedule))
 }
 
-struct World<'a> {
-    scenario: &'a Scenario,
+/// A running scenario, which the scheduler (or a script) drives one event
+/// at a time.
+pub struct World {
+    scenario: Scenario,
     rng: Rng,
     start: Instant,
     now: Instant,
@@ -250,8 +267,10 @@ struct World<'a> {
     faults_left: u32,
 }
 
-impl<'a> World<'a> {
-    fn new(scenario: &'a Scenario, policies: &Policies, trace: bool) -> World<'a> {
+impl World {
+    /// The scenario's cluster, started: the leader seeded, every follower
+    /// open and not yet connected.
+    pub fn new(scenario: &Scenario, policies: &Policies, trace: bool) -> World {
         let policy = match scenario.policy {
             PolicyKind::Wasm => policies.wasm.clone(),
             PolicyKind::Native => policies.native.clone(),
@@ -279,7 +298,7 @@ impl<'a> World<'a> {
             })
             .collect();
         World {
-            scenario,
+            scenario: scenario.clone(),
             rng: Rng::new(scenario.seed),
             start,
             now: start,
@@ -288,13 +307,13 @@ impl<'a> World<'a> {
             followers,
             report: Report::default(),
             trace,
-            faults_left: 6,
+            faults_left: scenario.max_faults,
         }
     }
 
     fn run(mut self, schedule: Option<&[Event]>) -> Report {
         if self.trace {
-            let s = self.scenario;
+            let s = self.scenario.clone();
             self.note(format!(
                 "scenario {}: {} regions, ring {}, followers {:?}, faults {:?}, policy {:?}",
                 s.seed, s.regions, s.ring_capacity, s.followers, s.faults, s.policy
@@ -328,39 +347,81 @@ impl<'a> World<'a> {
         // Its own stream of choices: a replayed schedule draws fewer from
         // the first (it picks nothing), and must converge the same way.
         self.rng = Rng::new(self.scenario.seed ^ 0xc0_417e_26e5);
-        for _ in 0..CONVERGE_EVENTS {
+        if let Err(why) = self.converge() {
+            self.report.failure = Some(why);
+        }
+        self.report
+    }
+
+    /// With no churn and no fault, let events happen until every follower
+    /// holds the leader's set at its index; how many it took, or why not.
+    pub fn converge(&mut self) -> Result<usize, String> {
+        for n in 0..CONVERGE_EVENTS {
             if self.converged() {
-                return self.report;
+                return Ok(n);
             }
             let events = self.enabled(false);
             let event = self.pick(&events);
             if !self.happen(event) {
-                return self.report;
+                return Err(self.report.failure.clone().unwrap_or_default());
             }
         }
-        let states: Vec<String> = self
-            .followers
+        Err(format!(
+            "the followers did not converge on the leader's index {} within {CONVERGE_EVENTS} events: {}",
+            self.leader.next_index(),
+            self.states().join(", ")
+        ))
+    }
+
+    /// Each follower as a line: its phase, index and readiness, and whether
+    /// it holds the leader's set.
+    pub fn states(&self) -> Vec<String> {
+        self.followers
             .iter()
             .map(|f| match &f.node {
                 Some(n) => {
                     let s = n.state();
+                    let held = n.read_regions(|r| (r.applied_next(), r.digest().value()));
+                    let set = match self.leader.digest_at(held.0) {
+                        Some(d) if d == held.1 => "the leader's set there",
+                        Some(_) => "a set the leader never had there",
+                        None => "an index the leader never had",
+                    };
                     format!(
-                        "{} {} at {} ready={}",
+                        "{}: {} at {}, {}, {} regions: {set}",
                         f.name,
                         s.phase.as_str(),
                         s.next_index,
-                        s.ready
+                        if s.ready { "ready" } else { "not ready" },
+                        n.read_regions(|r| r.len()),
                     )
                 }
-                None => format!("{} down", f.name),
+                None => format!("{}: down", f.name),
             })
-            .collect();
-        self.report.failure = Some(format!(
-            "the followers did not converge on the leader's index {} within {CONVERGE_EVENTS} events: {}",
+            .collect()
+    }
+
+    /// The leader in a line.
+    pub fn leader_state(&self) -> String {
+        format!(
+            "leader: at {}, {} regions, ring [{}, {}), lineage {}",
             self.leader.next_index(),
-            states.join(", ")
-        ));
-        self.report
+            self.leader.regions(),
+            self.leader.routing_view().first_index,
+            self.leader.routing_view().next_index,
+            self.leader.lineage
+        )
+    }
+
+    /// The names of the followers, by index.
+    pub fn follower_index(&self, name: &str) -> Option<usize> {
+        self.followers.iter().position(|f| f.name == name)
+    }
+
+    /// The events that can happen now (churn and faults included), without
+    /// their weights.
+    pub fn can_happen(&mut self) -> Vec<Event> {
+        self.enabled(true).into_iter().map(|(_, e)| e).collect()
     }
 
     fn note(&mut self, line: String) {
@@ -404,8 +465,11 @@ impl<'a> World<'a> {
                     if link.can_step(self.now, published) {
                         events.push((20, Event::Step(i)));
                     }
-                    if link.can_deliver() {
+                    if link.can_deliver(self.now) {
                         events.push((20, Event::Deliver(i)));
+                    }
+                    if link.send_timed_out(self.now) {
+                        events.push((20, Event::SendTimeout(i)));
                     }
                     if may_fault {
                         if faults.crash_follower {
@@ -416,6 +480,9 @@ impl<'a> World<'a> {
                         }
                         if faults.storage_failure && f.kind.durable {
                             events.push((1, Event::FailWrite(i)));
+                        }
+                        if faults.stall_reader && link.stalled_until.is_none() {
+                            events.push((1, Event::Stall(i, self.rng.between(100, 30_000))));
                         }
                     }
                 }
@@ -464,6 +531,26 @@ impl<'a> World<'a> {
 
     /// Carry out `event`, then check; false once a check failed.
     fn happen(&mut self, event: Event) -> bool {
+        match self.step(event) {
+            Ok(what) => {
+                if self.trace {
+                    self.note(what);
+                }
+                true
+            }
+            Err(why) => {
+                if self.trace {
+                    self.note(format!("FAILED: {why}"));
+                }
+                self.report.failure = Some(why);
+                false
+            }
+        }
+    }
+
+    /// Carry out `event` and check every follower; what happened, or why a
+    /// check failed.
+    pub fn step(&mut self, event: Event) -> Result<String, String> {
         *self.report.events.entry(event.kind()).or_default() += 1;
         let what = match event {
             Event::Intake(ops) => {
@@ -474,7 +561,7 @@ impl<'a> World<'a> {
                 )
             }
             Event::Burst => {
-                self.faults_left -= 1;
+                self.faults_left = self.faults_left.saturating_sub(1);
                 let ops = self.scenario.ring_capacity as u64 * 2;
                 let n = self.leader.churn(ops);
                 format!(
@@ -502,7 +589,7 @@ impl<'a> World<'a> {
                 format!("{ms} ms pass")
             }
             Event::Crash(i, ms) => {
-                self.faults_left -= 1;
+                self.faults_left = self.faults_left.saturating_sub(1);
                 let up = self.now + Duration::from_millis(ms);
                 let f = &mut self.followers[i];
                 f.crash(up);
@@ -522,33 +609,46 @@ impl<'a> World<'a> {
                         )
                     }
                     Err(e) => {
-                        self.report.failure = Some(format!(
+                        return Err(format!(
                             "{} cannot open its store after a crash: {e}",
                             f.name
                         ));
-                        return false;
                     }
                 }
             }
             Event::DropStream(i) => {
-                self.faults_left -= 1;
+                self.faults_left = self.faults_left.saturating_sub(1);
                 let f = &mut self.followers[i];
                 let progressed = f.link.as_ref().is_some_and(|l| l.progressed);
                 f.session_ended(self.now, progressed);
                 format!("{} stream cut", f.name)
             }
             Event::FailWrite(i) => {
-                self.faults_left -= 1;
+                self.faults_left = self.faults_left.saturating_sub(1);
                 let f = &self.followers[i];
                 f.fail_next_write();
                 format!("{}'s next store write fails", f.name)
             }
+            Event::Stall(i, ms) => {
+                self.faults_left = self.faults_left.saturating_sub(1);
+                let until = self.now + Duration::from_millis(ms);
+                let f = &mut self.followers[i];
+                if let Some(link) = f.link.as_mut() {
+                    link.stalled_until = Some(until);
+                }
+                format!("{} stops reading for {ms} ms", f.name)
+            }
+            Event::SendTimeout(i) => {
+                let f = &mut self.followers[i];
+                if let Some(link) = f.link.as_mut() {
+                    link.drop_by_leader();
+                }
+                format!("{}'s stream dropped by the leader: its send waited too long", f.name)
+            }
             Event::RestartLeader => {
-                self.faults_left -= 1;
-                for f in &mut self.followers {
-                    if f.link.is_some() {
-                        f.session_ended(self.now, true);
-                    }
+                self.faults_left = self.faults_left.saturating_sub(1);
+                for link in self.followers.iter_mut().filter_map(|f| f.link.as_mut()) {
+                    link.leader_stopped();
                 }
                 self.leader.restart();
                 format!(
@@ -558,14 +658,12 @@ impl<'a> World<'a> {
                 )
             }
         };
-        if self.trace {
-            self.note(what);
-        }
-        self.check()
+        self.check()?;
+        Ok(what)
     }
 
     /// Every ready follower holds a set the leader had at its index.
-    fn check(&mut self) -> bool {
+    fn check(&mut self) -> Result<(), String> {
         for f in &self.followers {
             let Some(node) = &f.node else { continue };
             match node.read_if_ready(|s| (s.applied_next(), s.digest().value())) {
@@ -574,18 +672,17 @@ impl<'a> World<'a> {
                     self.report.reads_answered += 1;
                     let theirs = self.leader.digest_at(index);
                     if theirs != Some(digest) {
-                        self.report.failure = Some(format!(
+                        return Err(format!(
                             "a ready follower ({}) held digest {digest:032x} at index {index}, the leader had {} there",
                             f.name,
                             theirs.map_or("nothing".into(), |d| format!("{d:032x}"))
                         ));
-                        return false;
                     }
                 }
                 Err(_) => self.report.reads_refused += 1,
             }
         }
-        true
+        Ok(())
     }
 
     fn converged(&self) -> bool {
