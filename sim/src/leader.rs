@@ -38,6 +38,11 @@ pub struct SimLeader {
     /// The digest of its set at every index it ever held.
     digests: HashMap<u64, u128>,
     generator: Generator,
+    /// Heartbeats sent but not yet arrived: PD hears a split's two regions
+    /// from two stores, in either order and apart, so the leader's set has
+    /// gaps and stale reports like a real one's.
+    in_transit: Vec<regionsync_proto::pdpb::RegionHeartbeatRequest>,
+    rng: crate::rng::Rng,
 }
 
 /// Counts a running full sync while it lives.
@@ -71,6 +76,8 @@ impl SimLeader {
             lineage: Lineage::default().continued(term, 1),
             term,
             generator: Generator::new(CLUSTER_ID, 1, 0),
+            in_transit: Vec::new(),
+            rng: crate::rng::Rng::new(seed ^ 0x1ea_de12),
         };
         let all = generator.all();
         leader.generator = generator;
@@ -78,11 +85,27 @@ impl SimLeader {
         leader
     }
 
-    /// `ops` churn operations (splits, merges, moves, flow), as one batch.
+    /// `ops` churn operations (splits, merges, moves, flow), as one batch:
+    /// a fifth of their heartbeats arrive in a later batch, and each held
+    /// back arrives with even odds.
     pub fn churn(&mut self, ops: u64) -> usize {
         let mut heartbeats = Vec::new();
+        let held = std::mem::take(&mut self.in_transit);
+        for hb in held {
+            if self.rng.chance(50) {
+                heartbeats.push(hb);
+            } else {
+                self.in_transit.push(hb);
+            }
+        }
         for _ in 0..ops {
-            heartbeats.extend(self.generator.churn());
+            for hb in self.generator.churn() {
+                if self.rng.chance(20) {
+                    self.in_transit.push(hb);
+                } else {
+                    heartbeats.push(hb);
+                }
+            }
         }
         self.take(heartbeats)
     }

@@ -47,6 +47,8 @@ pub struct Summary {
     pub reads_refused: u64,
     /// The first failure: its seed and report.
     pub failure: Option<(u64, Report)>,
+    /// Which scenario of the run (counting from 0) it was.
+    pub failed_at: Option<u64>,
 }
 
 impl Summary {
@@ -80,8 +82,9 @@ pub fn check_seeds(policies: &Policies, seed: u64, n: u64, threads: usize) -> Su
                     sum.reads_answered += report.reads_answered;
                     sum.reads_refused += report.reads_refused;
                     if report.failure.is_some() {
-                        if sum.failure.is_none() {
+                        if sum.failed_at.is_none_or(|at| i < at) {
                             sum.failure = Some((seed, report));
+                            sum.failed_at = Some(i);
                         }
                     } else {
                         sum.passed += 1;

@@ -92,8 +92,10 @@ fn main() -> ExitCode {
         let shrunk = shrink(&scenario, &policies, &report.schedule, 300);
         let again = replay(&scenario, &policies, &shrunk, true);
         println!(
-            "FAILED seed {seed} (run seed {}): {}",
+            "FAILED seed {seed} (scenario {} of run seed {}, after {} passed): {}",
+            summary.failed_at.unwrap_or(0),
             args.seed,
+            summary.passed,
             report.failure.as_deref().unwrap_or("")
         );
         println!(
