@@ -275,9 +275,11 @@ impl SimFollower {
     /// The machine loses power: the node and its session are gone, and its
     /// disk keeps only what was synced. It comes back at `up_at`.
     pub fn crash(&mut self, up_at: Instant) {
+        // The image first: dropping the node closes its database, and a
+        // clean close syncs what a power loss would have lost.
+        self.disk = self.disk.as_ref().map(SimDisk::after_power_loss);
         self.link = None;
         self.node = None;
-        self.disk = self.disk.as_ref().map(SimDisk::after_power_loss);
         self.up_at = Some(up_at);
     }
 
