@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use regionsync::follower::session::Backoff;
 use regionsync::follower::{Announce, FollowerConfig, FollowerShared};
 use regionsync::leader::frames;
 use regionsync::leader::sync_stream::{End, Step, StreamConfig, StreamMachine, route_stream};
@@ -129,7 +130,10 @@ impl Link {
             .full_since
             .filter(|_| !self.ended)
             .map(|t| t + SEND_TIMEOUT);
-        [idle, self.stalled_until, timeout].into_iter().flatten().min()
+        [idle, self.stalled_until, timeout]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// One step of the leader's stream. Returns what it did, for the trace.
@@ -210,10 +214,9 @@ pub struct SimFollower {
     pub link: Option<Link>,
     /// When it may dial again.
     pub reconnect_at: Instant,
-    attempt: u32,
+    backoff: Backoff,
     /// When a crashed follower comes back.
     pub up_at: Option<Instant>,
-    seed: u64,
 }
 
 impl SimFollower {
@@ -232,9 +235,8 @@ impl SimFollower {
             node: None,
             link: None,
             reconnect_at: now,
-            attempt: 0,
+            backoff: Backoff::new(seed),
             up_at: None,
-            seed,
         };
         f.start(policy).expect("a new simulated follower starts");
         f
@@ -391,17 +393,10 @@ impl SimFollower {
     /// backoff.
     pub fn session_ended(&mut self, now: Instant, progressed: bool) {
         self.link = None;
-        self.attempt = if progressed {
-            0
-        } else {
-            self.attempt.saturating_add(1)
+        let delay = match &self.node {
+            Some(n) => self.backoff.after(n.policy(), progressed),
+            None => Duration::ZERO,
         };
-        let delay = self.node.as_ref().map_or(Duration::ZERO, |n| {
-            n.policy().backoff(
-                self.attempt,
-                self.seed.wrapping_add(u64::from(self.attempt)),
-            )
-        });
         self.reconnect_at = now + delay;
     }
 

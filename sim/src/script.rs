@@ -114,7 +114,12 @@ fn parse(text: &str) -> Result<Vec<Case>, String> {
         }
         match lines.next() {
             Some((_, "----")) => {}
-            _ => return Err(format!("line {}: a command must be followed by ----", n + 1)),
+            _ => {
+                return Err(format!(
+                    "line {}: a command must be followed by ----",
+                    n + 1
+                ));
+            }
         }
         let mut expected = Vec::new();
         while let Some((_, l)) = lines.peek() {
@@ -150,7 +155,9 @@ fn execute(
         *world = Some(w);
         return Ok(lines);
     }
-    let w = world.as_mut().ok_or("no cluster yet (start with `cluster`)")?;
+    let w = world
+        .as_mut()
+        .ok_or("no cluster yet (start with `cluster`)")?;
     let follower = |i: usize| -> Result<usize, String> {
         let name = args.get(i).ok_or("which follower?")?;
         w.follower_index(name)
@@ -201,7 +208,8 @@ fn execute(
         }
         match w.step(event) {
             Ok(what) => lines.push(what),
-            Err(why) => {
+            Err((what, why)) => {
+                lines.push(what);
                 lines.push(format!("FAILED: {why}"));
                 break;
             }
@@ -224,7 +232,8 @@ fn pump(w: &mut World, i: usize) -> Result<Vec<String>, String> {
         };
         match w.step(event) {
             Ok(what) => lines.push(what),
-            Err(why) => {
+            Err((what, why)) => {
+                lines.push(what);
                 lines.push(format!("FAILED: {why}"));
                 return Ok(lines);
             }

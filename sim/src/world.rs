@@ -538,8 +538,9 @@ impl World {
                 }
                 true
             }
-            Err(why) => {
+            Err((what, why)) => {
                 if self.trace {
+                    self.note(what);
                     self.note(format!("FAILED: {why}"));
                 }
                 self.report.failure = Some(why);
@@ -548,9 +549,9 @@ impl World {
         }
     }
 
-    /// Carry out `event` and check every follower; what happened, or why a
-    /// check failed.
-    pub fn step(&mut self, event: Event) -> Result<String, String> {
+    /// Carry out `event` and check every follower; what happened, or what
+    /// happened and why a check failed then.
+    pub fn step(&mut self, event: Event) -> Result<String, (String, String)> {
         *self.report.events.entry(event.kind()).or_default() += 1;
         let what = match event {
             Event::Intake(ops) => {
@@ -609,10 +610,8 @@ impl World {
                         )
                     }
                     Err(e) => {
-                        return Err(format!(
-                            "{} cannot open its store after a crash: {e}",
-                            f.name
-                        ));
+                        let why = format!("{} cannot open its store after a crash: {e}", f.name);
+                        return Err((format!("{} does not come back", f.name), why));
                     }
                 }
             }
@@ -643,7 +642,10 @@ impl World {
                 if let Some(link) = f.link.as_mut() {
                     link.drop_by_leader();
                 }
-                format!("{}'s stream dropped by the leader: its send waited too long", f.name)
+                format!(
+                    "{}'s stream dropped by the leader: its send waited too long",
+                    f.name
+                )
             }
             Event::RestartLeader => {
                 self.faults_left = self.faults_left.saturating_sub(1);
@@ -658,8 +660,10 @@ impl World {
                 )
             }
         };
-        self.check()?;
-        Ok(what)
+        match self.check() {
+            Ok(()) => Ok(what),
+            Err(why) => Err((what, why)),
+        }
     }
 
     /// Every ready follower holds a set the leader had at its index.
@@ -672,10 +676,16 @@ impl World {
                     self.report.reads_answered += 1;
                     let theirs = self.leader.digest_at(index);
                     if theirs != Some(digest) {
+                        let state = node.state();
                         return Err(format!(
-                            "a ready follower ({}) held digest {digest:032x} at index {index}, the leader had {} there",
+                            "a ready follower ({}) held digest {digest:032x} at index {index}, the leader had {} there \
+                             (its phase {}, index {}, {} regions; the leader's {} regions)",
                             f.name,
-                            theirs.map_or("nothing".into(), |d| format!("{d:032x}"))
+                            theirs.map_or("nothing".into(), |d| format!("{d:032x}")),
+                            state.phase.as_str(),
+                            state.next_index,
+                            node.read_regions(|r| r.len()),
+                            self.leader.regions(),
                         ));
                     }
                 }

@@ -16,7 +16,11 @@ fn every_scenario_file_happens_as_written() {
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "scenario files are missing from {}", dir.display());
+    assert!(
+        files.len() >= 5,
+        "scenario files are missing from {}",
+        dir.display()
+    );
     let failures: Vec<String> = files
         .iter()
         .filter_map(|f| run_file(f, &policies, rewrite).err())

@@ -4,11 +4,13 @@
 //! lineage) means for the frames to come. `stream` carries these out over
 //! gRPC; the simulator over its links.
 
+use std::time::Duration;
+
 use regionsync_proto::pdpb::{Member, RequestHeader, SyncRegionRequest};
 
 use super::{Announce, FollowerShared};
 use crate::lineage::Lineage;
-use crate::policy_runtime::{AnnouncedSync, ConnectPlan};
+use crate::policy_runtime::{AnnouncedSync, ConnectPlan, PolicyRuntime};
 use crate::storage::StorageError;
 use crate::wire::{Capabilities, LastTerm};
 
@@ -79,5 +81,35 @@ impl FollowerShared {
         let vouched = announced == AnnouncedSync::History;
         self.offer_lineage(lineage, vouched)?;
         Ok(announced)
+    }
+}
+
+/// When to dial again after a session ends: the policy's backoff over the
+/// attempts since the last session that took a frame, with jitter from a
+/// seed of the follower's own.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    /// Attempts start at 0; `seed` makes this follower's jitter its own.
+    pub fn new(seed: u64) -> Backoff {
+        Backoff { attempt: 0, seed }
+    }
+
+    /// A session ended, having taken a frame (`progressed`) or not: how
+    /// long to wait before the next.
+    pub fn after(&mut self, policy: &PolicyRuntime, progressed: bool) -> Duration {
+        self.attempt = if progressed {
+            0
+        } else {
+            self.attempt.saturating_add(1)
+        };
+        policy.backoff(
+            self.attempt,
+            self.seed.wrapping_add(u64::from(self.attempt)),
+        )
     }
 }

@@ -95,11 +95,12 @@ impl Ended {
 /// The follower's life: sessions with the leader, forever, until stopped.
 pub(super) async fn run(shared: Arc<FollowerShared>) {
     let mut stopping = shared.stopping.subscribe();
-    let mut attempt: u32 = 0;
-    let seed_base = xxhash_rust::xxh3::xxh3_64(shared.config.name.as_bytes())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+    let mut backoff = super::session::Backoff::new(
+        xxhash_rust::xxh3::xxh3_64(shared.config.name.as_bytes())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+    );
     let mut leader = shared.leader.subscribe();
     loop {
         // No leader known (etcd has none right now): wait for one.
@@ -137,14 +138,7 @@ pub(super) async fn run(shared: Arc<FollowerShared>) {
             .lock()
             .entry(ended.reason.as_str())
             .or_default() += 1;
-        attempt = if ended.progressed {
-            0
-        } else {
-            attempt.saturating_add(1)
-        };
-        let delay = shared
-            .policy
-            .backoff(attempt, seed_base.wrapping_add(u64::from(attempt)));
+        let delay = backoff.after(&shared.policy, ended.progressed);
         let state = shared.state();
         // A new leader is dialled at once: nothing failed.
         let delay = if ended.reason == EndReason::LeaderChanged {
