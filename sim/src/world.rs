@@ -387,13 +387,15 @@ impl World {
                         Some(_) => "a set the leader never had there",
                         None => "an index the leader never had",
                     };
+                    let full_syncs: u64 = n.stats().full_sync_counts().values().sum();
                     format!(
-                        "{}: {} at {}, {}, {} regions: {set}",
+                        "{}: {} at {}, {}, {} regions: {set}; ring {}, full syncs {full_syncs}",
                         f.name,
                         s.phase.as_str(),
                         s.next_index,
                         if s.ready { "ready" } else { "not ready" },
                         n.read_regions(|r| r.len()),
+                        n.held(None).ring_len,
                     )
                 }
                 None => format!("{}: down", f.name),
