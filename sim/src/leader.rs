@@ -8,12 +8,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use regionsync::history::{HistoryRing, Pin, Record};
 use regionsync::leader::FullSyncOutcome;
 use regionsync::leader::intake::apply_changes;
-use regionsync::leader::sync_stream::{Counted, Slot, Source};
+use regionsync::leader::sync_stream::{Counted, Running, Slot, Source};
 use regionsync::lineage::Lineage;
 use regionsync::policy_runtime::{PolicyRuntime, RingView, RouteCause};
 use regionsync::region_store::RegionStore;
@@ -29,7 +28,7 @@ pub struct SimLeader {
     ring: RefCell<HistoryRing>,
     published: Cell<u64>,
     stopping: Cell<bool>,
-    running: Arc<AtomicU32>,
+    running: Running,
     ring_capacity: usize,
     flow_divisor: u64,
     /// The leaderships its index passed through.
@@ -43,15 +42,6 @@ pub struct SimLeader {
     /// gaps and stale reports like a real one's.
     in_transit: Vec<regionsync_proto::pdpb::RegionHeartbeatRequest>,
     rng: crate::rng::Rng,
-}
-
-/// Counts a running full sync while it lives.
-struct RunningSlot(Arc<AtomicU32>);
-
-impl Drop for RunningSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl SimLeader {
@@ -70,7 +60,7 @@ impl SimLeader {
             ring: RefCell::new(HistoryRing::new(ring_capacity, usize::MAX, 1)),
             published: Cell::new(1),
             stopping: Cell::new(false),
-            running: Arc::default(),
+            running: Running::default(),
             ring_capacity,
             flow_divisor: 1_000,
             lineage: Lineage::default().continued(term, 1),
@@ -174,7 +164,7 @@ impl SimLeader {
 
     /// Running full syncs.
     pub fn running_full_syncs(&self) -> u32 {
-        self.running.load(Ordering::Acquire)
+        self.running.now()
     }
 }
 
@@ -212,8 +202,7 @@ impl Source for SimLeader {
     }
 
     fn full_sync_slot(&self) -> Result<Slot, u32> {
-        let running = self.running.fetch_add(1, Ordering::AcqRel);
-        let slot: Slot = Box::new(RunningSlot(self.running.clone()));
+        let (slot, running) = self.running.take();
         if self.policy.admit_full_sync(running) {
             Ok(slot)
         } else {

@@ -180,6 +180,13 @@ pub enum Event {
 }
 
 impl Event {
+    /// The same event as `other`, whatever their parameters (an intake's
+    /// size, a tick's length).
+    pub fn same_kind(&self, other: &Event) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.target() == other.target()
+    }
+
     /// The follower it is about, if any.
     pub fn target(self) -> Option<usize> {
         match self {
@@ -326,11 +333,7 @@ impl World {
                 None => self.pick(&events),
                 Some(schedule) => {
                     let wanted = schedule[step];
-                    let same = |e: &Event| {
-                        std::mem::discriminant(e) == std::mem::discriminant(&wanted)
-                            && e.target() == wanted.target()
-                    };
-                    if !events.iter().any(|(_, e)| same(e)) {
+                    if !events.iter().any(|(_, e)| e.same_kind(&wanted)) {
                         continue;
                     }
                     wanted

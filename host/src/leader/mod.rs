@@ -22,7 +22,7 @@ pub mod sync_stream;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -102,7 +102,7 @@ pub struct LeaderShared {
     /// Set once: the leader is stopping.
     stopping: watch::Sender<bool>,
     /// Full syncs streaming now (for admission).
-    full_syncs_running: AtomicU32,
+    full_syncs_running: sync_stream::Running,
     /// Open follower streams, by stream id.
     streams: Mutex<HashMap<u64, Arc<StreamEntry>>>,
     /// The streams' tasks, counted until they let go of this state.
@@ -293,7 +293,7 @@ impl Leader {
             stats: LeaderStats::default(),
             published: watch::channel(next_index).0,
             stopping: watch::channel(false).0,
-            full_syncs_running: AtomicU32::new(0),
+            full_syncs_running: sync_stream::Running::default(),
             streams: Mutex::new(HashMap::new()),
             stream_tasks: Tasks::default(),
             stream_progress: Notify::new(),

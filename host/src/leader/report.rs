@@ -101,7 +101,7 @@ impl LeaderShared {
 
     /// Full syncs streaming now.
     pub fn full_syncs_running(&self) -> u32 {
-        self.full_syncs_running.load(Ordering::Acquire)
+        self.full_syncs_running.now()
     }
 
     /// The status document of this leader.

@@ -64,6 +64,32 @@ pub trait Source {
 /// A running full sync, counted for admission while it lives.
 pub type Slot = Box<dyn Send + Sync>;
 
+/// Full syncs running, for admission: each [`Slot`] taken counts until it
+/// is dropped.
+#[derive(Debug, Default, Clone)]
+pub struct Running(Arc<std::sync::atomic::AtomicU32>);
+
+struct RunningSlot(Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Running {
+    /// One more: its slot, and how many ran before it.
+    pub fn take(&self) -> (Slot, u32) {
+        let before = self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        (Box::new(RunningSlot(self.0.clone())), before)
+    }
+
+    /// How many run now.
+    pub fn now(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// Stream events a [`Source`] counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {

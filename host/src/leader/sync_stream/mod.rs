@@ -21,7 +21,7 @@ mod machine;
 mod open;
 mod snapshot;
 
-pub use machine::{Counted, End, Slot, Source, Step, StreamConfig, StreamMachine};
+pub use machine::{Counted, End, Running, Slot, Source, Step, StreamConfig, StreamMachine};
 use open::follower_name;
 pub use open::{Opened, RoutedStream, open, route_stream};
 
@@ -262,15 +262,6 @@ impl Stream {
     }
 }
 
-/// A full sync counted for admission while it lives.
-struct FullSyncSlot(Arc<LeaderShared>);
-
-impl Drop for FullSyncSlot {
-    fn drop(&mut self) {
-        self.0.full_syncs_running.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Source for Arc<LeaderShared> {
     fn cluster_id(&self) -> u64 {
         self.cluster_id
@@ -305,10 +296,9 @@ impl Source for Arc<LeaderShared> {
     }
 
     fn full_sync_slot(&self) -> Result<Slot, u32> {
-        let running = self.full_syncs_running.fetch_add(1, Ordering::AcqRel);
-        let slot = FullSyncSlot(self.clone());
+        let (slot, running) = self.full_syncs_running.take();
         if self.policy.admit_full_sync(running) {
-            Ok(Box::new(slot))
+            Ok(slot)
         } else {
             Err(running)
         }

@@ -5,13 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use regionsync_proto::metapb::Peer;
 use regionsync_proto::pdpb::SyncRegionResponse;
 
-use super::machine::{Counted, End, Slot, Source, Step, StreamConfig, StreamMachine};
+use super::machine::{Counted, End, Running, Slot, Source, Step, StreamConfig, StreamMachine};
 use crate::history::{HistoryRing, Pin, Record, RingRecord};
 use crate::leader::FullSyncOutcome;
 use crate::policy_runtime::{PolicyRuntime, PolicySource, RouteCause, SyncRequest, WasmRuntime};
@@ -29,18 +28,10 @@ struct Memory {
     published: Cell<u64>,
     stopping: Cell<bool>,
     failed: Cell<bool>,
-    running: Arc<AtomicU32>,
+    running: Running,
     completed: Cell<u64>,
     /// Versions each region is at, for the churn.
     versions: RefCell<BTreeMap<u64, u64>>,
-}
-
-struct CountedSlot(Arc<AtomicU32>);
-
-impl Drop for CountedSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Source for Memory {
@@ -69,8 +60,7 @@ impl Source for Memory {
         self.ring.borrow_mut().pin()
     }
     fn full_sync_slot(&self) -> Result<Slot, u32> {
-        let running = self.running.fetch_add(1, Ordering::AcqRel);
-        let slot: Slot = Box::new(CountedSlot(self.running.clone()));
+        let (slot, running) = self.running.take();
         if running < 4 { Ok(slot) } else { Err(running) }
     }
     fn count_full_sync(&self, _: RouteCause, outcome: FullSyncOutcome) {
@@ -100,7 +90,7 @@ impl Memory {
             published: Cell::new(1),
             stopping: Cell::new(false),
             failed: Cell::new(false),
-            running: Arc::default(),
+            running: Running::default(),
             completed: Cell::new(0),
             versions: RefCell::new((0..REGIONS).map(|i| (i, 1)).collect()),
         }
@@ -289,11 +279,7 @@ fn a_full_sync_under_churn_completes_at_a_durable_index_with_the_leaders_set() {
         ))
     );
     assert_eq!(follower.regions, leader.set());
-    assert_eq!(
-        leader.running.load(Ordering::Acquire),
-        0,
-        "the slot is freed"
-    );
+    assert_eq!(leader.running.now(), 0, "the slot is freed");
     assert_eq!(leader.completed.get(), 1);
 }
 
@@ -366,11 +352,7 @@ fn a_pd_full_sync_whose_catch_up_left_the_ring_ends_exhausted() {
         }
     };
     assert!(matches!(end, End::Exhausted(_)), "{end:?}");
-    assert_eq!(
-        leader.running.load(Ordering::Acquire),
-        0,
-        "the slot is freed"
-    );
+    assert_eq!(leader.running.now(), 0, "the slot is freed");
 }
 
 /// A stop ends any phase at the next step; a failed store ends a live one.
@@ -385,11 +367,7 @@ fn a_stop_or_a_failure_ends_the_stream() {
         machine.next(now, &leader),
         Step::End(End::Stopped)
     ));
-    assert_eq!(
-        leader.running.load(Ordering::Acquire),
-        0,
-        "the slot is freed"
-    );
+    assert_eq!(leader.running.now(), 0, "the slot is freed");
 
     let leader = Memory::new(100);
     let mut machine = leader.machine(caps(false), leader.published());
