@@ -29,21 +29,47 @@ impl RegionStore {
         max_regions: usize,
         max_bytes: usize,
     ) -> Vec<EncodedRegion<'_>> {
+        self.chunk_changed_before(after, u64::MAX, max_regions, max_bytes)
+            .0
+    }
+
+    /// As [`RegionStore::chunk_after`], with only the regions last changed
+    /// before index `before` (a PD follower's snapshot: what changed since
+    /// its pin comes in the ring's records instead, `leader::sync_stream`).
+    /// Also returns the start key of the last region walked, sent or left
+    /// out, where the next chunk goes on; `None` once the walk reached the
+    /// last region. A walk leaving many out stops after a few thousand
+    /// regions, so the read lock stays short.
+    pub fn chunk_changed_before(
+        &self,
+        after: Option<&[u8]>,
+        before: u64,
+        max_regions: usize,
+        max_bytes: usize,
+    ) -> (Vec<EncodedRegion<'_>>, Option<&[u8]>) {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let walk_at_most = max_regions.max(1).saturating_mul(4).max(4_096);
         let mut bytes = 0;
         let mut out = Vec::new();
-        for (_, entry) in self.in_key_order(lower) {
-            let size = entry.blob().len();
-            if out.len() == max_regions || (!out.is_empty() && bytes + size > max_bytes) {
-                break;
+        let mut walked = None;
+        for (n, (_, entry)) in self.in_key_order(lower).enumerate() {
+            if n == walk_at_most {
+                return (out, walked);
             }
-            bytes += size;
-            out.push(EncodedRegion {
-                region: entry.blob(),
-                leader: entry.leader_encoding(),
-                start_key: entry.start_key(),
-            });
+            if entry.changed < before {
+                let size = entry.blob().len();
+                if out.len() == max_regions || (!out.is_empty() && bytes + size > max_bytes) {
+                    return (out, walked);
+                }
+                bytes += size;
+                out.push(EncodedRegion {
+                    region: entry.blob(),
+                    leader: entry.leader_encoding(),
+                    start_key: entry.start_key(),
+                });
+            }
+            walked = Some(entry.start_key());
         }
-        out
+        (out, None)
     }
 }

@@ -36,6 +36,8 @@ pub(super) struct Snapshot {
     slot: Slot,
     /// Every region is sent.
     done: bool,
+    /// A frame was sent.
+    sent_any: bool,
 }
 
 impl Snapshot {
@@ -54,6 +56,7 @@ impl Snapshot {
             pin,
             slot,
             done: false,
+            sent_any: false,
         }
     }
 }
@@ -104,24 +107,38 @@ impl StreamMachine {
                 as usize,
             None => limits.max_bytes as usize,
         };
-        let (frame, n) = src.store(|store| {
-            let chunk =
-                store.chunk_after(s.after.as_deref(), limits.max_regions as usize, max_bytes);
-            s.after = chunk.last().map(|r| r.start_key.to_vec());
+        // PD's full sync leaves out what changed since its pin: those
+        // regions come in the ring's records, in the order the leader took
+        // them. Sent here too, a newer copy would make the follower ignore
+        // an older record of the same region as stale, and with it the
+        // regions that record's range took away (a range that may be a gap
+        // by now, which nothing sent later covers).
+        let before = s.pin.as_ref().map_or(u64::MAX, |p| p.from());
+        let (frame, n, last) = src.store(|store| {
+            let (chunk, walked) = store.chunk_changed_before(
+                s.after.as_deref(),
+                before,
+                limits.max_regions as usize,
+                max_bytes,
+            );
+            s.after = walked.map(<[u8]>::to_vec);
             let n = chunk.len() as u64;
             (
                 frames::snapshot_encoded(self.cluster_id, s.position, &chunk),
                 n,
+                walked.is_none(),
             )
         });
-        if n == 0 && s.position > 0 {
-            s.done = true;
+        // Every snapshot sends at least one frame (the follower's reset),
+        // the empty one of an empty snapshot included.
+        if n == 0 && (s.position > 0 || s.sent_any || !last) {
+            s.done = last;
             return (State::Snapshot(s), None);
         }
         s.bytes += frame.encoded_len() as u64;
         s.position += n;
-        // The one empty frame of an empty snapshot ends it.
-        s.done = n == 0;
+        s.sent_any = true;
+        s.done = last;
         (State::Snapshot(s), Some(Step::Send(frame)))
     }
 }

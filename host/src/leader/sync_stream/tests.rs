@@ -396,3 +396,53 @@ fn a_paced_snapshot_idles_until_its_rate_allows_the_next_frame() {
     }
     assert!(matches!(machine.next(due, &leader), Step::Send(_)));
 }
+
+/// PD's full sync leaves out of its snapshot what changed since its pin:
+/// that region comes once, in the ring's record, so the follower never
+/// holds a newer copy that would make it ignore the record as stale (and
+/// with it the regions the record's range took away). Found by the
+/// simulator (`sim/tests/scenarios.rs`, `seeds_that_found_defects_pass`).
+#[test]
+fn a_pd_snapshot_leaves_out_what_changed_since_its_pin() {
+    let leader = Memory::new(10_000);
+    let mut machine = leader.machine(caps(false), 0);
+    let now = Instant::now();
+    let Step::Send(first) = machine.next(now, &leader) else {
+        panic!("the first snapshot frame")
+    };
+    let first = first.into_message().unwrap();
+    let changed = region(2_000, REGIONS, 1).id;
+    assert!(
+        first.regions.iter().all(|r| r.id != changed),
+        "a later chunk"
+    );
+    leader.change(2_000);
+    let mut follower = Model::default();
+    follower.take(&first);
+    let mut copies = Vec::new();
+    loop {
+        match machine.next(now, &leader) {
+            Step::Send(frame) => {
+                let frame = frame.into_message().unwrap();
+                copies.extend(
+                    frame
+                        .regions
+                        .iter()
+                        .filter(|r| r.id == changed)
+                        .map(|r| (frame.start_index, r.region_epoch.unwrap().version)),
+                );
+                follower.take(&frame);
+                if follower.claimed.is_some() {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        copies,
+        vec![(1, 2)],
+        "once, as the ring's record at the pin"
+    );
+    assert_eq!(follower.regions, leader.set());
+}
