@@ -149,6 +149,11 @@ impl SimLeader {
         self.digests.get(&index).copied()
     }
 
+    /// Read its store.
+    pub fn read<R>(&self, read: impl FnOnce(&RegionStore) -> R) -> R {
+        read(&self.store.borrow())
+    }
+
     /// Regions it holds.
     pub fn regions(&self) -> usize {
         self.store.borrow().len()

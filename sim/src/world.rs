@@ -691,13 +691,36 @@ impl World {
                             state.next_index,
                             node.read_regions(|r| r.len()),
                             self.leader.regions(),
-                        ));
+                        ) + &self.difference(node));
                     }
                 }
                 Err(_) => self.report.reads_refused += 1,
             }
         }
         Ok(())
+    }
+
+    /// What a follower holds that the leader does not, and the other way
+    /// round, region by region: `id v<version> [start, end)`.
+    fn difference(&self, node: &regionsync::follower::FollowerShared) -> String {
+        let all =
+            |s: &regionsync::region_store::RegionStore| -> std::collections::BTreeSet<String> {
+                s.scan(b"", b"", usize::MAX)
+                    .into_iter()
+                    .map(|r| {
+                        let r = r.region;
+                        let v = r.region_epoch.map_or(0, |e| e.version);
+                        format!("{} v{v} [{}, {})", r.id, hex(&r.start_key), hex(&r.end_key))
+                    })
+                    .collect()
+            };
+        let ours = node.read_regions(all);
+        let theirs = self.leader.read(all);
+        format!(
+            "; only the follower's: {:?}; only the leader's: {:?}",
+            ours.difference(&theirs).collect::<Vec<_>>(),
+            theirs.difference(&ours).collect::<Vec<_>>()
+        )
     }
 
     fn converged(&self) -> bool {
@@ -709,4 +732,9 @@ impl World {
             })
         })
     }
+}
+
+/// A key, short: its first bytes in hex.
+fn hex(key: &[u8]) -> String {
+    key.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

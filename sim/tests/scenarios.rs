@@ -72,6 +72,11 @@ const FOUND: &[u64] = &[
     // A follower speaking only PD's protocol ready on a region the leader
     // had removed (see `seeds_that_found_defects_pass`).
     77_013_062_277_574_398,
+    // A follower ready without a region the leader had: the leader took a
+    // late report of a region it had removed, at an older epoch than the
+    // copy the follower's snapshot had sent, and the follower ignored it
+    // (run seed 20261208, scenario 26222).
+    14_173_829_497_894_769_854,
 ];
 
 #[test]

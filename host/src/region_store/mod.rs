@@ -85,6 +85,9 @@ pub struct RegionStore {
     delta_floor: u64,
     /// Regions removed by changes, with their indexes (`tombstones`).
     tombstones: tombstones::Tombstones,
+    /// The epochs of the regions the last apply removed, for its
+    /// tombstones (`note_removals`).
+    removed_epochs: Vec<(u64, u64)>,
     /// Taking a snapshot in bulk (`bulk`): regions that follow the run go
     /// into it rather than into the maps.
     bulk: bool,
@@ -196,8 +199,9 @@ impl RegionStore {
         if changed == 0 {
             return;
         }
-        for gone in removed {
-            if let Some(forgotten) = self.tombstones.bury(*gone, changed) {
+        let epochs = std::mem::take(&mut self.removed_epochs);
+        for (gone, epoch) in removed.iter().zip(epochs) {
+            if let Some(forgotten) = self.tombstones.bury(*gone, changed, epoch) {
                 // Syncs from at or before it could no longer say so.
                 self.delta_floor = self.delta_floor.max(forgotten + 1);
             }
@@ -263,6 +267,13 @@ impl RegionStore {
             };
         };
         let Some(old) = self.by_id.get(&region.id()) else {
+            // A region removed at this epoch or a newer one: a late report
+            // (an epoch never goes back).
+            if let Some((v, c)) = self.tombstones.epoch_of(region.id())
+                && (version < v || conf_ver < c || (version, conf_ver) == (v, c))
+            {
+                return Outcome::Stale;
+            }
             // A new region past the end of the set: a full sync's snapshot
             // arrives so (in key order, into a cleared store), and nothing
             // can overlap it, so the range searches are skipped.
@@ -314,6 +325,7 @@ impl RegionStore {
         {
             return Outcome::Stale;
         }
+        self.removed_epochs = overlapped.iter().map(|id| self.by_id[id].epoch()).collect();
         self.remove(region.id());
         for id in &overlapped {
             self.remove(*id);

@@ -48,6 +48,34 @@ fn split_replaces_the_parent_and_merge_removes_the_children() {
     assert!(s.get(2).is_none());
 }
 
+/// A region removed at some epoch, reported again late at that epoch or an
+/// older one into a range nothing covers now, is stale: its epoch never
+/// goes back. A follower that got the newer copy would otherwise keep
+/// ignoring the older one the leader took (found by the simulator,
+/// `sim/tests/scenarios.rs`, seed 14173829497894769854). A newer epoch of
+/// it is taken, and brings it back.
+#[test]
+fn a_removed_region_reported_late_at_an_older_epoch_is_stale() {
+    let mut s = RegionStore::new();
+    s.apply(&region(1, "a", "f", 4, 1), 0, 0, 1);
+    s.apply(&region(2, "f", "z", 4, 1), 0, 0, 2);
+    // 2 absorbs 1, then splits right-derived: [a, f) is a gap for now.
+    assert_eq!(
+        s.apply(&region(2, "a", "z", 5, 1), 0, 0, 3),
+        Outcome::Applied { removed: vec![1] }
+    );
+    s.apply(&region(2, "f", "z", 6, 1), 0, 0, 4);
+    assert_eq!(s.apply(&region(1, "a", "f", 3, 1), 0, 0, 5), Outcome::Stale);
+    assert_eq!(s.apply(&region(1, "a", "f", 4, 1), 0, 0, 5), Outcome::Stale);
+    assert_eq!(ids(&s), vec![2]);
+    assert_eq!(s.removed_since(0), vec![1]);
+    assert!(matches!(
+        s.apply(&region(1, "a", "f", 7, 1), 0, 0, 5),
+        Outcome::Applied { .. }
+    ));
+    assert_eq!((ids(&s), s.removed_since(0)), (vec![1, 2], vec![]));
+}
+
 #[test]
 fn stale_updates_are_ignored() {
     let mut s = RegionStore::new();
