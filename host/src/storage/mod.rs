@@ -173,15 +173,7 @@ impl Storage {
         } else {
             Handle::ReadWrite(create_whole(dir, &path)?)
         };
-        let storage = Storage {
-            handle: Mutex::new(handle),
-            path,
-            layout: Mutex::new(LAYOUT_VERSION),
-            failing: std::sync::atomic::AtomicU32::new(0),
-            chunks_open: std::sync::atomic::AtomicBool::new(false),
-        };
-        storage.check_layout()?;
-        Ok(storage)
+        Self::checked(handle, path)
     }
 
     /// A store on a simulated disk (`SimDisk`): created when the disk is
@@ -191,8 +183,13 @@ impl Storage {
         let db = builder()
             .create_with_backend(disk)
             .map_err(|e| StorageError::from_db(&path, "open", e))?;
+        Self::checked(Handle::ReadWrite(db), path)
+    }
+
+    /// The store behind `handle`, once its layout is checked.
+    fn checked(handle: Handle, path: PathBuf) -> Result<Storage> {
         let storage = Storage {
-            handle: Mutex::new(Handle::ReadWrite(db)),
+            handle: Mutex::new(handle),
             path,
             layout: Mutex::new(LAYOUT_VERSION),
             failing: std::sync::atomic::AtomicU32::new(0),
